@@ -1,0 +1,24 @@
+//! # oms-core
+//!
+//! The pure, deterministic domain core of oms, an embeddable order-management library.
+//!
+//! Nothing in this crate reads a clock, draws a random number, performs I/O or starts a
+//! thread: time comes from a [`time::Clock`], ids from a [`time::IdGenerator`], and storage,
+//! gateways and notifications through traits. The same inputs always give the same outputs.
+//!
+//! Money is exact ([`money::Money`]: `rust_decimal` at the currency's minor unit, checked
+//! arithmetic, largest-remainder splits) and every bad input returns an [`error::OmsError`]
+//! with a stable code, never a panic.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod lifecycle;
+pub mod money;
+pub mod order;
+pub mod pricing;
+pub mod time;
+
+pub use error::{OmsError, OmsResult};
+pub use money::{Currency, Money, Rounding};
