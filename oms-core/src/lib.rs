@@ -14,10 +14,12 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod events;
 pub mod lifecycle;
 pub mod money;
 pub mod order;
 pub mod pricing;
+pub mod store;
 pub mod time;
 
 pub use error::{OmsError, OmsResult};
