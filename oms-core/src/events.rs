@@ -93,7 +93,7 @@ impl Event {
     }
 
     /// Add one key/value detail.
-    pub fn with(mut self, key: &str, value: impl ToString) -> Event {
+    pub fn with(mut self, key: &str, value: &impl ToString) -> Event {
         self.data.push((key.to_owned(), value.to_string()));
         self
     }

@@ -42,7 +42,7 @@ pub fn conformance(store: &dyn OrderStore) {
     let b = order(&ids, "x'); DROP TABLE orders;--");
 
     // insert + read back, by id and by number, byte for byte
-    let created = Event::new(a.id, 1, names::ORDER_CREATED, a.created_at).with("sku", "A");
+    let created = Event::new(a.id, 1, names::ORDER_CREATED, a.created_at).with("sku", &"A");
     store.insert_order(&a, &[created]).unwrap();
     store.insert_order(&b, &[]).unwrap();
     assert_eq!(store.order(a.id).unwrap(), a);
