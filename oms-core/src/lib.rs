@@ -16,6 +16,7 @@
 pub mod error;
 pub mod events;
 pub mod lifecycle;
+pub mod metrics;
 pub mod money;
 pub mod order;
 pub mod pricing;

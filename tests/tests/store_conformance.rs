@@ -67,7 +67,9 @@ pub fn conformance(store: &dyn OrderStore) {
         .unwrap();
     let mut stale = a.clone();
     stale.version = 2;
-    let err = store.update_order(&stale, 1, std::slice::from_ref(&ev)).unwrap_err();
+    let err = store
+        .update_order(&stale, 1, std::slice::from_ref(&ev))
+        .unwrap_err();
     assert_eq!(err.code(), "conflict");
     assert_eq!(store.order(a.id).unwrap().version, 2);
     // a write that does not advance the version is refused too
