@@ -97,19 +97,6 @@ fn reached(order: &Order, statuses: &[OrderStatus]) -> bool {
     statuses.contains(&order.status) || order.history.iter().any(|h| statuses.contains(&h.to))
 }
 
-/// The order's charge: the stored line totals when priced, else the subtotal.
-fn order_value(order: &Order) -> Option<Money> {
-    let priced: Option<Vec<Money>> = order
-        .lines
-        .iter()
-        .map(|l| l.charges.as_ref().map(|c| c.total))
-        .collect();
-    match priced {
-        Some(parts) => Money::checked_sum(order.currency, &parts).ok(),
-        None => order.subtotal().ok(),
-    }
-}
-
 /// Compute the snapshot for `orders`.
 pub fn compute(
     orders: &[Order],
@@ -157,7 +144,7 @@ pub fn compute(
         .iter()
         .filter(|o| reached(o, &confirmed) || reached(o, &shipped_or_later))
     {
-        if let Some(v) = order_value(o) {
+        if let Ok(v) = o.charged_total() {
             let e = sums
                 .entry(o.currency)
                 .or_insert((Money::zero(o.currency), 0));
