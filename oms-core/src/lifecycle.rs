@@ -465,6 +465,7 @@ const fn g(from: OrderStatus, event: OrderEvent, to: OrderStatus, guard: Guard) 
 /// The canonical order machine: at most one row per `(from, event)`, grouped by `from` in
 /// lifecycle order. Anything not listed is an [`OmsError::InvalidTransition`], except
 /// cancellation after packing, which is an [`OmsError::NotCancellable`].
+#[rustfmt::skip] // one row per line reads as the table it is
 pub const TRANSITIONS: &[Transition] = &[
     // Intake. Both policies meet at PaymentPending: reserve-then-pay (seeds 001/002) holds
     // stock first, pay-then-reserve (seeds 000/004) asks for payment first.
@@ -502,12 +503,7 @@ pub const TRANSITIONS: &[Transition] = &[
     t(S::Processing, E::Pack, S::Packed),
     t(S::Processing, E::ReadyToShip, S::AwaitingShipment),
     g(S::Processing, E::Ship, S::Shipped, Guard::AllShipped),
-    g(
-        S::Processing,
-        E::ShipPartial,
-        S::PartiallyShipped,
-        Guard::NotAllShipped,
-    ),
+    g(S::Processing, E::ShipPartial, S::PartiallyShipped, Guard::NotAllShipped),
     g(S::Processing, E::Cancel, S::Cancelled, Guard::NothingPacked),
     t(S::Allocated, E::Pick, S::Picked),
     t(S::Allocated, E::Pack, S::Packed),
@@ -516,93 +512,33 @@ pub const TRANSITIONS: &[Transition] = &[
     g(S::Picked, E::Cancel, S::Cancelled, Guard::NothingPacked),
     t(S::Packed, E::ReadyToShip, S::AwaitingShipment),
     g(S::Packed, E::Ship, S::Shipped, Guard::AllShipped),
-    g(
-        S::Packed,
-        E::ShipPartial,
-        S::PartiallyShipped,
-        Guard::NotAllShipped,
-    ),
+    g(S::Packed, E::ShipPartial, S::PartiallyShipped, Guard::NotAllShipped),
     // Seed 004's driver scans the parcel at the warehouse: handover and transit in one step.
     g(S::Packed, E::InTransit, S::InTransit, Guard::AllShipped),
     g(S::AwaitingShipment, E::Ship, S::Shipped, Guard::AllShipped),
-    g(
-        S::AwaitingShipment,
-        E::ShipPartial,
-        S::PartiallyShipped,
-        Guard::NotAllShipped,
-    ),
-    g(
-        S::AwaitingShipment,
-        E::InTransit,
-        S::InTransit,
-        Guard::AllShipped,
-    ),
+    g(S::AwaitingShipment, E::ShipPartial, S::PartiallyShipped, Guard::NotAllShipped),
+    g(S::AwaitingShipment, E::InTransit, S::InTransit, Guard::AllShipped),
     // Shipping and delivery; split shipments stay partial until the last one moves.
-    g(
-        S::PartiallyShipped,
-        E::ShipPartial,
-        S::PartiallyShipped,
-        Guard::NotAllShipped,
-    ),
+    g(S::PartiallyShipped, E::ShipPartial, S::PartiallyShipped, Guard::NotAllShipped),
     g(S::PartiallyShipped, E::Ship, S::Shipped, Guard::AllShipped),
-    g(
-        S::PartiallyShipped,
-        E::DeliverPartial,
-        S::PartiallyDelivered,
-        Guard::NotAllDelivered,
-    ),
+    g(S::PartiallyShipped, E::DeliverPartial, S::PartiallyDelivered, Guard::NotAllDelivered),
     t(S::Shipped, E::InTransit, S::InTransit),
     t(S::Shipped, E::OutForDelivery, S::OutForDelivery),
     g(S::Shipped, E::Deliver, S::Delivered, Guard::AllDelivered),
-    g(
-        S::Shipped,
-        E::DeliverPartial,
-        S::PartiallyDelivered,
-        Guard::NotAllDelivered,
-    ),
+    g(S::Shipped, E::DeliverPartial, S::PartiallyDelivered, Guard::NotAllDelivered),
     t(S::InTransit, E::OutForDelivery, S::OutForDelivery),
     g(S::InTransit, E::Deliver, S::Delivered, Guard::AllDelivered),
-    g(
-        S::InTransit,
-        E::DeliverPartial,
-        S::PartiallyDelivered,
-        Guard::NotAllDelivered,
-    ),
-    g(
-        S::OutForDelivery,
-        E::Deliver,
-        S::Delivered,
-        Guard::AllDelivered,
-    ),
-    g(
-        S::OutForDelivery,
-        E::DeliverPartial,
-        S::PartiallyDelivered,
-        Guard::NotAllDelivered,
-    ),
-    g(
-        S::PartiallyDelivered,
-        E::DeliverPartial,
-        S::PartiallyDelivered,
-        Guard::NotAllDelivered,
-    ),
-    g(
-        S::PartiallyDelivered,
-        E::Deliver,
-        S::Delivered,
-        Guard::AllDelivered,
-    ),
+    g(S::InTransit, E::DeliverPartial, S::PartiallyDelivered, Guard::NotAllDelivered),
+    g(S::OutForDelivery, E::Deliver, S::Delivered, Guard::AllDelivered),
+    g(S::OutForDelivery, E::DeliverPartial, S::PartiallyDelivered, Guard::NotAllDelivered),
+    g(S::PartiallyDelivered, E::DeliverPartial, S::PartiallyDelivered, Guard::NotAllDelivered),
+    g(S::PartiallyDelivered, E::Deliver, S::Delivered, Guard::AllDelivered),
     // After delivery: close, or return.
     t(S::Delivered, E::Complete, S::Completed),
     t(S::Delivered, E::RequestReturn, S::ReturnRequested),
     t(S::ReturnRequested, E::ApproveReturn, S::ReturnApproved),
     t(S::ReturnRequested, E::RejectReturn, S::ReturnRejected),
-    g(
-        S::ReturnApproved,
-        E::Refund,
-        S::Refunded,
-        Guard::FullyRefunded,
-    ),
+    g(S::ReturnApproved, E::Refund, S::Refunded, Guard::FullyRefunded),
     t(S::ReturnRejected, E::KeepOrder, S::Delivered),
     t(S::ReturnRejected, E::Complete, S::Completed),
 ];
@@ -614,12 +550,14 @@ pub fn transition(from: OrderStatus, event: OrderEvent) -> Option<&'static Trans
         .find(|row| row.from == from && row.event == event)
 }
 
+const PACKED_REASON: &str = "items are already packed; use a return once the order is delivered";
+
 /// Why an order in `status` can no longer be cancelled, if that is the case: from packing on,
 /// goods have left the shelf and only a return can undo the sale.
 fn cancel_refusal(status: OrderStatus) -> Option<&'static str> {
     match status {
         S::Processing | S::Allocated | S::Picked | S::Packed | S::AwaitingShipment => {
-            Some("items are already packed; use a return once the order is delivered")
+            Some(PACKED_REASON)
         }
         S::PartiallyShipped
         | S::Shipped
@@ -676,9 +614,7 @@ pub fn next_status(
         Ok(()) => Ok(row.to),
         Err(_) if event == E::Cancel => Err(OmsError::NotCancellable {
             status: from.as_str().into(),
-            reason: cancel_refusal(from)
-                .unwrap_or("items are already packed; use a return once the order is delivered")
-                .into(),
+            reason: cancel_refusal(from).unwrap_or(PACKED_REASON).into(),
         }),
         Err(why) => Err(OmsError::GuardFailed {
             from: from.as_str().into(),
