@@ -102,13 +102,31 @@ impl std::fmt::Debug for PostgresStore {
 fn valid_schema(name: &str) -> OmsResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().enumerate().all(|(i, b)| {
-            b == b'_' || b.is_ascii_lowercase() || (i > 0 && b.is_ascii_digit())
-        });
+        && name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b == b'_' || b.is_ascii_lowercase() || (i > 0 && b.is_ascii_digit()));
     if ok {
         Ok(())
     } else {
-        Err(OmsError::invalid("schema", "must match [a-z_][a-z0-9_]{0,62}"))
+        Err(OmsError::invalid(
+            "schema",
+            "must match [a-z_][a-z0-9_]{0,62}",
+        ))
+    }
+}
+
+/// A PostgreSQL error with its SQLSTATE and server message (the plain Display says only
+/// "db error").
+fn pg(e: &postgres::Error) -> OmsError {
+    match e.as_db_error() {
+        Some(d) => storage(format!(
+            "{} ({}): {}",
+            d.message(),
+            d.code().code(),
+            d.detail().unwrap_or("")
+        )),
+        None => storage(e),
     }
 }
 
@@ -168,22 +186,29 @@ impl PostgresStore {
     }
 
     fn new_client(&self) -> OmsResult<Client> {
-        let mut c = Client::connect(&self.url, NoTls).map_err(storage)?;
+        let mut c = Client::connect(&self.url, NoTls).map_err(|e| pg(&e))?;
         if let Some(s) = &self.schema {
             // The name was validated in connect_with_schema.
-            c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}"))
-                .map_err(storage)?;
+            c.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}"
+            ))
+            .map_err(|e| pg(&e))?;
         }
         Ok(c)
     }
 
     fn pool(&self) -> OmsResult<MutexGuard<'_, Vec<Client>>> {
-        self.pool.lock().map_err(|_| storage("postgres pool lock poisoned"))
+        self.pool
+            .lock()
+            .map_err(|_| storage("postgres pool lock poisoned"))
     }
 
     /// Run `f` in a transaction on a pooled connection, retrying serialization failures and
     /// deadlocks. A connection that failed is dropped rather than returned to the pool.
-    fn in_tx<T>(&self, mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, TxError>) -> OmsResult<T> {
+    fn in_tx<T>(
+        &self,
+        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, TxError>,
+    ) -> OmsResult<T> {
         let mut client = match self.pool()?.pop() {
             Some(c) if !c.is_closed() => c,
             _ => self.new_client()?,
@@ -207,9 +232,10 @@ impl PostgresStore {
                 }
                 Err(TxError::Db(e)) if is_retryable(&e) && attempt < MAX_RETRIES => {
                     attempt += 1;
-                    self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Err(TxError::Db(e)) => return Err(storage(e)),
+                Err(TxError::Db(e)) => return Err(pg(&e)),
             }
         }
     }
@@ -218,13 +244,17 @@ impl PostgresStore {
         self.in_tx(|tx| {
             // One migrator at a time, across processes.
             tx.batch_execute(
-                "SELECT pg_advisory_xact_lock(7_351_001);
+                "SELECT pg_advisory_xact_lock(7351001);
                  CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)",
             )?;
             let current: i32 = tx
                 .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?
                 .get(0);
-            for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+            for (i, sql) in MIGRATIONS
+                .iter()
+                .enumerate()
+                .skip(usize::try_from(current).unwrap_or(0))
+            {
                 tx.batch_execute(sql)?;
                 let v = i32::try_from(i + 1).unwrap_or(i32::MAX);
                 tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&v])?;
@@ -257,8 +287,10 @@ fn write_children(
          VALUES ($1, $2, $3, $4, $5::text::numeric, $6::text::numeric, $7)",
     )?;
     for l in &order.lines {
-        let line_id = i32::try_from(l.line_id).map_err(|_| OmsError::invalid("line_id", "too large"))?;
-        let qty = i32::try_from(l.quantity).map_err(|_| OmsError::invalid("quantity", "too large"))?;
+        let line_id =
+            i32::try_from(l.line_id).map_err(|_| OmsError::invalid("line_id", "too large"))?;
+        let qty =
+            i32::try_from(l.quantity).map_err(|_| OmsError::invalid("quantity", "too large"))?;
         tx.execute(
             &item,
             &[
@@ -282,7 +314,7 @@ fn write_children(
             &audit,
             &[
                 &id,
-                &h.from.map(|s| s.as_str()),
+                &h.from.map(oms_core::lifecycle::OrderStatus::as_str),
                 &h.to.as_str(),
                 &h.event,
                 &h.reason,
@@ -351,7 +383,12 @@ impl OrderStore for PostgresStore {
         })
     }
 
-    fn update_order(&self, order: &Order, expected_version: u64, events: &[Event]) -> OmsResult<()> {
+    fn update_order(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        events: &[Event],
+    ) -> OmsResult<()> {
         let total = order.charged_total()?.amount().to_string();
         let ship = to_json(&order.shipping_address)?;
         let bill = to_json(&order.billing_address)?;
@@ -359,7 +396,10 @@ impl OrderStore for PostgresStore {
         let id = to_i64(order.id, "order id")?;
         let version = to_i64(order.version, "version")?;
         self.in_tx(|tx| {
-            let row = tx.query_opt("SELECT version FROM orders WHERE id = $1 FOR UPDATE", &[&id])?;
+            let row = tx.query_opt(
+                "SELECT version FROM orders WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )?;
             let Some(row) = row else {
                 return Err(OmsError::OrderNotFound {
                     order: order.id.to_string(),
@@ -376,7 +416,10 @@ impl OrderStore for PostgresStore {
                 .into());
             }
             let stored: i64 = tx
-                .query_one("SELECT COUNT(*) FROM order_state_transitions WHERE order_id = $1", &[&id])?
+                .query_one(
+                    "SELECT COUNT(*) FROM order_state_transitions WHERE order_id = $1",
+                    &[&id],
+                )?
                 .get(0);
             tx.execute(
                 "UPDATE orders SET status = $2, total_amount = $3::text::numeric, version = $4,
@@ -418,7 +461,10 @@ impl OrderStore for PostgresStore {
     fn order_by_number(&self, number: &str) -> OmsResult<Order> {
         let doc: Option<String> = self.in_tx(|tx| {
             Ok(tx
-                .query_opt("SELECT document FROM orders WHERE order_number = $1", &[&number])?
+                .query_opt(
+                    "SELECT document FROM orders WHERE order_number = $1",
+                    &[&number],
+                )?
                 .map(|r| r.get(0)))
         })?;
         doc.map_or_else(
@@ -479,7 +525,10 @@ impl OrderStore for PostgresStore {
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
         self.in_tx(|tx| {
             Ok(tx
-                .query_opt("SELECT fingerprint, response FROM idempotency_keys WHERE key = $1", &[&key])?
+                .query_opt(
+                    "SELECT fingerprint, response FROM idempotency_keys WHERE key = $1",
+                    &[&key],
+                )?
                 .map(|r| IdempotencyRecord {
                     fingerprint: r.get(0),
                     response: r.get(1),
@@ -506,8 +555,19 @@ mod tests {
     #[test]
     fn schema_names_are_validated() {
         assert!(valid_schema("oms_test_1").is_ok());
-        for bad in ["", "1abc", "a-b", "A", "x; DROP TABLE orders", &"a".repeat(64)] {
-            assert_eq!(valid_schema(bad).unwrap_err().code(), "invalid_field", "{bad}");
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "A",
+            "x; DROP TABLE orders",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(
+                valid_schema(bad).unwrap_err().code(),
+                "invalid_field",
+                "{bad}"
+            );
         }
     }
 }

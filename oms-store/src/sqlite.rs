@@ -97,7 +97,8 @@ impl SqliteStore {
     }
 
     fn setup(conn: Connection) -> OmsResult<SqliteStore> {
-        conn.busy_timeout(StdDuration::from_secs(10)).map_err(storage)?;
+        conn.busy_timeout(StdDuration::from_secs(10))
+            .map_err(storage)?;
         // journal_mode returns a row, so it is read rather than executed.
         let _mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -112,14 +113,20 @@ impl SqliteStore {
     }
 
     fn lock(&self) -> OmsResult<MutexGuard<'_, Connection>> {
-        self.conn.lock().map_err(|_| storage("sqlite connection lock poisoned"))
+        self.conn
+            .lock()
+            .map_err(|_| storage("sqlite connection lock poisoned"))
     }
 
     /// The schema version after migrations.
     pub fn schema_version(&self) -> OmsResult<u32> {
         let conn = self.lock()?;
-        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
-            .map_err(storage)
+        conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(storage)
     }
 
     fn migrate(&self) -> OmsResult<()> {
@@ -130,12 +137,19 @@ impl SqliteStore {
         tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY)")
             .map_err(storage)?;
         let current: usize = tx
-            .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
             .map_err(storage)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
             tx.execute_batch(sql).map_err(storage)?;
-            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", params![i + 1])
-                .map_err(storage)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                params![i + 1],
+            )
+            .map_err(storage)?;
         }
         tx.commit().map_err(storage)
     }
@@ -179,7 +193,7 @@ fn write_children(
         audit
             .execute(params![
                 id,
-                h.from.map(|s| s.as_str()),
+                h.from.map(oms_core::lifecycle::OrderStatus::as_str),
                 h.to.as_str(),
                 h.event,
                 h.reason,
@@ -264,7 +278,12 @@ impl OrderStore for SqliteStore {
         tx.commit().map_err(storage)
     }
 
-    fn update_order(&self, order: &Order, expected_version: u64, events: &[Event]) -> OmsResult<()> {
+    fn update_order(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        events: &[Event],
+    ) -> OmsResult<()> {
         let (total, ship, bill, doc) = order_row_values(order)?;
         let mut conn = self.lock()?;
         let tx = conn
@@ -272,7 +291,11 @@ impl OrderStore for SqliteStore {
             .map_err(storage)?;
         let id = to_i64(order.id, "order id")?;
         let found: Option<i64> = tx
-            .query_row("SELECT version FROM orders WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT version FROM orders WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(storage)?;
         let found = match found {
@@ -321,7 +344,10 @@ impl OrderStore for SqliteStore {
         let conn = self.lock()?;
         let doc: Option<String> = conn
             .prepare_cached("SELECT document FROM orders WHERE id = ?1")
-            .and_then(|mut s| s.query_row(params![to_i64(id, "order id").unwrap_or(-1)], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row(params![to_i64(id, "order id").unwrap_or(-1)], |r| r.get(0))
+                    .optional()
+            })
             .map_err(storage)?;
         doc.map_or_else(
             || {
@@ -351,8 +377,12 @@ impl OrderStore for SqliteStore {
 
     fn order_ids(&self) -> OmsResult<Vec<u64>> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare_cached("SELECT id FROM orders ORDER BY id").map_err(storage)?;
-        let rows = stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(storage)?;
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM orders ORDER BY id")
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, i64>(0))
+            .map_err(storage)?;
         rows.map(|r| r.map_err(storage).and_then(|v| to_u64(v, "order id")))
             .collect()
     }
@@ -445,7 +475,11 @@ mod tests {
         drop(s);
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap() as usize, MIGRATIONS.len());
-        let mode: String = s.lock().unwrap().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = s
+            .lock()
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
         let _ = std::fs::remove_dir_all(&dir);
     }
