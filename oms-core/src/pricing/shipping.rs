@@ -9,8 +9,9 @@ use crate::money::{Currency, Money};
 
 /// How an order's shipping is charged.
 ///
-/// `free_over` compares with the merchandise amount after every discount (before tax): an order
-/// at or above it ships free. Shipping is not taxed.
+/// `free_over` compares with the merchandise amount after every discount, as the catalog prices
+/// it (net of tax when tax-exclusive, gross when tax-inclusive): an order at or above it ships
+/// free. Shipping is not taxed.
 ///
 /// ```
 /// use oms_core::money::{Currency, Money};

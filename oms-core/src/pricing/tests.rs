@@ -725,3 +725,267 @@ fn duplicate_request_lines_merge_and_record_refuses_shipping_twice() {
     assert_eq!(done.record(&p).unwrap_err().code(), "refund_exceeds_charge");
     assert_eq!(done, snapshot);
 }
+
+// ---- properties --------------------------------------------------------------------------
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One generated pricing situation: an order's lines, its codes, and a context.
+    #[derive(Debug, Clone)]
+    struct Scenario {
+        currency: Currency,
+        lines: Vec<LineItemInput>,
+        codes: Vec<String>,
+        ctx: PricingContext,
+    }
+
+    impl Scenario {
+        fn order(&self) -> Order {
+            let codes: Vec<&str> = self.codes.iter().map(String::as_str).collect();
+            order_in(self.currency, "NY", self.lines.clone(), &codes)
+        }
+    }
+
+    fn currency() -> impl Strategy<Value = Currency> {
+        let all = Currency::all();
+        prop_oneof![
+            Just(Currency::JPY),
+            Just(Currency::BHD),
+            Just(Currency::USD),
+            Just(Currency::CLF),
+            (0..all.len()).prop_map(move |i| all[i]),
+        ]
+    }
+
+    fn rate() -> impl Strategy<Value = Decimal> {
+        prop_oneof![1 => Just(Decimal::ZERO), 4 => (0i64..=3_000).prop_map(|r| Decimal::new(r, 4))]
+    }
+
+    fn rounding() -> impl Strategy<Value = Rounding> {
+        prop_oneof![
+            Just(Rounding::HalfUp),
+            Just(Rounding::HalfEven),
+            Just(Rounding::Down),
+            Just(Rounding::Up)
+        ]
+    }
+
+    type LineSpec = (u32, i64, u32, usize, u32);
+
+    fn line_spec() -> impl Strategy<Value = LineSpec> {
+        (
+            prop_oneof![1u32..=20, Just(1_000_000)],         // quantity
+            prop_oneof![0i64..=2_000_000, Just(1), Just(0)], // unit price, minor units
+            0u32..=100,                                      // line discount, % of subtotal
+            0usize..3,                                       // tax class
+            0u32..=3_000,                                    // grams per unit
+        )
+    }
+
+    prop_compose! {
+        fn scenario()(
+            currency in currency(),
+            specs in prop::collection::vec(line_spec(), 1..6),
+            rates in (rate(), rate()),
+            mode in prop_oneof![Just(TaxMode::Exclusive), Just(TaxMode::Inclusive)],
+            tax_rounding in prop_oneof![Just(TaxRounding::PerLine), Just(TaxRounding::PerOrder)],
+            rounding in rounding(),
+            percent in prop_oneof![9 => 1i64..=5_000, 1 => Just(10_000)],
+            fixed in 1i64..=50_000,
+            ship in (0usize..3, 0i64..=5_000, 0i64..=2_000, prop::option::weighted(0.3, 0i64..=500_000_000)),
+            chosen in prop::collection::vec(any::<bool>(), 4),
+        ) -> Scenario {
+            let m = |minor: i64| Money::from_minor(minor, currency);
+            let classes = ["standard", "reduced", EXEMPT_CLASS];
+            let lines: Vec<LineItemInput> = specs
+                .iter()
+                .enumerate()
+                .map(|(i, &(qty, price, disc, class, grams))| {
+                    // Distinct SKUs so lines never merge; S0 (line 0) gets the sku-restricted code.
+                    let mut l = LineItemInput::new(&format!("S{i}"), i64::from(qty), m(price));
+                    let subtotal = i128::from(price) * i128::from(qty);
+                    let d = subtotal * i128::from(disc) / 100;
+                    l.discount = Some(Money::from_minor_i128(d, currency).unwrap());
+                    l.tax_class = classes[class].to_owned();
+                    l.weight_grams = grams;
+                    l
+                })
+                .collect();
+            let catalog = vec![
+                Promotion::percentage("PCT", Decimal::new(percent, 2)).stacking(true),
+                Promotion::fixed_amount("FIX", m(fixed)).stacking(true),
+                Promotion::free_shipping("SHIP").stacking(true),
+                Promotion::percentage("S0ONLY", Decimal::new(percent, 2))
+                    .with_skus(vec![Sku::new("S0").unwrap()])
+                    .stacking(true),
+            ];
+            let codes = catalog
+                .iter()
+                .zip(&chosen)
+                .filter(|(_, on)| **on)
+                .map(|(p, _)| p.code.clone())
+                .collect();
+            let (kind, a, b, free_over) = ship;
+            let shipping = match kind {
+                0 => ShippingRate::Free,
+                1 => ShippingRate::Flat { amount: m(a), free_over: free_over.map(m) },
+                _ => ShippingRate::PerWeight { base: m(a), per_kg: m(b), free_over: free_over.map(m) },
+            };
+            let ctx = PricingContext {
+                promotions: catalog,
+                tax: TaxTable::new()
+                    .with_rate("US-NY", "standard", rates.0)
+                    .with_rate("US", "reduced", rates.1),
+                tax_mode: mode,
+                tax_rounding,
+                shipping,
+                rounding,
+            };
+            Scenario { currency, lines, codes, ctx }
+        }
+    }
+
+    fn exact_tax(c: &LineCharges, rate: Decimal, mode: TaxMode) -> Decimal {
+        let net = c.subtotal.amount() - c.discount.amount();
+        match mode {
+            TaxMode::Exclusive => net * rate,
+            TaxMode::Inclusive => net * rate / (Decimal::ONE + rate),
+        }
+    }
+
+    fn refund_all(o: &Order, done: &Refunded, shipping: bool) -> OmsResult<RefundPreview> {
+        let lines: Vec<(u32, u32)> = o
+            .lines
+            .iter()
+            .filter_map(|l| {
+                let q = l.quantity - done.units.get(&l.line_id).copied().unwrap_or(0);
+                (q > 0).then_some((l.line_id, q))
+            })
+            .collect();
+        refund_preview(o, done, &req(&lines, shipping))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn breakdown_parts_add_up_in_every_currency(s in scenario()) {
+            let o = s.order();
+            let p = get_total_price(&o, &s.ctx, now()).unwrap();
+            let c = s.currency;
+            let sum = |f: fn(&LineCharges) -> Money| {
+                Money::checked_sum(c, &line_field(&p, f)).unwrap()
+            };
+            prop_assert_eq!(sum(|l| l.subtotal), p.subtotal);
+            prop_assert_eq!(sum(|l| l.discount), p.discount);
+            prop_assert_eq!(sum(|l| l.tax), p.tax);
+            prop_assert_eq!(sum(|l| l.shipping), p.shipping);
+            prop_assert_eq!(sum(|l| l.total), p.total);
+            let promo_sum = Money::checked_sum(c, p.promotions.iter().map(|a| &a.discount)).unwrap();
+            let line_disc = Money::checked_sum(c, o.lines.iter().map(|l| &l.discount)).unwrap();
+            prop_assert_eq!(promo_sum.checked_add(&line_disc).unwrap(), p.discount);
+            let minor = c.minor_unit();
+            let mut exact_sum = Decimal::ZERO;
+            for (lp, line) in p.lines.iter().zip(&o.lines) {
+                let ch = &lp.charges;
+                prop_assert_eq!(ch.subtotal, line.subtotal().unwrap());
+                for part in [ch.discount, ch.tax, ch.shipping, ch.total] {
+                    prop_assert!(!part.is_negative(), "negative part in {:?}", ch);
+                }
+                let net = ch.subtotal.checked_sub(&ch.discount).unwrap();
+                prop_assert!(!net.is_negative());
+                let goods = match p.tax_mode {
+                    TaxMode::Exclusive => net.checked_add(&ch.tax).unwrap(),
+                    TaxMode::Inclusive => {
+                        prop_assert!(ch.tax.checked_cmp(&net).unwrap() != Ordering::Greater);
+                        net
+                    }
+                };
+                prop_assert_eq!(goods.checked_add(&ch.shipping).unwrap(), ch.total);
+                let exact = exact_tax(ch, lp.tax_rate, p.tax_mode);
+                exact_sum += exact;
+                // Per line each tax is within a minor unit of its exact value; per order each
+                // share is too (largest remainder), and the sum is as well.
+                prop_assert!((ch.tax.amount() - exact).abs() < minor + minor,
+                    "tax {} vs exact {}", ch.tax, exact);
+                if s.ctx.tax_rounding == TaxRounding::PerLine {
+                    prop_assert!((ch.tax.amount() - exact).abs() < minor);
+                }
+            }
+            if s.ctx.tax_rounding == TaxRounding::PerOrder {
+                prop_assert!((p.tax.amount() - exact_sum).abs() < minor,
+                    "order tax {} vs exact {}", p.tax, exact_sum);
+            }
+            if s.codes.iter().any(|c| c == "SHIP") {
+                prop_assert!(p.shipping.is_zero());
+            }
+        }
+
+        #[test]
+        fn promotion_entry_order_does_not_matter(s in scenario()) {
+            let a = get_total_price(&s.order(), &s.ctx, now()).unwrap();
+            let mut r = s.clone();
+            r.codes.reverse();
+            prop_assert_eq!(a, get_total_price(&r.order(), &r.ctx, now()).unwrap());
+        }
+
+        #[test]
+        fn partial_refunds_never_exceed_and_full_refund_is_exact(
+            s in scenario(),
+            steps in prop::collection::vec((0usize..6, 1u32..=4, any::<bool>()), 0..12),
+        ) {
+            let mut o = s.order();
+            let placed = place_pricing(&mut o, &s.ctx, now()).unwrap();
+            let charged = charged_total(&o).unwrap();
+            prop_assert_eq!(charged, placed.total);
+            let c = s.currency;
+            let mut done = Refunded::default();
+            let mut refunded = Money::zero(c);
+            for (idx, k, ship) in steps {
+                let line = &o.lines[idx % o.lines.len()];
+                let before = done.units.get(&line.line_id).copied().unwrap_or(0);
+                let over = before + k > line.quantity || (ship && done.shipping_refunded);
+                match refund_preview(&o, &done, &req(&[(line.line_id, k)], ship)) {
+                    Ok(p) => {
+                        prop_assert!(!over);
+                        let lines = Money::checked_sum(c, p.lines.iter().map(|l| &l.amount)).unwrap();
+                        prop_assert_eq!(lines.checked_add(&p.shipping).unwrap(), p.total);
+                        done.record(&p).unwrap();
+                        refunded = refunded.checked_add(&p.total).unwrap();
+                    }
+                    Err(e) => {
+                        prop_assert!(over, "unexpected {e}");
+                        prop_assert_eq!(e.code(), "refund_exceeds_charge");
+                    }
+                }
+                prop_assert!(refunded.checked_cmp(&charged).unwrap() != Ordering::Greater);
+                for l in &o.lines {
+                    let goods = l.charges.as_ref().unwrap().goods().unwrap();
+                    if let Some(a) = done.amounts.get(&l.line_id) {
+                        prop_assert!(a.checked_cmp(&goods).unwrap() != Ordering::Greater);
+                    }
+                }
+            }
+            let rest = refund_all(&o, &done, !done.shipping_refunded);
+            match rest {
+                Ok(p) => {
+                    done.record(&p).unwrap();
+                    refunded = refunded.checked_add(&p.total).unwrap();
+                }
+                // Everything was already refunded, shipping included.
+                Err(e) => prop_assert_eq!(e.code(), "invalid_field"),
+            }
+            prop_assert_eq!(refunded, charged);
+            for l in &o.lines {
+                let ch = l.charges.as_ref().unwrap();
+                prop_assert_eq!(done.units[&l.line_id], ch.quantity);
+                prop_assert_eq!(done.amounts[&l.line_id], ch.goods().unwrap());
+            }
+            // Nothing more can be refunded.
+            let again = refund_preview(&o, &done, &req(&[(o.lines[0].line_id, 1)], false));
+            prop_assert_eq!(again.unwrap_err().code(), "refund_exceeds_charge");
+        }
+    }
+}
