@@ -113,6 +113,9 @@ fn half_up() -> Rounding {
 
 /// Everything besides the order that pricing depends on; hosts load it from JSON.
 ///
+/// Rates and percentages are decimal strings in JSON (`"0.08875"`, not `0.08875`), and money is
+/// `{"amount": "5.00", "currency": "USD"}`, so no JSON reader turns them into floats.
+///
 /// The default has no promotions, an empty tax table (only [`EXEMPT_CLASS`] lines can be
 /// priced), tax-exclusive prices, tax rounded per line, free shipping and half-up rounding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +212,9 @@ fn prorate(amount: Money, weights: &[Money], lines: &[LineItem]) -> OmsResult<Ve
 
 /// Price `order` under `ctx` at instant `now` (which decides promotion validity), without
 /// changing it. See the [module docs](self) for the steps and their order.
+///
+/// This always recomputes from the lines and `ctx`; what a placed order was charged, and what
+/// its refunds work from, is the [`LineCharges`] stored by [`place_pricing`].
 ///
 /// ```
 /// use oms_core::lifecycle::Actor;
@@ -328,33 +334,28 @@ pub fn get_total_price(
 
     // 6. Assemble: the order amounts are sums of the line parts, so they always add up.
     let mut priced = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        let pick = |v: &[Money]| {
-            v.get(i)
-                .copied()
-                .ok_or_else(|| OmsError::overflow("line index"))
-        };
-        let (subtotal, discount, tax, ship, net) = (
-            pick(&subtotals)?,
-            pick(&discounts)?,
-            pick(&taxes)?,
-            pick(&shipping_parts)?,
-            pick(&remaining)?,
-        );
+    let parts = subtotals
+        .iter()
+        .zip(&discounts)
+        .zip(&remaining)
+        .zip(taxes.iter().zip(&shipping_parts));
+    for ((line, rate), (((subtotal, discount), net), (tax, ship))) in
+        lines.iter().zip(&rates).zip(parts)
+    {
         let goods = match ctx.tax_mode {
-            TaxMode::Exclusive => net.checked_add(&tax)?,
-            TaxMode::Inclusive => net,
+            TaxMode::Exclusive => net.checked_add(tax)?,
+            TaxMode::Inclusive => *net,
         };
         priced.push(LinePrice {
             line_id: line.line_id,
-            tax_rate: rates.get(i).copied().unwrap_or_default(),
+            tax_rate: *rate,
             charges: LineCharges {
                 quantity: line.quantity,
-                subtotal,
-                discount,
-                tax,
-                shipping: ship,
-                total: goods.checked_add(&ship)?,
+                subtotal: *subtotal,
+                discount: *discount,
+                tax: *tax,
+                shipping: *ship,
+                total: goods.checked_add(ship)?,
             },
         });
     }

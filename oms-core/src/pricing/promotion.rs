@@ -290,16 +290,20 @@ pub(super) fn apply(
 ) -> OmsResult<(Vec<AppliedPromotion>, bool)> {
     let mut applied = Vec::with_capacity(promos.len());
     let mut free_shipping = false;
+    let Some(currency) = remaining.first().map(Money::currency) else {
+        return Ok((applied, free_shipping));
+    };
     for promo in promos {
-        let eligible: Vec<usize> = (0..lines.len())
-            .filter(|&i| lines.get(i).is_some_and(|l| promo.applies_to(l)))
+        let eligible: Vec<usize> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| promo.applies_to(l))
+            .map(|(i, _)| i)
             .collect();
-        let pick = |i: &usize| remaining.get(*i).copied();
-        let base_parts: Vec<Money> = eligible.iter().filter_map(pick).collect();
-        let currency = match remaining.first() {
-            Some(m) => m.currency(),
-            None => return Ok((applied, free_shipping)),
-        };
+        let base_parts: Vec<Money> = eligible
+            .iter()
+            .filter_map(|&i| remaining.get(i).copied())
+            .collect();
         let base = Money::checked_sum(currency, &base_parts)?;
         let amount = match &promo.kind {
             PromotionKind::Percentage { percent } => {

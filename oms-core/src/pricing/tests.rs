@@ -924,6 +924,50 @@ mod props {
         }
 
         #[test]
+        fn extreme_amounts_are_priced_or_refused_never_panic(
+            currency in currency(),
+            minor in prop_oneof![1i128..1_000, (1i128 << 30)..(1i128 << 50), (1i128 << 70)..(1i128 << 96)],
+            qty in prop_oneof![Just(1u32), 1u32..=1_000_000],
+            rate in 0i64..=10_000,
+            percent in 1i64..=10_000,
+            per_kg in prop_oneof![Just(0i128), (1i128 << 20)..(1i128 << 40), (1i128 << 60)..(1i128 << 96)],
+            grams in any::<u32>(),
+            mode in prop_oneof![Just(TaxMode::Exclusive), Just(TaxMode::Inclusive)],
+            tax_rounding in prop_oneof![Just(TaxRounding::PerLine), Just(TaxRounding::PerOrder)],
+        ) {
+            let Ok(price) = Money::from_minor_i128(minor, currency) else { return Ok(()) };
+            let mut a = LineItemInput::new("A", i64::from(qty), price);
+            a.weight_grams = grams;
+            let b = LineItemInput::new("B", 1, Money::from_minor(1, currency));
+            let draft_ok = LineItem::new(1, &a, currency).is_ok();
+            prop_assume!(draft_ok);
+            let mut o = order_in(currency, "NY", vec![a, b], &["PCT"]);
+            let ctx = PricingContext {
+                promotions: vec![Promotion::percentage("PCT", Decimal::new(percent, 2))],
+                tax: TaxTable::new().with_rate("US", "standard", Decimal::new(rate, 4)),
+                tax_mode: mode,
+                tax_rounding,
+                shipping: ShippingRate::PerWeight {
+                    base: Money::zero(currency),
+                    per_kg: Money::from_minor_i128(per_kg, currency).unwrap(),
+                    free_over: None,
+                },
+                rounding: Rounding::HalfUp,
+            };
+            match place_pricing(&mut o, &ctx, now()) {
+                Ok(p) => {
+                    assert_balanced(&p);
+                    let all = refund_all(&o, &Refunded::default(), true);
+                    match all {
+                        Ok(r) => prop_assert_eq!(r.total, p.total),
+                        Err(e) => prop_assert_eq!(e.code(), "overflow"),
+                    }
+                }
+                Err(e) => prop_assert_eq!(e.code(), "overflow", "{}", e),
+            }
+        }
+
+        #[test]
         fn promotion_entry_order_does_not_matter(s in scenario()) {
             let a = get_total_price(&s.order(), &s.ctx, now()).unwrap();
             let mut r = s.clone();
