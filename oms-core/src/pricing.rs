@@ -21,6 +21,10 @@
 //! 5. **Totals**: each line's [`LineCharges`], and the order's amounts as their sums, so the
 //!    parts always add up to the totals, to the minor unit.
 //!
+//! When several inputs are wrong, the first error in this order is reported: the lines
+//! (currency, price, discount), the promotion codes in the order entered, the tax rates, the
+//! shipping rate.
+//!
 //! [`place_pricing`] does this once, at placement, and stores each line's [`LineCharges`];
 //! [`refund_preview`] later works only from those stored parts and never re-prorates.
 //!
@@ -303,7 +307,7 @@ pub fn get_total_price(
     let (applied, free_shipping) =
         promotion::apply(&promos, lines, &mut remaining, &mut discounts, ctx.rounding)?;
 
-    // 3. Tax rates, checked before shipping so configuration errors surface in a fixed order.
+    // 3. Tax rates.
     let jurisdiction = order.shipping_address.jurisdiction();
     let rates: Vec<Decimal> = lines
         .iter()
