@@ -144,7 +144,7 @@ pub fn compute(
         .iter()
         .filter(|o| reached(o, &confirmed) || reached(o, &shipped_or_later))
     {
-        if let Ok(v) = o.charged_total() {
+        if let Ok(v) = o.book_value() {
             let e = sums
                 .entry(o.currency)
                 .or_insert((Money::zero(o.currency), 0));

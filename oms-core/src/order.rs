@@ -662,9 +662,10 @@ impl Order {
             })
     }
 
-    /// What the customer is charged: the sum of the stored line totals once priced, else the
-    /// subtotal.
-    pub fn charged_total(&self) -> OmsResult<Money> {
+    /// The order's value for reporting and storage columns: the sum of the stored line totals
+    /// once priced, else the subtotal. (`pricing::charged_total` is the strict form that refuses
+    /// an unpriced order.)
+    pub fn book_value(&self) -> OmsResult<Money> {
         let mut total = Money::zero(self.currency);
         for l in &self.lines {
             let part = match &l.charges {

@@ -344,7 +344,7 @@ fn write_children(
 
 impl OrderStore for PostgresStore {
     fn insert_order(&self, order: &Order, events: &[Event]) -> OmsResult<()> {
-        let total = order.charged_total()?.amount().to_string();
+        let total = order.book_value()?.amount().to_string();
         let ship = to_json(&order.shipping_address)?;
         let bill = to_json(&order.billing_address)?;
         let doc = order_to_json(order)?;
@@ -389,7 +389,7 @@ impl OrderStore for PostgresStore {
         expected_version: u64,
         events: &[Event],
     ) -> OmsResult<()> {
-        let total = order.charged_total()?.amount().to_string();
+        let total = order.book_value()?.amount().to_string();
         let ship = to_json(&order.shipping_address)?;
         let bill = to_json(&order.billing_address)?;
         let doc = order_to_json(order)?;

@@ -224,7 +224,7 @@ fn write_children(
 
 fn order_row_values(order: &Order) -> OmsResult<(String, String, String, String)> {
     Ok((
-        order.charged_total()?.amount().to_string(),
+        order.book_value()?.amount().to_string(),
         to_json(&order.shipping_address)?,
         to_json(&order.billing_address)?,
         order_to_json(order)?,
