@@ -1,0 +1,579 @@
+//! The [`InventoryStore`] trait every storage backend implements, and [`MemoryInventory`], the
+//! in-memory store whose every operation is atomic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{OmsError, OmsResult};
+use crate::order::Sku;
+use crate::time::{Duration, IdGenerator, Timestamp};
+
+use super::ledger::{positive, Adjustment, ReturnCondition, StockLevel, StockRow, WarehouseId};
+use super::reservation::{
+    spread_quantity, ReleaseReason, RequestLine, Reservation, ReservationConfig, ReservationEvent,
+    ReservationItem, ReservationRequest, ReservationStatus, ReservingBranch,
+};
+
+/// What [`InventoryStore::reserve`] did with a request. Every outcome is recorded and can be
+/// read back with [`InventoryStore::reservation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome", content = "reservation")]
+pub enum ReserveOutcome {
+    /// Every unit is held (`Reserved`).
+    Reserved(Reservation),
+    /// Only part is available: nothing is held, the available quantities are offered in
+    /// `items` (`AwaitingCustomerDecision`); answer with
+    /// [`InventoryStore::accept_partial`] or [`InventoryStore::decline_partial`].
+    PartiallyAvailable(Reservation),
+    /// Nothing is available: nothing is held (`Failed`).
+    OutOfStock(Reservation),
+}
+
+impl ReserveOutcome {
+    /// The recorded reservation, whatever the outcome.
+    pub fn reservation(&self) -> &Reservation {
+        match self {
+            Self::Reserved(r) | Self::PartiallyAvailable(r) | Self::OutOfStock(r) => r,
+        }
+    }
+
+    /// The reservation if every unit is held; otherwise `InsufficientStock` naming the first
+    /// short line (for callers that take all or nothing, as seed 001 §3 does).
+    pub fn into_reserved(self) -> OmsResult<Reservation> {
+        match self {
+            Self::Reserved(r) => Ok(r),
+            Self::PartiallyAvailable(r) | Self::OutOfStock(r) => {
+                Err(r.shortfall().unwrap_or_else(|| r.closed_error()))
+            }
+        }
+    }
+}
+
+/// One reservation released by [`InventoryStore::expire`]: the order it belonged to is the one
+/// to cancel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiredReservation {
+    /// The reservation.
+    pub reservation_id: u64,
+    /// Its order.
+    pub order_id: u64,
+    /// The units that went back to available.
+    pub items: Vec<ReservationItem>,
+}
+
+/// Stock and reservations, as a storage backend keeps them.
+///
+/// Every method is atomic: it completes entirely or returns an error with nothing changed.
+/// Implementations must hold stock with a conditional update (`reserved += q` only where
+/// `on_hand − reserved − allocated >= q`, every line of a request in one transaction, rows
+/// locked in (sku, warehouse) order) rather than reading availability and writing later, so
+/// concurrent reservers can never drive `available` below zero.
+///
+/// Skus become known when first received; warehouses when added. Quantities are at least 1.
+pub trait InventoryStore: Send + Sync {
+    /// Make `warehouse` known (idempotent).
+    fn add_warehouse(&self, warehouse: &WarehouseId) -> OmsResult<()>;
+
+    /// Receive `quantity` sellable units of `sku` into `warehouse`.
+    fn receive(&self, sku: &Sku, warehouse: &WarehouseId, quantity: u64) -> OmsResult<StockLevel>;
+
+    /// Apply a cycle count or correction; units held by reservations cannot be counted away.
+    fn adjust(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        adjustment: Adjustment,
+    ) -> OmsResult<StockLevel>;
+
+    /// Put `quantity` returned units back: sellable to `on_hand`, damaged to `damaged`.
+    fn restock_return(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        quantity: u64,
+        condition: ReturnCondition,
+    ) -> OmsResult<StockLevel>;
+
+    /// The counts of `sku` in `warehouse` (zeros if the sku is known but never stocked there).
+    fn stock(&self, sku: &Sku, warehouse: &WarehouseId) -> OmsResult<StockLevel>;
+
+    /// Every ledger row, ordered by (sku, warehouse).
+    fn levels(&self) -> OmsResult<Vec<StockRow>>;
+
+    /// Check availability and hold every line of `request` or none of it, expiring
+    /// `request.ttl` (or the default) after `now`.
+    fn reserve(&self, request: &ReservationRequest, now: Timestamp) -> OmsResult<ReserveOutcome>;
+
+    /// Hold the quantities a partial offer proposed; the hold runs a full ttl from `now`.
+    fn accept_partial(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation>;
+
+    /// Refuse a partial offer (`Failed`).
+    fn decline_partial(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation>;
+
+    /// Give the held units back (order cancelled or payment failed): reserved or, after
+    /// commit, allocated units become available again.
+    fn release(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation>;
+
+    /// Commit at fulfillment: reserved units become allocated. Refused once expired.
+    fn commit(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation>;
+
+    /// The allocated units shipped: they leave `allocated` and `on_hand`.
+    fn ship(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation>;
+
+    /// Push `expires_at` of a hold or an offer back by `by`.
+    fn extend(&self, reservation_id: u64, by: Duration, now: Timestamp) -> OmsResult<Reservation>;
+
+    /// Release every hold whose `expires_at <= now`, each exactly once, and lapse expired
+    /// partial offers to `Failed`. Returns the released holds in id order; a second call at
+    /// the same instant returns nothing.
+    fn expire(&self, now: Timestamp) -> OmsResult<Vec<ExpiredReservation>>;
+
+    /// One reservation by id (`NotFound` if none).
+    fn reservation(&self, reservation_id: u64) -> OmsResult<Reservation>;
+
+    /// Every reservation of an order, in id order (empty if none).
+    fn reservations_for_order(&self, order_id: u64) -> OmsResult<Vec<Reservation>>;
+}
+
+/// The seed's every-minute job: release every expired reservation in `store`.
+pub fn expire_reservations(
+    store: &dyn InventoryStore,
+    now: Timestamp,
+) -> OmsResult<Vec<ExpiredReservation>> {
+    store.expire(now)
+}
+
+type Key = (Sku, WarehouseId);
+
+#[derive(Debug, Default)]
+struct State {
+    warehouses: BTreeSet<WarehouseId>,
+    skus: BTreeSet<Sku>,
+    stock: BTreeMap<Key, StockLevel>,
+    reservations: BTreeMap<u64, Reservation>,
+    by_order: BTreeMap<u64, Vec<u64>>,
+}
+
+/// Stock moves computed against a snapshot and written only when all of them succeeded.
+type Staged = BTreeMap<Key, StockLevel>;
+
+impl State {
+    fn level(&self, key: &Key) -> StockLevel {
+        self.stock.get(key).copied().unwrap_or_default()
+    }
+
+    fn known(&self, sku: &Sku, warehouse: &WarehouseId) -> OmsResult<()> {
+        if !self.skus.contains(sku) {
+            return Err(OmsError::UnknownSku {
+                sku: sku.to_string(),
+            });
+        }
+        self.known_warehouse(warehouse)
+    }
+
+    fn known_warehouse(&self, warehouse: &WarehouseId) -> OmsResult<()> {
+        if self.warehouses.contains(warehouse) {
+            Ok(())
+        } else {
+            Err(OmsError::UnknownWarehouse {
+                warehouse: warehouse.to_string(),
+            })
+        }
+    }
+
+    fn get(&self, id: u64) -> OmsResult<&Reservation> {
+        self.reservations
+            .get(&id)
+            .ok_or_else(|| OmsError::NotFound {
+                kind: "reservation".into(),
+                id: id.to_string(),
+            })
+    }
+
+    /// Apply `mv` to each (sku, warehouse) of `items`, grouped per key and visited in key
+    /// order (the lock order a SQL store uses), on top of `staged`.
+    fn stage<F>(&self, staged: &mut Staged, items: &[ReservationItem], mv: F) -> OmsResult<()>
+    where
+        F: Fn(StockLevel, u64, &Sku, &WarehouseId) -> OmsResult<StockLevel>,
+    {
+        let mut per_key: BTreeMap<Key, u64> = BTreeMap::new();
+        for item in items {
+            let total = per_key
+                .entry((item.sku.clone(), item.warehouse.clone()))
+                .or_default();
+            *total = total
+                .checked_add(item.quantity)
+                .ok_or_else(|| OmsError::overflow("reservation quantity"))?;
+        }
+        for (key, quantity) in per_key {
+            let current = staged
+                .get(&key)
+                .copied()
+                .unwrap_or_else(|| self.level(&key));
+            let next = mv(current, quantity, &key.0, &key.1)?;
+            staged.insert(key, next);
+        }
+        Ok(())
+    }
+
+    /// The fork/join of seed 000 §3 on `reservation` (in `Reserving`): lock the rows, update
+    /// the counts conditionally, write the record. On any failure nothing is written.
+    fn hold(&mut self, mut reservation: Reservation, now: Timestamp) -> OmsResult<Reservation> {
+        let mut join = reservation.status.fork()?;
+        // The mutex is the lock; visiting keys in order is what a row-locking store must do.
+        join.complete(ReservingBranch::LockRecords);
+        let mut staged = Staged::new();
+        self.stage(&mut staged, &reservation.items, |l, q, s, w| {
+            l.reserved_more(q, s, w)
+        })?;
+        join.complete(ReservingBranch::UpdateStockCounts);
+        join.complete(ReservingBranch::CreateRecord);
+        let reserved = join.finish()?;
+        reservation.enter(reserved, now);
+        self.stock.extend(staged);
+        self.put(reservation.clone());
+        Ok(reservation)
+    }
+
+    fn put(&mut self, reservation: Reservation) {
+        let ids = self.by_order.entry(reservation.order_id).or_default();
+        if !ids.contains(&reservation.id) {
+            ids.push(reservation.id);
+        }
+        self.reservations.insert(reservation.id, reservation);
+    }
+
+    /// The units each line can get right now, taking lines in order and warehouses in the
+    /// line's order.
+    fn offer(&self, lines: &[RequestLine]) -> Vec<ReservationItem> {
+        let mut left: BTreeMap<Key, u64> = BTreeMap::new();
+        let mut items = Vec::new();
+        for line in lines {
+            let keys: Vec<Key> = line
+                .warehouses()
+                .into_iter()
+                .map(|w| (line.sku().clone(), w.clone()))
+                .collect();
+            let avail: Vec<u64> = keys
+                .iter()
+                .map(|k| {
+                    *left
+                        .entry(k.clone())
+                        .or_insert_with(|| self.level(k).available())
+                })
+                .collect();
+            let (parts, _) = spread_quantity(line.quantity(), &avail);
+            for (i, take) in parts {
+                if let Some(key) = keys.get(i) {
+                    if let Some(l) = left.get_mut(key) {
+                        *l -= take;
+                    }
+                    items.push(ReservationItem::new(key.0.clone(), key.1.clone(), take));
+                }
+            }
+        }
+        items
+    }
+}
+
+/// The in-memory [`InventoryStore`]: for tests, simulations and hosts that persist elsewhere.
+/// One mutex guards the whole ledger, so every operation, including a multi-line reserve, is
+/// atomic.
+pub struct MemoryInventory {
+    state: Mutex<State>,
+    ids: Arc<dyn IdGenerator>,
+    config: ReservationConfig,
+}
+
+impl std::fmt::Debug for MemoryInventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryInventory")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryInventory {
+    /// An empty store with the default 15-minute hold, drawing reservation ids from `ids`.
+    pub fn new(ids: Arc<dyn IdGenerator>) -> Self {
+        Self::with_config(ids, ReservationConfig::default())
+    }
+
+    /// An empty store with `config`.
+    pub fn with_config(ids: Arc<dyn IdGenerator>, config: ReservationConfig) -> Self {
+        MemoryInventory {
+            state: Mutex::new(State::default()),
+            ids,
+            config,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every operation stages its changes and writes them with infallible steps, so a panic
+        // elsewhere while the lock was held cannot have left the state half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Change one reservation under the lock: `f` edits a copy and stages stock moves; both are
+    /// written only if `f` succeeds.
+    fn update<F>(&self, id: u64, f: F) -> OmsResult<Reservation>
+    where
+        F: FnOnce(&State, &mut Reservation, &mut Staged) -> OmsResult<()>,
+    {
+        let mut state = self.lock();
+        let mut r = state.get(id)?.clone();
+        let mut staged = Staged::new();
+        f(&state, &mut r, &mut staged)?;
+        state.stock.extend(staged);
+        state.put(r.clone());
+        Ok(r)
+    }
+
+    fn set_level<F>(&self, sku: &Sku, warehouse: &WarehouseId, f: F) -> OmsResult<StockLevel>
+    where
+        F: FnOnce(StockLevel) -> OmsResult<StockLevel>,
+    {
+        let mut state = self.lock();
+        state.known(sku, warehouse)?;
+        let key = (sku.clone(), warehouse.clone());
+        let next = f(state.level(&key))?;
+        state.stock.insert(key, next);
+        Ok(next)
+    }
+}
+
+impl InventoryStore for MemoryInventory {
+    fn add_warehouse(&self, warehouse: &WarehouseId) -> OmsResult<()> {
+        self.lock().warehouses.insert(warehouse.clone());
+        Ok(())
+    }
+
+    fn receive(&self, sku: &Sku, warehouse: &WarehouseId, quantity: u64) -> OmsResult<StockLevel> {
+        positive(quantity)?;
+        let mut state = self.lock();
+        state.known_warehouse(warehouse)?;
+        let key = (sku.clone(), warehouse.clone());
+        let next = state.level(&key).received(quantity)?;
+        state.skus.insert(sku.clone());
+        state.stock.insert(key, next);
+        Ok(next)
+    }
+
+    fn adjust(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        adjustment: Adjustment,
+    ) -> OmsResult<StockLevel> {
+        if adjustment == Adjustment::Delta(0) {
+            return Err(super::ledger::non_positive(0));
+        }
+        self.set_level(sku, warehouse, |l| l.adjusted(adjustment, sku, warehouse))
+    }
+
+    fn restock_return(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        quantity: u64,
+        condition: ReturnCondition,
+    ) -> OmsResult<StockLevel> {
+        positive(quantity)?;
+        self.set_level(sku, warehouse, |l| l.returned(quantity, condition))
+    }
+
+    fn stock(&self, sku: &Sku, warehouse: &WarehouseId) -> OmsResult<StockLevel> {
+        let state = self.lock();
+        state.known(sku, warehouse)?;
+        Ok(state.level(&(sku.clone(), warehouse.clone())))
+    }
+
+    fn levels(&self) -> OmsResult<Vec<StockRow>> {
+        Ok(self
+            .lock()
+            .stock
+            .iter()
+            .map(|((sku, warehouse), level)| StockRow {
+                sku: sku.clone(),
+                warehouse: warehouse.clone(),
+                level: *level,
+            })
+            .collect())
+    }
+
+    fn reserve(&self, request: &ReservationRequest, now: Timestamp) -> OmsResult<ReserveOutcome> {
+        request.validate()?;
+        let mut state = self.lock();
+        // Precedence of the error enum: every unknown sku before any unknown warehouse.
+        for line in &request.lines {
+            if !state.skus.contains(line.sku()) {
+                return Err(OmsError::UnknownSku {
+                    sku: line.sku().to_string(),
+                });
+            }
+        }
+        for line in &request.lines {
+            for w in line.warehouses() {
+                state.known_warehouse(w)?;
+            }
+        }
+        let ttl = request.ttl.unwrap_or(self.config.default_ttl);
+        let mut r = Reservation {
+            id: self.ids.next_id("reservation"),
+            order_id: request.order_id,
+            requested: request.lines.clone(),
+            items: Vec::new(),
+            status: ReservationStatus::Requested,
+            path: vec![ReservationStatus::Requested],
+            created_at: now,
+            expires_at: now.plus(ttl),
+            ttl,
+            release_reason: None,
+            updated_at: now,
+        };
+        r.step(ReservationEvent::QueryInventory, now)?;
+        r.items = state.offer(&request.lines);
+        if r.shortfall().is_none() {
+            r.step(ReservationEvent::AllInStock, now)?;
+            r.step(ReservationEvent::BeginReservation, now)?;
+            return state.hold(r, now).map(ReserveOutcome::Reserved);
+        }
+        if r.items.is_empty() {
+            r.step(ReservationEvent::NoneAvailable, now)?;
+            r.step(ReservationEvent::NotifyCustomer, now)?;
+            state.put(r.clone());
+            return Ok(ReserveOutcome::OutOfStock(r));
+        }
+        r.step(ReservationEvent::Partial, now)?;
+        r.step(ReservationEvent::OfferPartial, now)?;
+        state.put(r.clone());
+        Ok(ReserveOutcome::PartiallyAvailable(r))
+    }
+
+    fn accept_partial(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation> {
+        let mut state = self.lock();
+        let mut r = state.get(reservation_id)?.clone();
+        if r.status.is_closed() {
+            return Err(r.closed_error());
+        }
+        r.step(ReservationEvent::AcceptPartial, now)?;
+        if r.is_expired(now) {
+            return Err(r.expired_error());
+        }
+        r.expires_at = now.plus(r.ttl);
+        state.hold(r, now)
+    }
+
+    fn decline_partial(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation> {
+        self.update(reservation_id, |_, r, _| {
+            if r.status.is_closed() {
+                return Err(r.closed_error());
+            }
+            r.step(ReservationEvent::DeclinePartial, now)
+        })
+    }
+
+    fn release(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation> {
+        self.update(reservation_id, |state, r, staged| {
+            if r.status.is_closed() {
+                return Err(r.closed_error());
+            }
+            let was = r.status;
+            r.step(ReservationEvent::Release, now)?;
+            if was == ReservationStatus::Allocated {
+                state.stage(staged, &r.items, |l, q, _, _| l.deallocated(q))?;
+            } else {
+                state.stage(staged, &r.items, |l, q, _, _| l.released(q))?;
+            }
+            r.release_reason = Some(ReleaseReason::Cancelled);
+            Ok(())
+        })
+    }
+
+    fn commit(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation> {
+        self.update(reservation_id, |state, r, staged| {
+            if r.status.is_closed() || r.status == ReservationStatus::Allocated {
+                return Err(r.closed_error());
+            }
+            r.step(ReservationEvent::Commit, now)?;
+            if r.is_expired(now) {
+                return Err(r.expired_error());
+            }
+            state.stage(staged, &r.items, |l, q, _, _| l.committed(q))
+        })
+    }
+
+    fn ship(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation> {
+        self.update(reservation_id, |state, r, staged| {
+            if r.status.is_closed() {
+                return Err(r.closed_error());
+            }
+            r.step(ReservationEvent::Ship, now)?;
+            state.stage(staged, &r.items, |l, q, _, _| l.consumed(q))
+        })
+    }
+
+    fn extend(&self, reservation_id: u64, by: Duration, now: Timestamp) -> OmsResult<Reservation> {
+        if by.millis() <= 0 {
+            return Err(OmsError::invalid("by", "must be positive"));
+        }
+        self.update(reservation_id, |_, r, _| {
+            if r.status.is_closed() || r.status == ReservationStatus::Allocated {
+                return Err(r.closed_error());
+            }
+            if r.is_expired(now) {
+                return Err(r.expired_error());
+            }
+            r.expires_at = r.expires_at.plus(by);
+            r.updated_at = now;
+            Ok(())
+        })
+    }
+
+    fn expire(&self, now: Timestamp) -> OmsResult<Vec<ExpiredReservation>> {
+        let mut state = self.lock();
+        let mut staged = Staged::new();
+        let mut changed = Vec::new();
+        let mut report = Vec::new();
+        for r in state.reservations.values() {
+            if !r.is_expired(now) {
+                continue;
+            }
+            let mut r = r.clone();
+            match r.status {
+                ReservationStatus::Reserved => {
+                    r.step(ReservationEvent::Release, now)?;
+                    state.stage(&mut staged, &r.items, |l, q, _, _| l.released(q))?;
+                    r.release_reason = Some(ReleaseReason::Expired);
+                    report.push(ExpiredReservation {
+                        reservation_id: r.id,
+                        order_id: r.order_id,
+                        items: r.items.clone(),
+                    });
+                }
+                ReservationStatus::AwaitingCustomerDecision => {
+                    r.step(ReservationEvent::DeclinePartial, now)?;
+                }
+                _ => continue,
+            }
+            changed.push(r);
+        }
+        state.stock.extend(staged);
+        for r in changed {
+            state.put(r);
+        }
+        Ok(report)
+    }
+
+    fn reservation(&self, reservation_id: u64) -> OmsResult<Reservation> {
+        self.lock().get(reservation_id).cloned()
+    }
+
+    fn reservations_for_order(&self, order_id: u64) -> OmsResult<Vec<Reservation>> {
+        let state = self.lock();
+        let ids = state.by_order.get(&order_id).cloned().unwrap_or_default();
+        ids.iter().map(|id| state.get(*id).cloned()).collect()
+    }
+}
