@@ -577,3 +577,385 @@ impl InventoryStore for MemoryInventory {
         ids.iter().map(|id| state.get(*id).cloned()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::SequentialIds;
+
+    const T0: Timestamp = Timestamp(1_000_000);
+
+    fn sku(s: &str) -> Sku {
+        Sku::new(s).unwrap()
+    }
+    fn wh(s: &str) -> WarehouseId {
+        WarehouseId::new(s).unwrap()
+    }
+
+    /// A store with WH1 {A: 5, B: 2} and WH2 {A: 3}.
+    fn store() -> MemoryInventory {
+        let s = MemoryInventory::new(Arc::new(SequentialIds::default()));
+        for w in ["WH1", "WH2"] {
+            s.add_warehouse(&wh(w)).unwrap();
+        }
+        s.receive(&sku("A"), &wh("WH1"), 5).unwrap();
+        s.receive(&sku("B"), &wh("WH1"), 2).unwrap();
+        s.receive(&sku("A"), &wh("WH2"), 3).unwrap();
+        s
+    }
+
+    fn snapshot(s: &MemoryInventory) -> (Vec<StockRow>, Vec<Reservation>) {
+        let state = s.lock();
+        let rows = state
+            .stock
+            .iter()
+            .map(|((sku, warehouse), level)| StockRow {
+                sku: sku.clone(),
+                warehouse: warehouse.clone(),
+                level: *level,
+            })
+            .collect();
+        (rows, state.reservations.values().cloned().collect())
+    }
+
+    fn reserve(s: &MemoryInventory, order: u64, w: &str, sk: &str, q: u64) -> Reservation {
+        s.reserve(&ReservationRequest::new(order).item(sku(sk), wh(w), q), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap()
+    }
+
+    fn available(s: &MemoryInventory, sk: &str, w: &str) -> u64 {
+        s.stock(&sku(sk), &wh(w)).unwrap().available()
+    }
+
+    #[test]
+    fn bad_input_is_typed_and_changes_nothing() {
+        let s = store();
+        let held = reserve(&s, 1, "WH1", "A", 2);
+        let committed = reserve(&s, 2, "WH1", "A", 1);
+        s.commit(committed.id, T0).unwrap();
+        let before = snapshot(&s);
+        let (a, b, w1, nowhere) = (sku("A"), sku("B"), wh("WH1"), wh("WH9"));
+        let cases: Vec<(&str, OmsResult<()>)> = vec![
+            ("invalid_quantity", s.receive(&a, &w1, 0).map(drop)),
+            ("unknown_warehouse", s.receive(&a, &nowhere, 1).map(drop)),
+            ("unknown_sku", s.stock(&sku("Z"), &w1).map(drop)),
+            ("unknown_warehouse", s.stock(&a, &nowhere).map(drop)),
+            (
+                "unknown_sku",
+                s.adjust(&sku("Z"), &w1, Adjustment::Count(1)).map(drop),
+            ),
+            (
+                "invalid_quantity",
+                s.adjust(&sku("Z"), &w1, Adjustment::Delta(0)).map(drop),
+            ),
+            // WH1 A: on_hand 5, reserved 2, allocated 1.
+            (
+                "insufficient_stock",
+                s.adjust(&a, &w1, Adjustment::Count(2)).map(drop),
+            ),
+            (
+                "insufficient_stock",
+                s.adjust(&a, &w1, Adjustment::Delta(-3)).map(drop),
+            ),
+            (
+                "invalid_quantity",
+                s.restock_return(&a, &w1, 0, ReturnCondition::Sellable)
+                    .map(drop),
+            ),
+            (
+                "unknown_sku",
+                s.restock_return(&sku("Z"), &w1, 1, ReturnCondition::Damaged)
+                    .map(drop),
+            ),
+            (
+                "missing_field",
+                s.reserve(&ReservationRequest::new(3), T0).map(drop),
+            ),
+            (
+                "invalid_quantity",
+                s.reserve(
+                    &ReservationRequest::new(3).item(a.clone(), w1.clone(), 0),
+                    T0,
+                )
+                .map(drop),
+            ),
+            (
+                "unknown_sku",
+                s.reserve(
+                    &ReservationRequest::new(3)
+                        .item(a.clone(), nowhere.clone(), 1)
+                        .item(sku("Z"), w1.clone(), 1),
+                    T0,
+                )
+                .map(drop),
+            ),
+            (
+                "unknown_warehouse",
+                s.reserve(
+                    &ReservationRequest::new(3).spread(b.clone(), 1, vec![w1.clone(), nowhere]),
+                    T0,
+                )
+                .map(drop),
+            ),
+            ("not_found", s.release(99, T0).map(drop)),
+            ("not_found", s.commit(99, T0).map(drop)),
+            ("not_found", s.reservation(99).map(drop)),
+            ("invalid_transition", s.ship(held.id, T0).map(drop)),
+            (
+                "invalid_transition",
+                s.accept_partial(held.id, T0).map(drop),
+            ),
+            (
+                "invalid_transition",
+                s.decline_partial(held.id, T0).map(drop),
+            ),
+            ("reservation_closed", s.commit(committed.id, T0).map(drop)),
+            (
+                "reservation_expired",
+                s.commit(held.id, T0.plus(Duration::minutes(15))).map(drop),
+            ),
+            (
+                "reservation_expired",
+                s.extend(held.id, Duration::minutes(1), held.expires_at)
+                    .map(drop),
+            ),
+            (
+                "invalid_field",
+                s.extend(held.id, Duration(0), T0).map(drop),
+            ),
+            (
+                "reservation_closed",
+                s.extend(committed.id, Duration::minutes(1), T0).map(drop),
+            ),
+        ];
+        for (i, (code, result)) in cases.into_iter().enumerate() {
+            assert_eq!(result.unwrap_err().code(), code, "case {i}");
+        }
+        assert_eq!(snapshot(&s), before);
+    }
+
+    #[test]
+    fn release_and_commit_happen_at_most_once() {
+        let s = store();
+        let r = reserve(&s, 1, "WH1", "A", 2);
+        assert_eq!(available(&s, "A", "WH1"), 3);
+        let released = s.release(r.id, T0).unwrap();
+        assert_eq!(released.release_reason, Some(ReleaseReason::Cancelled));
+        assert_eq!(available(&s, "A", "WH1"), 5);
+        let before = snapshot(&s);
+        for result in [s.release(r.id, T0), s.commit(r.id, T0), s.ship(r.id, T0)] {
+            assert_eq!(
+                result.unwrap_err(),
+                OmsError::ReservationClosed {
+                    id: r.id.to_string(),
+                    state: "released".into()
+                }
+            );
+        }
+        assert_eq!(snapshot(&s), before);
+
+        let r = reserve(&s, 2, "WH1", "A", 4);
+        let c = s.commit(r.id, T0).unwrap();
+        assert_eq!(c.status, ReservationStatus::Allocated);
+        let l = s.stock(&sku("A"), &wh("WH1")).unwrap();
+        assert_eq!((l.reserved, l.allocated, l.available()), (0, 4, 1));
+        assert_eq!(s.commit(r.id, T0).unwrap_err().code(), "reservation_closed");
+        let shipped = s.ship(r.id, T0).unwrap();
+        assert_eq!(shipped.status, ReservationStatus::Shipped);
+        let l = s.stock(&sku("A"), &wh("WH1")).unwrap();
+        assert_eq!((l.on_hand, l.allocated, l.available()), (1, 0, 1));
+        assert_eq!(s.ship(r.id, T0).unwrap_err().code(), "reservation_closed");
+        assert_eq!(
+            s.release(r.id, T0).unwrap_err().code(),
+            "reservation_closed"
+        );
+        assert_eq!(
+            shipped.path,
+            [
+                ReservationStatus::Requested,
+                ReservationStatus::CheckingAvailability,
+                ReservationStatus::AllAvailable,
+                ReservationStatus::Reserving,
+                ReservationStatus::Reserved,
+                ReservationStatus::Allocated,
+                ReservationStatus::Shipped,
+            ]
+        );
+    }
+
+    #[test]
+    fn release_after_commit_returns_allocated_units() {
+        let s = store();
+        let r = reserve(&s, 1, "WH2", "A", 3);
+        s.commit(r.id, T0).unwrap();
+        assert_eq!(available(&s, "A", "WH2"), 0);
+        let r = s.release(r.id, T0).unwrap();
+        assert_eq!(r.status, ReservationStatus::Released);
+        let l = s.stock(&sku("A"), &wh("WH2")).unwrap();
+        assert_eq!((l.on_hand, l.reserved, l.allocated), (3, 0, 0));
+    }
+
+    #[test]
+    fn partial_offer_accept_and_decline() {
+        let s = store();
+        let req = ReservationRequest::new(7)
+            .item(sku("B"), wh("WH1"), 5)
+            .item(sku("A"), wh("WH2"), 1);
+        let ReserveOutcome::PartiallyAvailable(offer) = s.reserve(&req, T0).unwrap() else {
+            panic!("expected a partial offer")
+        };
+        assert_eq!(offer.status, ReservationStatus::AwaitingCustomerDecision);
+        assert_eq!(
+            offer.items,
+            [
+                ReservationItem::new(sku("B"), wh("WH1"), 2),
+                ReservationItem::new(sku("A"), wh("WH2"), 1)
+            ]
+        );
+        // An offer holds nothing.
+        assert_eq!(available(&s, "B", "WH1"), 2);
+        let err = s.reserve(&req, T0).unwrap().into_reserved().unwrap_err();
+        assert_eq!(
+            err,
+            OmsError::InsufficientStock {
+                sku: "B".into(),
+                warehouse: "WH1".into(),
+                requested: 5,
+                available: 2
+            }
+        );
+
+        let later = T0.plus(Duration::minutes(10));
+        let accepted = s.accept_partial(offer.id, later).unwrap();
+        assert_eq!(accepted.status, ReservationStatus::Reserved);
+        assert_eq!(accepted.expires_at, later.plus(Duration::minutes(15)));
+        assert_eq!(available(&s, "B", "WH1"), 0);
+        assert_eq!(available(&s, "A", "WH2"), 2);
+        assert_eq!(
+            s.accept_partial(offer.id, later).unwrap_err().code(),
+            "invalid_transition"
+        );
+
+        // The second offer cannot be honoured any more: B is gone.
+        let second = s.reservations_for_order(7).unwrap()[1].clone();
+        assert_eq!(second.status, ReservationStatus::AwaitingCustomerDecision);
+        let before = snapshot(&s);
+        assert_eq!(
+            s.accept_partial(second.id, later).unwrap_err().code(),
+            "insufficient_stock"
+        );
+        assert_eq!(snapshot(&s), before);
+        let declined = s.decline_partial(second.id, later).unwrap();
+        assert_eq!(declined.status, ReservationStatus::Failed);
+        assert_eq!(
+            s.decline_partial(second.id, later).unwrap_err().code(),
+            "reservation_closed"
+        );
+        assert_eq!(s.reservations_for_order(8).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn offers_lapse_and_cannot_be_accepted_late() {
+        let s = store();
+        let req = ReservationRequest::new(1).item(sku("B"), wh("WH1"), 3);
+        let offer = s.reserve(&req, T0).unwrap().reservation().clone();
+        let late = offer.expires_at;
+        assert_eq!(
+            s.accept_partial(offer.id, late).unwrap_err().code(),
+            "reservation_expired"
+        );
+        // Lapsed offers are closed by the sweep but held nothing, so nothing is reported.
+        assert_eq!(s.expire(late).unwrap(), vec![]);
+        assert_eq!(
+            s.reservation(offer.id).unwrap().status,
+            ReservationStatus::Failed
+        );
+    }
+
+    #[test]
+    fn out_of_stock_fails_and_holds_nothing() {
+        let s = store();
+        let out = s
+            .reserve(&ReservationRequest::new(1).item(sku("B"), wh("WH2"), 1), T0)
+            .unwrap();
+        let ReserveOutcome::OutOfStock(r) = &out else {
+            panic!("expected out of stock")
+        };
+        assert_eq!(r.status, ReservationStatus::Failed);
+        assert_eq!(
+            r.path,
+            [
+                ReservationStatus::Requested,
+                ReservationStatus::CheckingAvailability,
+                ReservationStatus::OutOfStock,
+                ReservationStatus::Failed
+            ]
+        );
+        assert_eq!(
+            out.into_reserved().unwrap_err().code(),
+            "insufficient_stock"
+        );
+        assert_eq!(s.release(1, T0).unwrap_err().code(), "reservation_closed");
+    }
+
+    #[test]
+    fn expiry_releases_each_hold_once_and_respects_extensions() {
+        let s = store();
+        let a = reserve(&s, 1, "WH1", "A", 1);
+        let b = reserve(&s, 2, "WH1", "A", 2);
+        let short = s
+            .reserve(
+                &ReservationRequest::new(3)
+                    .item(sku("A"), wh("WH2"), 1)
+                    .with_ttl(Duration::minutes(5)),
+                T0,
+            )
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        s.extend(b.id, Duration::minutes(10), T0).unwrap();
+        assert_eq!(s.expire(T0.plus(Duration::minutes(4))).unwrap(), vec![]);
+        let at15 = T0.plus(Duration::minutes(15));
+        let first = s.expire(at15).unwrap();
+        assert_eq!(
+            first
+                .iter()
+                .map(|e| (e.reservation_id, e.order_id))
+                .collect::<Vec<_>>(),
+            [(a.id, 1), (short.id, 3)]
+        );
+        assert_eq!(s.expire(at15).unwrap(), vec![]);
+        assert_eq!(available(&s, "A", "WH1"), 3);
+        assert_eq!(available(&s, "A", "WH2"), 3);
+        let r = s.reservation(a.id).unwrap();
+        assert_eq!(r.release_reason, Some(ReleaseReason::Expired));
+        assert_eq!(
+            s.release(a.id, at15).unwrap_err().code(),
+            "reservation_closed"
+        );
+        let later = s.expire(T0.plus(Duration::minutes(25))).unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].items, b.items);
+        assert_eq!(available(&s, "A", "WH1"), 5);
+    }
+
+    #[test]
+    fn returns_and_counts() {
+        let s = store();
+        let l = s
+            .restock_return(&sku("B"), &wh("WH2"), 2, ReturnCondition::Damaged)
+            .unwrap();
+        assert_eq!((l.on_hand, l.damaged, l.available()), (0, 2, 0));
+        let l = s
+            .restock_return(&sku("B"), &wh("WH2"), 1, ReturnCondition::Sellable)
+            .unwrap();
+        assert_eq!((l.on_hand, l.damaged, l.available()), (1, 2, 1));
+        let l = s
+            .adjust(&sku("A"), &wh("WH1"), Adjustment::Count(9))
+            .unwrap();
+        assert_eq!(l.on_hand, 9);
+        assert_eq!(s.levels().unwrap().len(), 4);
+    }
+}
