@@ -103,7 +103,10 @@ pub trait InventoryStore: Send + Sync {
     fn levels(&self) -> OmsResult<Vec<StockRow>>;
 
     /// Check availability and hold every line of `request` or none of it, expiring
-    /// `request.ttl` (or the default) after `now`.
+    /// `request.ttl` (or the default) after `now`. When every unit is available the
+    /// lock/record/stock-update steps run as one transaction; if a conditional update finds
+    /// fewer units than the check did (a concurrent reserver won), the transaction rolls back
+    /// and the call returns `InsufficientStock` with nothing recorded.
     fn reserve(&self, request: &ReservationRequest, now: Timestamp) -> OmsResult<ReserveOutcome>;
 
     /// Hold the quantities a partial offer proposed; the hold runs a full ttl from `now`.
@@ -153,7 +156,7 @@ struct State {
     skus: BTreeSet<Sku>,
     stock: BTreeMap<Key, StockLevel>,
     reservations: BTreeMap<u64, Reservation>,
-    by_order: BTreeMap<u64, Vec<u64>>,
+    by_order: BTreeMap<u64, BTreeSet<u64>>,
 }
 
 /// Stock moves computed against a snapshot and written only when all of them succeeded.
@@ -238,10 +241,10 @@ impl State {
     }
 
     fn put(&mut self, reservation: Reservation) {
-        let ids = self.by_order.entry(reservation.order_id).or_default();
-        if !ids.contains(&reservation.id) {
-            ids.push(reservation.id);
-        }
+        self.by_order
+            .entry(reservation.order_id)
+            .or_default()
+            .insert(reservation.id);
         self.reservations.insert(reservation.id, reservation);
     }
 
@@ -420,8 +423,15 @@ impl InventoryStore for MemoryInventory {
             }
         }
         let ttl = request.ttl.unwrap_or(self.config.default_ttl);
+        let id = self.ids.next_id("reservation");
+        if state.reservations.contains_key(&id) {
+            // Overwriting would silently drop a hold and leak its units.
+            return Err(OmsError::Storage {
+                reason: format!("id generator returned reservation id {id} twice"),
+            });
+        }
         let mut r = Reservation {
-            id: self.ids.next_id("reservation"),
+            id,
             order_id: request.order_id,
             requested: request.lines.clone(),
             items: Vec::new(),
@@ -939,6 +949,24 @@ mod tests {
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].items, b.items);
         assert_eq!(available(&s, "A", "WH1"), 5);
+    }
+
+    #[test]
+    fn a_reused_id_is_refused_not_overwritten() {
+        struct Always1;
+        impl IdGenerator for Always1 {
+            fn next_id(&self, _: &str) -> u64 {
+                1
+            }
+        }
+        let s = MemoryInventory::new(Arc::new(Always1));
+        s.add_warehouse(&wh("W")).unwrap();
+        s.receive(&sku("A"), &wh("W"), 5).unwrap();
+        let req = ReservationRequest::new(1).item(sku("A"), wh("W"), 2);
+        s.reserve(&req, T0).unwrap().into_reserved().unwrap();
+        let before = snapshot(&s);
+        assert_eq!(s.reserve(&req, T0).unwrap_err().code(), "storage");
+        assert_eq!(snapshot(&s), before);
     }
 
     #[test]
