@@ -493,8 +493,14 @@ impl ReferenceStateMachine for InventoryModel {
     }
 }
 
+/// The store under test, used only through the trait: another backend runs this same model
+/// by returning itself here (with reservation ids starting at 1).
+fn new_store() -> Box<dyn InventoryStore> {
+    Box::new(MemoryInventory::new(Arc::new(SequentialIds::default())))
+}
+
 struct Sut {
-    store: MemoryInventory,
+    store: Box<dyn InventoryStore>,
     released: BTreeMap<u64, u32>,
     committed: BTreeMap<u64, u32>,
     expired: BTreeSet<u64>,
@@ -614,7 +620,7 @@ impl StateMachineTest for InventoryModel {
     type Reference = InventoryModel;
 
     fn init_test(_: &Model) -> Sut {
-        let store = MemoryInventory::new(Arc::new(SequentialIds::default()));
+        let store = new_store();
         for w in &WHS[..KNOWN_WHS] {
             store.add_warehouse(&WarehouseId::new(w).unwrap()).unwrap();
         }
