@@ -1,8 +1,9 @@
 //! Reference-model test of the in-memory inventory: random sequences of receive, adjust,
-//! reserve (exact and spread lines), partial accept/decline, release, commit, ship, extend,
-//! return, clock advances and expiry sweeps, run against a plain model. After every step the
-//! store matches the model, `on_hand = available + reserved + allocated` with
-//! `available >= 0` holds on every row, and no reservation is released or committed twice.
+//! reserve (exact and spread lines), partial accept/decline, release, commit, ship (whole or
+//! one warehouse at a time), extend, return, clock advances and expiry sweeps, run against a
+//! plain model. After every step the store matches the model, `on_hand = available + reserved
+//! + allocated` with `available >= 0` holds on every row, and no reservation is released or
+//! committed twice.
 //!
 //! 500 cases × 200 steps = 100,000 steps per run.
 
@@ -91,6 +92,7 @@ enum Step {
     Release(u64),
     Commit(u64),
     Ship(u64),
+    ShipFrom(u64, usize),
     Extend(u64, i64),
     Advance(i64),
     Expire,
@@ -122,6 +124,16 @@ impl St {
     }
 }
 
+impl Res {
+    fn unshipped(&self) -> Vec<Item> {
+        self.items
+            .iter()
+            .copied()
+            .filter(|it| !self.shipped.contains(&it.1))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 struct Res {
     order: u64,
@@ -129,6 +141,7 @@ struct Res {
     items: Vec<Item>,
     expires_at: i64,
     ttl: i64,
+    shipped: BTreeSet<usize>,
 }
 
 /// What the last step should have produced.
@@ -311,6 +324,7 @@ impl Model {
                     items,
                     expires_at: now + ttl,
                     ttl,
+                    shipped: BTreeSet::new(),
                 });
                 Ok(Expect::Res(self.res.len() as u64))
             }
@@ -352,7 +366,9 @@ impl Model {
                 match r.status {
                     s if s.closed() => return Err("reservation_closed"),
                     St::Reserved => self.apply_items(&r.items, |l, q| l.reserved -= q),
-                    St::Allocated => self.apply_items(&r.items, |l, q| l.allocated -= q),
+                    St::Allocated => {
+                        self.apply_items(&r.unshipped(), |l, q| l.allocated -= q);
+                    }
                     _ => return Err("invalid_transition"),
                 }
                 self.res[i].status = St::Released;
@@ -386,11 +402,40 @@ impl Model {
                 if r.status != St::Allocated {
                     return Err("invalid_transition");
                 }
-                self.apply_items(&r.items, |l, q| {
+                self.apply_items(&r.unshipped(), |l, q| {
                     l.allocated -= q;
                     l.on_hand -= q;
                 });
-                self.res[i].status = St::Shipped;
+                let r = &mut self.res[i];
+                r.status = St::Shipped;
+                r.shipped = r.items.iter().map(|it| it.1).collect();
+                Ok(Expect::Res(*id))
+            }
+            Step::ShipFrom(id, w) => {
+                let i = self.get(*id)?;
+                let r = self.res[i].clone();
+                if r.status.closed() {
+                    return Err("reservation_closed");
+                }
+                if r.status != St::Allocated {
+                    return Err("invalid_transition");
+                }
+                let here: Vec<Item> = r.items.iter().copied().filter(|it| it.1 == *w).collect();
+                if here.is_empty() {
+                    return Err("invalid_field");
+                }
+                if r.shipped.contains(w) {
+                    return Err("guard_failed");
+                }
+                self.apply_items(&here, |l, q| {
+                    l.allocated -= q;
+                    l.on_hand -= q;
+                });
+                let r = &mut self.res[i];
+                r.shipped.insert(*w);
+                if r.unshipped().is_empty() {
+                    r.status = St::Shipped;
+                }
                 Ok(Expect::Res(*id))
             }
             Step::Extend(id, minutes) => {
@@ -479,7 +524,8 @@ impl ReferenceStateMachine for InventoryModel {
             1 => any_id.clone().prop_map(Step::Decline),
             3 => any_id.clone().prop_map(Step::Release),
             3 => any_id.clone().prop_map(Step::Commit),
-            2 => any_id.clone().prop_map(Step::Ship),
+            1 => any_id.clone().prop_map(Step::Ship),
+            2 => (any_id.clone(), 0..3usize).prop_map(|(id, w)| Step::ShipFrom(id, w)),
             1 => (any_id, 0..10i64).prop_map(|(id, m)| Step::Extend(id, m)),
             3 => (0..7i64).prop_map(Step::Advance),
             2 => Just(Step::Expire),
@@ -582,6 +628,7 @@ impl Sut {
                 Ok(None)
             }
             Step::Ship(id) => code(s.ship(id, now)).map(|_| None),
+            Step::ShipFrom(id, w) => code(s.ship_from(id, &wh(w), now)).map(|_| None),
             Step::Extend(id, m) => code(s.extend(id, Duration::minutes(m), now)).map(|_| None),
             Step::Advance(_) => Ok(None),
             Step::Expire => {
@@ -612,6 +659,8 @@ impl Sut {
         let items: Vec<_> = m.items.iter().copied().map(item).collect();
         assert_eq!(r.items, items, "reservation {id}");
         assert_eq!(r.path.last(), Some(&r.status));
+        let shipped: BTreeSet<WarehouseId> = m.shipped.iter().map(|w| wh(*w)).collect();
+        assert_eq!(r.shipped_from, shipped, "reservation {id}");
     }
 }
 
@@ -731,6 +780,9 @@ impl Stats {
         self.reservations += model.res.len();
         for r in &model.res {
             *self.by_status.entry(format!("{:?}", r.status)).or_default() += 1;
+            if !r.shipped.is_empty() && !r.unshipped().is_empty() {
+                *self.by_status.entry("PartlyShipped".into()).or_default() += 1;
+            }
         }
     }
 }

@@ -785,6 +785,9 @@ pub struct Reservation {
     pub ttl: Duration,
     /// Why it was released, once `Released`.
     pub release_reason: Option<ReleaseReason>,
+    /// Warehouses whose items have shipped (a split order ships one warehouse at a time).
+    #[serde(default)]
+    pub shipped_from: BTreeSet<WarehouseId>,
     /// When it last changed.
     pub updated_at: Timestamp,
 }
@@ -800,6 +803,15 @@ impl Reservation {
         self.items
             .iter()
             .fold(0u64, |acc, i| acc.saturating_add(i.quantity))
+    }
+
+    /// Items whose warehouse has not shipped yet.
+    pub fn unshipped_items(&self) -> Vec<ReservationItem> {
+        self.items
+            .iter()
+            .filter(|i| !self.shipped_from.contains(&i.warehouse))
+            .cloned()
+            .collect()
     }
 
     /// Move to the state `event` leads to, recording it in `path`.
@@ -996,6 +1008,7 @@ mod tests {
             expires_at: Timestamp(10),
             ttl: Duration(10),
             release_reason: None,
+            shipped_from: BTreeSet::new(),
             updated_at: Timestamp(0),
         };
         assert_eq!(

@@ -122,8 +122,18 @@ pub trait InventoryStore: Send + Sync {
     /// Commit at fulfillment: reserved units become allocated. Refused once expired.
     fn commit(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation>;
 
-    /// The allocated units shipped: they leave `allocated` and `on_hand`.
+    /// Every allocated unit not shipped yet left the warehouse: it leaves `allocated` and
+    /// `on_hand`, and the reservation is `Shipped`.
     fn ship(&self, reservation_id: u64, now: Timestamp) -> OmsResult<Reservation>;
+
+    /// The allocated units held in `warehouse` shipped (one shipment of a split order); the
+    /// reservation is `Shipped` once every warehouse it holds units in has shipped.
+    fn ship_from(
+        &self,
+        reservation_id: u64,
+        warehouse: &WarehouseId,
+        now: Timestamp,
+    ) -> OmsResult<Reservation>;
 
     /// Push `expires_at` of a hold or an offer back by `by`.
     fn extend(&self, reservation_id: u64, by: Duration, now: Timestamp) -> OmsResult<Reservation>;
@@ -441,6 +451,7 @@ impl InventoryStore for MemoryInventory {
             expires_at: now.plus(ttl),
             ttl,
             release_reason: None,
+            shipped_from: BTreeSet::new(),
             updated_at: now,
         };
         r.step(ReservationEvent::QueryInventory, now)?;
@@ -493,7 +504,8 @@ impl InventoryStore for MemoryInventory {
             let was = r.status;
             r.step(ReservationEvent::Release, now)?;
             if was == ReservationStatus::Allocated {
-                state.stage(staged, &r.items, |l, q, _, _| l.deallocated(q))?;
+                // Units already shipped left the building; only the rest go back.
+                state.stage(staged, &r.unshipped_items(), |l, q, _, _| l.deallocated(q))?;
             } else {
                 state.stage(staged, &r.items, |l, q, _, _| l.released(q))?;
             }
@@ -521,7 +533,50 @@ impl InventoryStore for MemoryInventory {
                 return Err(r.closed_error());
             }
             r.step(ReservationEvent::Ship, now)?;
-            state.stage(staged, &r.items, |l, q, _, _| l.consumed(q))
+            state.stage(staged, &r.unshipped_items(), |l, q, _, _| l.consumed(q))?;
+            r.shipped_from = r.items.iter().map(|i| i.warehouse.clone()).collect();
+            Ok(())
+        })
+    }
+
+    fn ship_from(
+        &self,
+        reservation_id: u64,
+        warehouse: &WarehouseId,
+        now: Timestamp,
+    ) -> OmsResult<Reservation> {
+        self.update(reservation_id, |state, r, staged| {
+            if r.status.is_closed() {
+                return Err(r.closed_error());
+            }
+            let shipped = r.status.next(ReservationEvent::Ship)?;
+            let items: Vec<ReservationItem> = r
+                .items
+                .iter()
+                .filter(|i| &i.warehouse == warehouse)
+                .cloned()
+                .collect();
+            if items.is_empty() {
+                return Err(OmsError::invalid(
+                    "warehouse",
+                    format!("reservation {} holds nothing in {warehouse}", r.id),
+                ));
+            }
+            if r.shipped_from.contains(warehouse) {
+                return Err(OmsError::GuardFailed {
+                    from: format!("reservation {}", r.status),
+                    event: ReservationEvent::Ship.as_str().into(),
+                    reason: format!("already shipped from {warehouse}"),
+                });
+            }
+            state.stage(staged, &items, |l, q, _, _| l.consumed(q))?;
+            r.shipped_from.insert(warehouse.clone());
+            if r.unshipped_items().is_empty() {
+                r.enter(shipped, now);
+            } else {
+                r.updated_at = now;
+            }
+            Ok(())
         })
     }
 
@@ -792,6 +847,74 @@ mod tests {
                 ReservationStatus::Allocated,
                 ReservationStatus::Shipped,
             ]
+        );
+    }
+
+    #[test]
+    fn a_split_order_ships_one_warehouse_at_a_time() {
+        let s = store();
+        let r = s
+            .reserve(
+                &ReservationRequest::new(1).spread(sku("A"), 7, vec![wh("WH1"), wh("WH2")]),
+                T0,
+            )
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        assert_eq!(
+            r.items,
+            [
+                ReservationItem::new(sku("A"), wh("WH1"), 5),
+                ReservationItem::new(sku("A"), wh("WH2"), 2)
+            ]
+        );
+        assert_eq!(
+            s.ship_from(r.id, &wh("WH1"), T0).unwrap_err().code(),
+            "invalid_transition"
+        );
+        s.commit(r.id, T0).unwrap();
+        let before = snapshot(&s);
+        assert_eq!(
+            s.ship_from(r.id, &wh("WH9"), T0).unwrap_err().code(),
+            "invalid_field"
+        );
+        assert_eq!(snapshot(&s), before);
+        let part = s.ship_from(r.id, &wh("WH2"), T0).unwrap();
+        assert_eq!(part.status, ReservationStatus::Allocated);
+        let l = s.stock(&sku("A"), &wh("WH2")).unwrap();
+        assert_eq!((l.on_hand, l.allocated), (1, 0));
+        assert_eq!(
+            s.ship_from(r.id, &wh("WH2"), T0).unwrap_err().code(),
+            "guard_failed"
+        );
+        // Cancelling now returns only the units still in WH1.
+        let released = s.release(r.id, T0).unwrap();
+        assert_eq!(released.status, ReservationStatus::Released);
+        let l = s.stock(&sku("A"), &wh("WH1")).unwrap();
+        assert_eq!((l.on_hand, l.allocated, l.available()), (5, 0, 5));
+        assert_eq!(s.stock(&sku("A"), &wh("WH2")).unwrap().on_hand, 1);
+
+        // The same order shipped to the end instead.
+        let fresh = store();
+        let r = fresh
+            .reserve(
+                &ReservationRequest::new(1).spread(sku("A"), 7, vec![wh("WH1"), wh("WH2")]),
+                T0,
+            )
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        fresh.commit(r.id, T0).unwrap();
+        fresh.ship_from(r.id, &wh("WH2"), T0).unwrap();
+        let done = fresh.ship(r.id, T0).unwrap();
+        assert_eq!(done.status, ReservationStatus::Shipped);
+        assert_eq!(done.shipped_from.len(), 2);
+        let l = fresh.stock(&sku("A"), &wh("WH1")).unwrap();
+        assert_eq!((l.on_hand, l.allocated), (0, 0));
+        assert_eq!(fresh.stock(&sku("A"), &wh("WH2")).unwrap().on_hand, 1);
+        assert_eq!(
+            fresh.ship_from(r.id, &wh("WH1"), T0).unwrap_err().code(),
+            "reservation_closed"
         );
     }
 
