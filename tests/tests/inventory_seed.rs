@@ -97,6 +97,37 @@ fn seed_001_s6_order_is_split_across_two_warehouses() {
         ],
         [1, 1, 1, 1]
     );
+
+    // Paid and fulfilled: each warehouse's shipment leaves its own shelf.
+    store.commit(r.id, Timestamp(1)).unwrap();
+    let after_wh1 = store.ship_from(r.id, &wh("WH1"), Timestamp(2)).unwrap();
+    assert_eq!(after_wh1.status, ReservationStatus::Allocated);
+    let on_hand = |s: &str, w: &str| store.stock(&sku(s), &wh(w)).unwrap().on_hand;
+    assert_eq!(
+        [
+            on_hand("A", "WH1"),
+            on_hand("B", "WH1"),
+            on_hand("A", "WH2"),
+            on_hand("C", "WH2")
+        ],
+        [0, 4, 10, 3]
+    );
+    let done = store.ship_from(r.id, &wh("WH2"), Timestamp(3)).unwrap();
+    assert_eq!(done.status, ReservationStatus::Shipped);
+    assert_eq!(
+        [
+            on_hand("A", "WH1"),
+            on_hand("B", "WH1"),
+            on_hand("A", "WH2"),
+            on_hand("C", "WH2")
+        ],
+        [0, 4, 9, 2]
+    );
+    assert!(store
+        .levels()
+        .unwrap()
+        .iter()
+        .all(|row| row.level.reserved == 0 && row.level.allocated == 0));
 }
 
 #[test]

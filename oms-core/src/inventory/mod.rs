@@ -3,9 +3,10 @@
 //!
 //! Stock obeys `on_hand = available + reserved + allocated` with `available >= 0` at every
 //! instant. A reservation holds units for an order until it is committed at fulfillment
-//! (`reserved → allocated`), shipped (`allocated` leaves `on_hand`), or released by
-//! cancellation or expiry (default 15 minutes, seed 001 §4). The reservation machine is seed
-//! 000 §3, read from one table ([`EDGES`]) by the stores and by [`reservation_mermaid`].
+//! (`reserved → allocated`) and shipped (`allocated` leaves `on_hand`, one warehouse at a
+//! time for an order split across warehouses), or released by cancellation or expiry
+//! (default 15 minutes, seed 001 §4). The reservation machine is seed 000 §3, read from one
+//! table ([`EDGES`]) by the stores and by [`reservation_mermaid`].
 //!
 //! ```
 //! use std::sync::Arc;
