@@ -1,9 +1,9 @@
 //! Reference-model test of the in-memory inventory: random sequences of receive, adjust,
 //! reserve (exact and spread lines), partial accept/decline, release, commit, ship (whole or
 //! one warehouse at a time), extend, return, clock advances and expiry sweeps, run against a
-//! plain model. After every step the store matches the model, `on_hand = available + reserved
-//! + allocated` with `available >= 0` holds on every row, and no reservation is released or
-//! committed twice.
+//! plain model. After every step the store matches the model,
+//! `on_hand = available + reserved + allocated` with `available >= 0` holds on every row, and
+//! no reservation is released or committed twice.
 //!
 //! 500 cases × 200 steps = 100,000 steps per run.
 
