@@ -603,7 +603,11 @@ impl InventoryStore for MemoryInventory {
         let mut changed = Vec::new();
         let mut report = Vec::new();
         for r in state.reservations.values() {
-            if !r.is_expired(now) {
+            let open = matches!(
+                r.status,
+                ReservationStatus::Reserved | ReservationStatus::AwaitingCustomerDecision
+            );
+            if !open || !r.is_expired(now) {
                 continue;
             }
             let mut r = r.clone();
