@@ -59,7 +59,7 @@ fn node_by_seed_name(name: &str) -> Node {
         .unwrap_or_else(|| panic!("seed state {name} has no library node"))
 }
 
-const EVENTS: [ReservationEvent; 13] = [
+const EVENTS: [ReservationEvent; 14] = [
     ReservationEvent::QueryInventory,
     ReservationEvent::AllInStock,
     ReservationEvent::Partial,
@@ -72,6 +72,7 @@ const EVENTS: [ReservationEvent; 13] = [
     ReservationEvent::DeclinePartial,
     ReservationEvent::Commit,
     ReservationEvent::Release,
+    ReservationEvent::Deallocate,
     ReservationEvent::Ship,
 ];
 

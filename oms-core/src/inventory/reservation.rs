@@ -214,6 +214,8 @@ pub enum ReservationEvent {
     Commit,
     /// Cancel or expiry: the units go back to available.
     Release,
+    /// Cancel after commitment: the allocated units not yet shipped go back to available.
+    Deallocate,
     /// The allocated units left the warehouse.
     Ship,
 }
@@ -234,6 +236,7 @@ impl ReservationEvent {
             Self::DeclinePartial => "decline_or_lapse",
             Self::Commit => "order_fulfilled",
             Self::Release => "order_cancelled_or_expired",
+            Self::Deallocate => "order_cancelled",
             Self::Ship => "ship",
         }
     }
@@ -522,7 +525,7 @@ pub const EDGES: &[Edge] = &[
     edge(
         N::Status(S::Allocated),
         N::Status(S::Released),
-        Some(E::Release),
+        Some(E::Deallocate),
         O::Extension,
     ),
 ];
@@ -901,6 +904,7 @@ mod tests {
             E::DeclinePartial,
             E::Commit,
             E::Release,
+            E::Deallocate,
             E::Ship,
         ];
         let mut allowed = 0;

@@ -502,7 +502,12 @@ impl InventoryStore for MemoryInventory {
                 return Err(r.closed_error());
             }
             let was = r.status;
-            r.step(ReservationEvent::Release, now)?;
+            let event = if was == ReservationStatus::Allocated {
+                ReservationEvent::Deallocate
+            } else {
+                ReservationEvent::Release
+            };
+            r.step(event, now)?;
             if was == ReservationStatus::Allocated {
                 // Units already shipped left the building; only the rest go back.
                 state.stage(staged, &r.unshipped_items(), |l, q, _, _| l.deallocated(q))?;
