@@ -16,6 +16,7 @@
 pub mod diagram;
 pub mod error;
 pub mod events;
+pub mod inventory;
 pub mod lifecycle;
 pub mod metrics;
 pub mod money;
