@@ -17,6 +17,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod money;
 pub mod order;
+pub mod payment;
 pub mod pricing;
 pub mod time;
 

@@ -1,0 +1,524 @@
+//! Retries with exponential backoff and replayable jitter, and the processor that drives a
+//! [`PaymentGateway`] under the unknown-outcome rule.
+//!
+//! The rule: when a call times out, nobody knows whether the gateway processed it. Sending it
+//! again could charge twice on a gateway that ignores idempotency keys, so the processor first
+//! asks the gateway what happened to that key ([`PaymentGateway::lookup`]) and sends the call
+//! again only when the gateway says it never saw it. A lookup that also times out is retried
+//! as a lookup, never as a call. When the attempt budget runs out the payment keeps its pending
+//! call and [`PaymentProcessor::resume`] carries on later, starting with a lookup.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{OmsError, OmsResult};
+use crate::money::Money;
+use crate::payment::gateway::{
+    AuthorizeRequest, CaptureRequest, GatewayAmount, GatewayReply, LookupReply, PaymentGateway,
+    RefundRequest, VoidRequest,
+};
+use crate::payment::machine::{GatewayOp, Payment, PendingCall};
+use crate::time::{Clock, Duration, ManualClock, Timestamp};
+
+/// A replayable source of jitter: the same `(key, retry)` always gives the same value.
+pub trait Jitter: Send + Sync {
+    /// A value in `0..=1000` (per mille of the jittered half of the delay) for the `retry`-th
+    /// retry of the call with idempotency key `key`.
+    fn permille(&self, key: &str, retry: u32) -> u32;
+}
+
+/// Jitter from a seed hashed with the call's key and retry number (SplitMix64 finalizer over
+/// FNV-1a): stateless, so runs replay exactly whatever order calls happen in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeededJitter {
+    /// The seed.
+    pub seed: u64,
+}
+
+impl Jitter for SeededJitter {
+    fn permille(&self, key: &str, retry: u32) -> u32 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ self.seed;
+        for b in key.bytes().chain(retry.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        (h % 1001) as u32
+    }
+}
+
+/// No jitter: every delay is the full backoff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoJitter;
+
+impl Jitter for NoJitter {
+    fn permille(&self, _key: &str, _retry: u32) -> u32 {
+        1000
+    }
+}
+
+/// How the processor waits between attempts. The core never sleeps: the host's
+/// implementation does (a thread sleep, an async timer), and tests move a [`ManualClock`].
+pub trait Pause: Send + Sync {
+    /// Wait for `delay` before the next attempt.
+    fn pause(&self, delay: Duration);
+}
+
+/// Does not wait at all (for hosts that schedule retries themselves from the attempt log).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoPause;
+
+impl Pause for NoPause {
+    fn pause(&self, _delay: Duration) {}
+}
+
+/// Waiting moves the manual clock forward, so simulated time includes the backoff.
+impl Pause for ManualClock {
+    fn pause(&self, delay: Duration) {
+        self.advance(delay);
+    }
+}
+
+/// Attempt budget and backoff shape for gateway calls.
+///
+/// The delay before retry `n` (1-based) is `min(max_delay, base_delay × multiplier^(n-1))`,
+/// of which the first half is fixed and the second half scaled by the jitter ("equal jitter"),
+/// so retries from many payments spread out but never collapse to zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Most gateway requests (calls and lookups together) for one operation; at least 1.
+    pub max_attempts: u32,
+    /// Delay before the first retry, before jitter.
+    pub base_delay: Duration,
+    /// Upper bound on any one delay.
+    pub max_delay: Duration,
+    /// Growth factor per retry; at least 1.
+    pub multiplier: u32,
+}
+
+impl Default for RetryPolicy {
+    /// Six requests, 200 ms doubling to at most 5 s.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration(200),
+            max_delay: Duration::seconds(5),
+            multiplier: 2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Check the policy's fields.
+    pub fn validate(&self) -> OmsResult<()> {
+        if self.max_attempts == 0 {
+            return Err(OmsError::invalid("max_attempts", "must be at least 1"));
+        }
+        if self.multiplier == 0 {
+            return Err(OmsError::invalid("multiplier", "must be at least 1"));
+        }
+        if self.base_delay.millis() < 0 || self.max_delay.millis() < self.base_delay.millis() {
+            return Err(OmsError::invalid(
+                "base_delay",
+                "delays must satisfy 0 <= base_delay <= max_delay",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The backoff before retry `retry` (1-based), before jitter.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let mut d = self.base_delay.millis();
+        for _ in 1..retry {
+            d = d.saturating_mul(i64::from(self.multiplier));
+            if d >= self.max_delay.millis() {
+                break;
+            }
+        }
+        Duration(d.min(self.max_delay.millis()))
+    }
+
+    /// The jittered delay before retry `retry` of the call with `key`.
+    ///
+    /// ```
+    /// use oms_core::payment::{RetryPolicy, SeededJitter};
+    /// let p = RetryPolicy::default();
+    /// let j = SeededJitter { seed: 7 };
+    /// assert_eq!(p.delays("pay-1:capture:1", &j), p.delays("pay-1:capture:1", &j));
+    /// assert_eq!(p.delays("k", &j).len(), 5);
+    /// ```
+    pub fn delay(&self, key: &str, retry: u32, jitter: &dyn Jitter) -> Duration {
+        let full = self.backoff(retry).millis();
+        let half = full / 2;
+        let spread = full - half;
+        let permille = i64::from(jitter.permille(key, retry).min(1000));
+        Duration(half + spread * permille / 1000)
+    }
+
+    /// Every delay the policy would wait for the call with `key`, in order (one fewer than
+    /// `max_attempts`). The policy computes waits; it never waits.
+    pub fn delays(&self, key: &str, jitter: &dyn Jitter) -> Vec<Duration> {
+        (1..self.max_attempts)
+            .map(|n| self.delay(key, n, jitter))
+            .collect()
+    }
+}
+
+/// Whether an attempt sent the operation itself or asked what became of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptKind {
+    /// The operation was sent.
+    Call,
+    /// The gateway was asked about the key.
+    Lookup,
+}
+
+/// One gateway request made by the processor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1-based number within the operation.
+    pub number: u32,
+    /// Call or lookup.
+    pub kind: AttemptKind,
+    /// The operation.
+    pub op: GatewayOp,
+    /// The idempotency key sent.
+    pub key: String,
+    /// How long the processor paused before this request.
+    pub waited: Duration,
+    /// When the request was made (from the clock).
+    pub at: Timestamp,
+    /// What came back: `approved`, `declined:<code>`, `timeout`, `unavailable`, `not_found`.
+    pub result: String,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The gateway approved and the payment recorded it.
+    Succeeded,
+    /// The gateway declined and the payment recorded it.
+    Declined {
+        /// The gateway's decline code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+    /// The attempt budget ran out before the outcome was known; the payment keeps its pending
+    /// call for [`PaymentProcessor::resume`].
+    Unresolved {
+        /// The last problem seen.
+        reason: String,
+    },
+}
+
+/// The result of driving one operation: the new payment state and every request made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Processed {
+    /// The payment after the operation.
+    pub payment: Payment,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Every gateway request, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+impl Processed {
+    /// The payment if the operation succeeded, otherwise [`OmsError::PaymentDeclined`] or
+    /// [`OmsError::GatewayError`].
+    pub fn into_result(self) -> OmsResult<Payment> {
+        match self.outcome {
+            Outcome::Succeeded => Ok(self.payment),
+            Outcome::Declined { code, message } => Err(OmsError::PaymentDeclined {
+                reason: format!("{code}: {message}"),
+            }),
+            Outcome::Unresolved { reason } => Err(OmsError::GatewayError { reason }),
+        }
+    }
+}
+
+/// What the gateway settled a call as.
+enum Verdict {
+    Approved {
+        reference: String,
+        amount: GatewayAmount,
+    },
+    Declined {
+        code: String,
+        message: String,
+    },
+}
+
+/// Drives a [`PaymentGateway`] for one payment operation at a time, with retries under a
+/// [`RetryPolicy`] and the unknown-outcome rule. Takes a payment and returns the new one; it
+/// holds no state of its own.
+pub struct PaymentProcessor<'a> {
+    gateway: &'a dyn PaymentGateway,
+    clock: &'a dyn Clock,
+    pause: &'a dyn Pause,
+    jitter: &'a dyn Jitter,
+    policy: RetryPolicy,
+}
+
+impl<'a> PaymentProcessor<'a> {
+    /// A processor over `gateway`, reading time from `clock`, waiting through `pause`.
+    pub fn new(
+        gateway: &'a dyn PaymentGateway,
+        clock: &'a dyn Clock,
+        pause: &'a dyn Pause,
+        jitter: &'a dyn Jitter,
+        policy: RetryPolicy,
+    ) -> OmsResult<Self> {
+        policy.validate()?;
+        Ok(PaymentProcessor {
+            gateway,
+            clock,
+            pause,
+            jitter,
+            policy,
+        })
+    }
+
+    /// Authorize the payment's amount: Initiated → Authorized → AwaitingCapture, or Declined.
+    pub fn authorize(&self, payment: &Payment) -> OmsResult<Processed> {
+        let mut p = payment.clone();
+        let call = p.begin_authorization(self.clock.now())?;
+        self.drive(p, &call, false)
+    }
+
+    /// Capture `amount` from the hold (`final_capture` releases the rest on success).
+    pub fn capture(
+        &self,
+        payment: &Payment,
+        amount: Money,
+        final_capture: bool,
+    ) -> OmsResult<Processed> {
+        let mut p = payment.clone();
+        let call = p.begin_capture(amount, final_capture, self.clock.now())?;
+        self.drive(p, &call, false)
+    }
+
+    /// Release the hold (nothing captured yet).
+    pub fn void(&self, payment: &Payment) -> OmsResult<Processed> {
+        let mut p = payment.clone();
+        let call = p.begin_void(self.clock.now())?;
+        self.drive(p, &call, false)
+    }
+
+    /// Refund `amount` of what was captured.
+    pub fn refund(&self, payment: &Payment, amount: Money) -> OmsResult<Processed> {
+        let mut p = payment.clone();
+        let call = p.begin_refund(amount)?;
+        self.drive(p, &call, false)
+    }
+
+    /// Settle the payment's pending call, starting with a lookup (never a blind resend).
+    pub fn resume(&self, payment: &Payment) -> OmsResult<Processed> {
+        let call = payment
+            .pending()
+            .cloned()
+            .ok_or_else(|| OmsError::NotFound {
+                kind: "pending gateway call".into(),
+                id: payment.id().to_owned(),
+            })?;
+        self.drive(payment.clone(), &call, true)
+    }
+
+    /// Apply a gateway reply that arrived on its own (a webhook, a late or duplicated
+    /// response) for the call with `key`. A reply for a call already settled changes nothing;
+    /// `NotFound` and `Timeout` say nothing and change nothing.
+    pub fn apply_notification(
+        &self,
+        payment: &Payment,
+        key: &str,
+        reply: &LookupReply,
+    ) -> OmsResult<Payment> {
+        if payment.is_settled(key) {
+            return Ok(payment.clone());
+        }
+        let verdict = match reply {
+            LookupReply::Approved { reference, amount } => Verdict::Approved {
+                reference: reference.clone(),
+                amount: *amount,
+            },
+            LookupReply::Declined { code, message } => Verdict::Declined {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            LookupReply::NotFound | LookupReply::Timeout => return Ok(payment.clone()),
+        };
+        let call = payment
+            .pending()
+            .filter(|c| c.key == key)
+            .cloned()
+            .ok_or_else(|| OmsError::NotFound {
+                kind: "pending gateway call".into(),
+                id: key.to_owned(),
+            })?;
+        let mut p = payment.clone();
+        self.settle(&mut p, &call, verdict)?;
+        Ok(p)
+    }
+
+    fn send(&self, payment: &Payment, call: &PendingCall) -> OmsResult<GatewayReply> {
+        let exponent = self.gateway.exponent(payment.currency());
+        let amount = GatewayAmount::from_money(&call.amount, exponent)?;
+        let authorization = payment.gateway_reference().unwrap_or_default().to_owned();
+        let key = call.key.clone();
+        Ok(match call.op {
+            GatewayOp::Authorize => self.gateway.authorize(&AuthorizeRequest {
+                key,
+                payment_id: payment.id().to_owned(),
+                reference: payment.reference().to_owned(),
+                method: payment.method().to_owned(),
+                amount,
+            }),
+            GatewayOp::Capture => self.gateway.capture(&CaptureRequest {
+                key,
+                authorization,
+                amount,
+                final_capture: call.final_capture,
+            }),
+            GatewayOp::Void => self.gateway.void(&VoidRequest { key, authorization }),
+            GatewayOp::Refund => self.gateway.refund(&RefundRequest {
+                key,
+                authorization,
+                amount,
+            }),
+        })
+    }
+
+    fn drive(
+        &self,
+        mut payment: Payment,
+        call: &PendingCall,
+        start_with_lookup: bool,
+    ) -> OmsResult<Processed> {
+        let mut attempts = Vec::new();
+        let mut unknown = start_with_lookup;
+        let mut problem = String::from("no attempt made");
+        for number in 1..=self.policy.max_attempts {
+            let waited = if number > 1 {
+                let d = self.policy.delay(&call.key, number - 1, self.jitter);
+                self.pause.pause(d);
+                d
+            } else {
+                Duration(0)
+            };
+            let mut log = |kind: AttemptKind, result: String| {
+                attempts.push(Attempt {
+                    number,
+                    kind,
+                    op: call.op,
+                    key: call.key.clone(),
+                    waited,
+                    at: self.clock.now(),
+                    result,
+                });
+            };
+            let verdict = if unknown {
+                match self.gateway.lookup(&call.key) {
+                    LookupReply::Approved { reference, amount } => {
+                        log(AttemptKind::Lookup, "approved".into());
+                        Verdict::Approved { reference, amount }
+                    }
+                    LookupReply::Declined { code, message } => {
+                        log(AttemptKind::Lookup, format!("declined:{code}"));
+                        Verdict::Declined { code, message }
+                    }
+                    LookupReply::NotFound => {
+                        // The gateway never saw the call: sending it again cannot double it.
+                        log(AttemptKind::Lookup, "not_found".into());
+                        unknown = false;
+                        problem = "call not processed".into();
+                        continue;
+                    }
+                    LookupReply::Timeout => {
+                        log(AttemptKind::Lookup, "timeout".into());
+                        problem = "lookup timed out; outcome unknown".into();
+                        continue;
+                    }
+                }
+            } else {
+                match self.send(&payment, call)? {
+                    GatewayReply::Approved { reference, amount } => {
+                        log(AttemptKind::Call, "approved".into());
+                        Verdict::Approved { reference, amount }
+                    }
+                    GatewayReply::Declined { code, message } => {
+                        log(AttemptKind::Call, format!("declined:{code}"));
+                        Verdict::Declined { code, message }
+                    }
+                    GatewayReply::Timeout => {
+                        log(AttemptKind::Call, "timeout".into());
+                        unknown = true;
+                        problem = "call timed out; outcome unknown".into();
+                        continue;
+                    }
+                    GatewayReply::Unavailable { message } => {
+                        log(AttemptKind::Call, "unavailable".into());
+                        problem = format!("gateway unavailable: {message}");
+                        continue;
+                    }
+                }
+            };
+            let outcome = self.settle(&mut payment, call, verdict)?;
+            return Ok(Processed {
+                payment,
+                outcome,
+                attempts,
+            });
+        }
+        Ok(Processed {
+            payment,
+            outcome: Outcome::Unresolved { reason: problem },
+            attempts,
+        })
+    }
+
+    fn settle(
+        &self,
+        payment: &mut Payment,
+        call: &PendingCall,
+        verdict: Verdict,
+    ) -> OmsResult<Outcome> {
+        let now = self.clock.now();
+        let key = call.key.as_str();
+        match verdict {
+            Verdict::Approved { reference, amount } => {
+                match call.op {
+                    GatewayOp::Authorize => {
+                        let exponent = self.gateway.exponent(payment.currency());
+                        if amount.currency != payment.currency() {
+                            return Err(OmsError::CurrencyMismatch {
+                                expected: payment.currency().code().into(),
+                                found: amount.currency.code().into(),
+                            });
+                        }
+                        let approved = amount.to_money(exponent)?;
+                        payment.record_authorized(key, approved, &reference, now)?;
+                        payment.place_hold(now)?;
+                    }
+                    GatewayOp::Capture => payment.record_capture_succeeded(key, &reference, now)?,
+                    GatewayOp::Void => payment.record_voided(key, now)?,
+                    GatewayOp::Refund => payment.record_refunded(key, &reference, now)?,
+                }
+                Ok(Outcome::Succeeded)
+            }
+            Verdict::Declined { code, message } => {
+                let reason = format!("{code}: {message}");
+                match call.op {
+                    GatewayOp::Authorize => payment.record_declined(key, &reason, now)?,
+                    GatewayOp::Capture => payment.record_capture_failed(key, &reason, now)?,
+                    GatewayOp::Void | GatewayOp::Refund => {
+                        payment.record_call_refused(key)?;
+                    }
+                }
+                Ok(Outcome::Declined { code, message })
+            }
+        }
+    }
+}
