@@ -522,3 +522,428 @@ impl<'a> PaymentProcessor<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+    use crate::payment::fake::{FakeGateway, FakeStep};
+    use crate::payment::machine::PaymentStatus;
+    use proptest::prelude::*;
+
+    const T0: Timestamp = Timestamp(5_000_000);
+
+    fn usd(s: &str) -> Money {
+        Money::parse(s, Currency::USD).unwrap()
+    }
+
+    fn payment() -> Payment {
+        Payment::new("pay-1", "ORD-1", "card_1234", usd("50.00")).unwrap()
+    }
+
+    struct Rig {
+        gateway: FakeGateway,
+        clock: ManualClock,
+        jitter: SeededJitter,
+    }
+
+    impl Rig {
+        fn new(gateway: FakeGateway) -> Self {
+            Rig {
+                gateway,
+                clock: ManualClock::new(T0),
+                jitter: SeededJitter { seed: 42 },
+            }
+        }
+        fn processor(&self) -> PaymentProcessor<'_> {
+            PaymentProcessor::new(
+                &self.gateway,
+                &self.clock,
+                &self.clock,
+                &self.jitter,
+                RetryPolicy::default(),
+            )
+            .unwrap()
+        }
+        fn authorized(&self) -> Payment {
+            self.processor()
+                .authorize(&payment())
+                .unwrap()
+                .into_result()
+                .unwrap()
+        }
+    }
+
+    fn results(p: &Processed) -> Vec<String> {
+        p.attempts
+            .iter()
+            .map(|a| format!("{:?}:{}", a.kind, a.result))
+            .collect()
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jitter_replays() {
+        let p = RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration(100),
+            max_delay: Duration(1_000),
+            multiplier: 2,
+        };
+        let full: Vec<i64> = (1..8).map(|n| p.backoff(n).millis()).collect();
+        assert_eq!(full, [100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(
+            p.delays("k", &NoJitter),
+            full.iter().map(|&d| Duration(d)).collect::<Vec<_>>()
+        );
+        let a = SeededJitter { seed: 1 };
+        let b = SeededJitter { seed: 2 };
+        let da = p.delays("pay-1:capture:1", &a);
+        assert_eq!(da, p.delays("pay-1:capture:1", &a));
+        assert_ne!(da, p.delays("pay-1:capture:1", &b));
+        assert_ne!(da, p.delays("pay-1:capture:2", &a));
+        for (d, f) in da.iter().zip(&full) {
+            assert!(d.millis() >= f / 2 && d.millis() <= *f, "{d:?} vs {f}");
+        }
+    }
+
+    #[test]
+    fn bad_policies_are_typed() {
+        let ok = RetryPolicy::default();
+        for bad in [
+            RetryPolicy {
+                max_attempts: 0,
+                ..ok
+            },
+            RetryPolicy {
+                multiplier: 0,
+                ..ok
+            },
+            RetryPolicy {
+                base_delay: Duration(-1),
+                ..ok
+            },
+            RetryPolicy {
+                max_delay: Duration(1),
+                ..ok
+            },
+        ] {
+            assert_eq!(bad.validate().unwrap_err().code(), "invalid_field");
+        }
+        let rig = Rig::new(FakeGateway::new());
+        let bad = RetryPolicy {
+            max_attempts: 0,
+            ..ok
+        };
+        assert!(PaymentProcessor::new(&rig.gateway, &rig.clock, &NoPause, &NoJitter, bad).is_err());
+    }
+
+    #[test]
+    fn approve_capture_refund_happy_path() {
+        let rig = Rig::new(FakeGateway::new());
+        let pr = rig.processor();
+        let p = rig.authorized();
+        assert_eq!(p.status(), PaymentStatus::AwaitingCapture);
+        assert_eq!(p.gateway_reference(), Some("auth_1"));
+        let p = pr
+            .capture(&p, usd("20.00"), false)
+            .unwrap()
+            .into_result()
+            .unwrap();
+        let p = pr
+            .capture(&p, usd("10.00"), true)
+            .unwrap()
+            .into_result()
+            .unwrap();
+        assert_eq!(p.status(), PaymentStatus::Captured);
+        let p = pr.refund(&p, usd("5.00")).unwrap().into_result().unwrap();
+        assert_eq!(rig.gateway.hold("auth_1"), Some((5000, 3000, 500, 2000)));
+        assert_eq!(
+            (p.captured(), p.refunded(), p.voided()),
+            (usd("30.00"), usd("5.00"), usd("20.00"))
+        );
+        assert_eq!(rig.clock.now(), T0, "no retries, no waiting");
+    }
+
+    #[test]
+    fn decline_is_recorded_and_typed() {
+        let rig = Rig::new(FakeGateway::new());
+        rig.gateway.script([FakeStep::Decline]);
+        let done = rig.processor().authorize(&payment()).unwrap();
+        assert_eq!(done.payment.status(), PaymentStatus::Declined);
+        assert_eq!(results(&done), ["Call:declined:card_declined"]);
+        assert_eq!(done.into_result().unwrap_err().code(), "payment_declined");
+        assert!(rig.gateway.ledger().is_empty());
+    }
+
+    #[test]
+    fn timeout_with_success_behind_is_found_by_lookup_not_resent() {
+        let rig = Rig::new(FakeGateway::new());
+        rig.gateway.script([FakeStep::TimeoutAfterSuccess]);
+        let done = rig.processor().authorize(&payment()).unwrap();
+        assert_eq!(results(&done), ["Call:timeout", "Lookup:approved"]);
+        assert_eq!(done.payment.status(), PaymentStatus::AwaitingCapture);
+        assert_eq!(rig.gateway.times_processed("pay-1:authorize:1"), 1);
+        // The pause before the lookup moved the clock by exactly the logged delay.
+        assert_eq!(rig.clock.now(), T0.plus(done.attempts[1].waited));
+        assert!(done.attempts[1].waited.millis() >= 100);
+    }
+
+    #[test]
+    fn timeout_with_nothing_behind_is_resent_after_lookup() {
+        let rig = Rig::new(FakeGateway::new());
+        let p = rig.authorized();
+        rig.gateway
+            .script([FakeStep::TimeoutNothingBehind, FakeStep::Unavailable]);
+        let done = rig.processor().capture(&p, usd("50.00"), true).unwrap();
+        assert_eq!(
+            results(&done),
+            [
+                "Call:timeout",
+                "Lookup:not_found",
+                "Call:unavailable",
+                "Call:approved"
+            ]
+        );
+        assert_eq!(done.payment.status(), PaymentStatus::Captured);
+        assert_eq!(rig.gateway.total(GatewayOp::Capture), 5000);
+    }
+
+    #[test]
+    fn unresolved_keeps_the_pending_call_and_resume_settles_it() {
+        let rig = Rig::new(FakeGateway::new());
+        let p = rig.authorized();
+        rig.gateway.script([FakeStep::TimeoutAfterSuccess]);
+        rig.gateway.time_out_lookups(10);
+        let done = rig.processor().capture(&p, usd("50.00"), true).unwrap();
+        assert_eq!(done.attempts.len(), 6);
+        assert!(done.attempts[1..]
+            .iter()
+            .all(|a| a.kind == AttemptKind::Lookup));
+        assert_eq!(done.payment.status(), PaymentStatus::Capturing);
+        assert!(done.payment.pending().is_some());
+        assert_eq!(
+            done.clone().into_result().unwrap_err().code(),
+            "gateway_error"
+        );
+        // Nothing else may start while the outcome is unknown.
+        assert_eq!(
+            rig.processor().void(&done.payment).unwrap_err().code(),
+            "invalid_transition"
+        );
+        rig.gateway.time_out_lookups(0);
+        let settled = rig.processor().resume(&done.payment).unwrap();
+        assert_eq!(results(&settled), ["Lookup:approved"]);
+        assert_eq!(settled.payment.status(), PaymentStatus::Captured);
+        assert_eq!(rig.gateway.times_processed("pay-1:capture:2"), 1);
+        assert_eq!(
+            rig.processor().resume(&settled.payment).unwrap_err().code(),
+            "not_found"
+        );
+    }
+
+    #[test]
+    fn capture_failure_and_expiry() {
+        let rig = Rig::new(FakeGateway::new());
+        let p = rig.authorized();
+        rig.gateway.script([FakeStep::CaptureFailure]);
+        let done = rig.processor().capture(&p, usd("10.00"), false).unwrap();
+        assert_eq!(done.payment.status(), PaymentStatus::CaptureFailed);
+        assert_eq!(
+            done.outcome,
+            Outcome::Declined {
+                code: "capture_failed".into(),
+                message: "scripted capture_failed".into()
+            }
+        );
+
+        let calls_before = rig.gateway.request_counts();
+        rig.clock.advance(Duration::days(7));
+        let err = rig
+            .processor()
+            .capture(&p, usd("10.00"), false)
+            .unwrap_err();
+        assert_eq!(err.code(), "authorization_expired");
+        assert_eq!(rig.gateway.request_counts(), calls_before, "nothing sent");
+    }
+
+    #[test]
+    fn duplicate_response_is_applied_once() {
+        let rig = Rig::new(FakeGateway::new());
+        let p = rig.authorized();
+        rig.gateway.script([FakeStep::DuplicateResponse]);
+        let pr = rig.processor();
+        let p = pr
+            .capture(&p, usd("20.00"), false)
+            .unwrap()
+            .into_result()
+            .unwrap();
+        let dupes = rig.gateway.take_notifications();
+        assert_eq!(dupes.len(), 1);
+        let (key, reply) = &dupes[0];
+        let again = pr.apply_notification(&p, key, reply).unwrap();
+        assert_eq!(again, p);
+        assert_eq!(again.captured(), usd("20.00"));
+    }
+
+    #[test]
+    fn notification_settles_a_pending_call() {
+        let rig = Rig::new(FakeGateway::new());
+        let p = rig.authorized();
+        rig.gateway.script([FakeStep::TimeoutAfterSuccess]);
+        rig.gateway.time_out_lookups(10);
+        let pr = rig.processor();
+        let stuck = pr.refund(&p, usd("1.00"));
+        // Nothing captured yet: the refund is refused before any call.
+        assert_eq!(stuck.unwrap_err().code(), "payment_amount_exceeded");
+        let stuck = pr.capture(&p, usd("20.00"), false).unwrap().payment;
+        let key = stuck.pending().unwrap().key.clone();
+        rig.gateway.time_out_lookups(0);
+        let reply = rig.gateway.lookup(&key);
+        let settled = pr.apply_notification(&stuck, &key, &reply).unwrap();
+        assert_eq!(settled.captured(), usd("20.00"));
+        assert_eq!(settled.status(), PaymentStatus::AwaitingCapture);
+        let unknown = pr.apply_notification(&settled, "nope", &reply).unwrap_err();
+        assert_eq!(unknown.code(), "not_found");
+    }
+
+    #[test]
+    fn a_blind_resend_would_double_charge_this_gateway() {
+        // The fake ignores keys: the unknown-outcome rule is all that stands between a
+        // timeout and a second charge. Sending the same capture twice proves it.
+        let rig = Rig::new(FakeGateway::new());
+        let p = rig.authorized();
+        rig.gateway.script([FakeStep::TimeoutAfterSuccess]);
+        let req = CaptureRequest {
+            key: "k".into(),
+            authorization: p.gateway_reference().unwrap().into(),
+            amount: GatewayAmount::from_money(&usd("10.00"), 2).unwrap(),
+            final_capture: false,
+        };
+        assert_eq!(rig.gateway.capture(&req), GatewayReply::Timeout);
+        assert!(matches!(
+            rig.gateway.capture(&req),
+            GatewayReply::Approved { .. }
+        ));
+        assert_eq!(rig.gateway.times_processed("k"), 2);
+        // A gateway that honours keys answers the resend with the first result.
+        let honest = FakeGateway::honouring_keys();
+        let auth = honest.authorize(&AuthorizeRequest {
+            key: "a".into(),
+            payment_id: "p".into(),
+            reference: "o".into(),
+            method: "m".into(),
+            amount: req.amount,
+        });
+        assert_eq!(
+            auth,
+            honest.authorize(&AuthorizeRequest {
+                key: "a".into(),
+                payment_id: "p".into(),
+                reference: "o".into(),
+                method: "m".into(),
+                amount: req.amount,
+            })
+        );
+        assert_eq!(honest.times_processed("a"), 1);
+    }
+
+    fn step() -> impl Strategy<Value = FakeStep> {
+        prop_oneof![
+            3 => Just(FakeStep::Approve),
+            1 => Just(FakeStep::Decline),
+            1 => Just(FakeStep::CaptureFailure),
+            3 => Just(FakeStep::TimeoutAfterSuccess),
+            3 => Just(FakeStep::TimeoutNothingBehind),
+            1 => Just(FakeStep::Unavailable),
+            1 => Just(FakeStep::DuplicateResponse),
+            1 => (1i64..5_000).prop_map(|minor| FakeStep::ApprovePartial { minor }),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Cmd {
+        Capture(i64, bool),
+        Refund(i64),
+        Void,
+        Resume,
+        Notifications,
+    }
+
+    fn cmd() -> impl Strategy<Value = Cmd> {
+        prop_oneof![
+            3 => (1i64..3_000, any::<bool>()).prop_map(|(c, f)| Cmd::Capture(c, f)),
+            2 => (1i64..3_000).prop_map(Cmd::Refund),
+            1 => Just(Cmd::Void),
+            2 => Just(Cmd::Resume),
+            1 => Just(Cmd::Notifications),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the gateway does (declines, timeouts with or without the money moved,
+        /// outages, duplicate responses, lookups that time out), every call key is processed
+        /// at most once, and once nothing is pending the gateway's ledger and the payment's
+        /// buckets agree to the cent.
+        #[test]
+        fn retries_never_double_charge(
+            script in proptest::collection::vec(step(), 0..30),
+            lookup_timeouts in 0u32..4,
+            cmds in proptest::collection::vec(cmd(), 0..12),
+            seed in any::<u64>(),
+        ) {
+            let gateway = FakeGateway::new();
+            gateway.script(script);
+            gateway.time_out_lookups(lookup_timeouts);
+            let clock = ManualClock::new(T0);
+            let jitter = SeededJitter { seed };
+            let pr = PaymentProcessor::new(&gateway, &clock, &clock, &jitter,
+                                           RetryPolicy::default()).unwrap();
+            let mut p = pr.authorize(&payment()).unwrap().payment;
+            for c in &cmds {
+                let cents = |m: i64| Money::from_minor(m, Currency::USD);
+                let r = match c {
+                    Cmd::Capture(m, f) => pr.capture(&p, cents(*m), *f).map(|d| d.payment),
+                    Cmd::Refund(m) => pr.refund(&p, cents(*m)).map(|d| d.payment),
+                    Cmd::Void => pr.void(&p).map(|d| d.payment),
+                    Cmd::Resume => pr.resume(&p).map(|d| d.payment),
+                    Cmd::Notifications => {
+                        let mut q = p.clone();
+                        for (k, reply) in gateway.take_notifications() {
+                            if q.is_settled(&k) || q.pending().is_some_and(|c| c.key == k) {
+                                q = pr.apply_notification(&q, &k, &reply).unwrap();
+                            }
+                        }
+                        Ok(q)
+                    }
+                };
+                match r {
+                    Ok(next) => p = next,
+                    Err(e) => prop_assert!(OmsError::CODES.contains(&e.code())),
+                }
+                p.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            // Drain: resume until nothing is pending (the script is empty by now or soon).
+            for _ in 0..40 {
+                if p.pending().is_none() { break; }
+                p = pr.resume(&p).unwrap().payment;
+            }
+            prop_assert!(p.pending().is_none());
+            for charge in gateway.ledger() {
+                prop_assert_eq!(gateway.times_processed(&charge.key), 1, "{:?}", charge);
+            }
+            let minor = |m: Money| m.to_minor().unwrap();
+            if let Some(auth) = p.gateway_reference() {
+                let (held, captured, refunded, _) = gateway.hold(auth).unwrap();
+                prop_assert_eq!(held, minor(p.authorized()));
+                prop_assert_eq!(captured, minor(p.captured()));
+                prop_assert_eq!(refunded, minor(p.refunded()));
+            } else {
+                prop_assert_eq!(gateway.total(GatewayOp::Authorize), 0);
+            }
+            prop_assert_eq!(gateway.total(GatewayOp::Capture), minor(p.captured()));
+            prop_assert_eq!(gateway.total(GatewayOp::Refund), minor(p.refunded()));
+        }
+    }
+}
