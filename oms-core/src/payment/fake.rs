@@ -114,6 +114,12 @@ impl FakeGateway {
         self.lock().script.extend(steps);
     }
 
+    /// Drop whatever is left of the script (for callers that script one call at a time and
+    /// do not know whether the call will be sent).
+    pub fn clear_script(&self) {
+        self.lock().script.clear();
+    }
+
     /// Make the next `n` lookups time out.
     pub fn time_out_lookups(&self, n: u32) {
         self.lock().lookup_timeouts = n;
