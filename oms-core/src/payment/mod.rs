@@ -7,6 +7,7 @@
 //! - [`retry`]: [`RetryPolicy`], replayable [`Jitter`], and [`PaymentProcessor`], which drives
 //!   the gateway and never sends a timed-out call again before a lookup says it was not
 //!   processed.
+//! - [`capture`]: [`CapturePolicy`], capture on shipment or on delivery.
 //! - [`fake`]: [`FakeGateway`], scripted outcomes and a ledger of what was really charged.
 //!
 //! ```
@@ -28,11 +29,13 @@
 //! assert_eq!(gateway.times_processed("pay-1:authorize:1"), 1);
 //! ```
 
+pub mod capture;
 pub mod fake;
 pub mod gateway;
 pub mod machine;
 pub mod retry;
 
+pub use capture::CapturePolicy;
 pub use fake::{FakeCharge, FakeGateway, FakeStep};
 pub use gateway::{
     AuthorizeRequest, CaptureRequest, GatewayAmount, GatewayReply, LookupReply, PaymentGateway,
