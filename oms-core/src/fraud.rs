@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{OmsError, OmsResult};
 use crate::lifecycle::Actor;
 use crate::money::{Money, Rounding};
-use crate::order::Address;
+use crate::order::{Address, Order};
 use crate::time::{Duration, Timestamp};
 
 /// Decimals kept on each contribution (the score is their exact sum).
@@ -102,6 +102,27 @@ pub struct FraudInput {
     pub device_fingerprint: Option<String>,
     /// When the order was placed (the velocity window ends here).
     pub at: Timestamp,
+}
+
+impl FraudInput {
+    /// The input for `order`: its customer and shipping address, with the value to screen
+    /// (usually the priced total), the payment method and device the host saw, and the time.
+    pub fn for_order(
+        order: &Order,
+        order_value: Money,
+        payment_method: &str,
+        device_fingerprint: Option<&str>,
+        at: Timestamp,
+    ) -> FraudInput {
+        FraudInput {
+            customer_id: order.customer.id.clone(),
+            order_value,
+            shipping_address: order.shipping_address.clone(),
+            payment_method: payment_method.to_owned(),
+            device_fingerprint: device_fingerprint.map(str::to_owned),
+            at,
+        }
+    }
 }
 
 /// One of the seven signals of seed 004 stage 3.

@@ -11,12 +11,12 @@ use oms_core::fraud::{
 };
 use oms_core::lifecycle::{Actor, OrderStatus};
 use oms_core::money::{Currency, Money};
-use oms_core::order::{Address, AddressInput};
+use oms_core::order::{Address, AddressInput, Customer, LineItemInput, Order, OrderDraft};
 use oms_core::payment::{
     mermaid, CapturePolicy, FakeGateway, FakeStep, GatewayOp, Payment, PaymentProcessor,
     PaymentStatus, RetryPolicy, SeededJitter, TRANSITIONS,
 };
-use oms_core::time::{Clock, Duration, ManualClock, Timestamp};
+use oms_core::time::{Clock, Duration, ManualClock, SequentialIds, Timestamp};
 
 fn usd(s: &str) -> Money {
     Money::parse(s, Currency::USD).unwrap()
@@ -352,4 +352,59 @@ fn mermaid_draws_every_seed_edge() {
         let line = format!("{from:?} --> {to:?}: {event}");
         assert!(text.contains(&line), "missing {line}");
     }
+}
+
+#[test]
+fn seed_004_order_is_screened_from_its_own_fields() {
+    let w = World::new();
+    let shipping = AddressInput {
+        name: "Customer".into(),
+        line1: "350 5th Ave".into(),
+        city: "New York".into(),
+        region: "NY".into(),
+        postal_code: "10118".into(),
+        country: "US".into(),
+        location: Some((40.71, -74.00)),
+        ..AddressInput::default()
+    };
+    let draft = OrderDraft {
+        customer: Customer::new("cust-1", "c@example.com", "C").unwrap(),
+        shipping_address: shipping,
+        billing_address: None,
+        currency: Currency::USD,
+        lines: vec![
+            LineItemInput::new("WATER-5L", 2, usd("5.00")),
+            LineItemInput::new("PHONE-X", 1, usd("40.00")),
+        ],
+        promo_codes: Vec::new(),
+    };
+    let order = Order::create(
+        &draft,
+        &Actor::Customer("cust-1".into()),
+        &w.clock,
+        &SequentialIds::default(),
+    )
+    .unwrap();
+    let value = order.subtotal().unwrap();
+    assert_eq!(value, usd("50.00"));
+    let input = FraudInput::for_order(&order, value, "card_XXXX-1234", None, w.clock.now());
+    assert_eq!(input.customer_id, "cust-1");
+    let signals = InMemoryFraudSignals::new();
+    // Blacklisting the same door written differently still matches.
+    signals.blacklist(
+        &Address::new(&AddressInput {
+            name: "Someone Else".into(),
+            line1: "350  5TH AVE".into(),
+            city: "new york".into(),
+            region: "ny".into(),
+            postal_code: "10118".into(),
+            country: "US".into(),
+            ..AddressInput::default()
+        })
+        .unwrap(),
+    );
+    let decision = assess(&input, &signals, &FraudConfig::default()).unwrap();
+    assert_eq!(decision.score.to_string(), "0.4000");
+    assert_eq!(decision.verdict, FraudVerdict::Approve);
+    assert_eq!(decision.at, w.clock.now());
 }

@@ -338,7 +338,11 @@ pub struct PendingCall {
 ///
 /// The buckets are private; read them with [`Payment::authorized`] and friends. Only the
 /// methods below move amounts, each after checking the bound it could break.
+///
+/// The stored form is checked on the way in: a record whose buckets break the bounds does not
+/// deserialize.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PaymentRecord")]
 pub struct Payment {
     id: String,
     reference: String,
@@ -357,6 +361,56 @@ pub struct Payment {
     op_seq: u32,
     settled_keys: Vec<String>,
     history: Vec<PaymentTransition>,
+}
+
+/// The serialized fields of a [`Payment`], checked by `TryFrom` before they become one.
+#[derive(Deserialize)]
+struct PaymentRecord {
+    id: String,
+    reference: String,
+    method: String,
+    amount: Money,
+    status: PaymentStatus,
+    authorized: Money,
+    captured: Money,
+    refunded: Money,
+    released: Money,
+    hold_validity: Duration,
+    authorized_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+    gateway_reference: Option<String>,
+    pending: Option<PendingCall>,
+    op_seq: u32,
+    settled_keys: Vec<String>,
+    history: Vec<PaymentTransition>,
+}
+
+impl TryFrom<PaymentRecord> for Payment {
+    type Error = OmsError;
+
+    fn try_from(r: PaymentRecord) -> OmsResult<Payment> {
+        let p = Payment {
+            id: r.id,
+            reference: r.reference,
+            method: r.method,
+            amount: r.amount,
+            status: r.status,
+            authorized: r.authorized,
+            captured: r.captured,
+            refunded: r.refunded,
+            released: r.released,
+            hold_validity: r.hold_validity,
+            authorized_at: r.authorized_at,
+            expires_at: r.expires_at,
+            gateway_reference: r.gateway_reference,
+            pending: r.pending,
+            op_seq: r.op_seq,
+            settled_keys: r.settled_keys,
+            history: r.history,
+        };
+        p.check_invariants()?;
+        Ok(p)
+    }
 }
 
 impl Payment {
@@ -959,8 +1013,8 @@ impl Payment {
         Ok(())
     }
 
-    /// The pending void or refund was refused by the gateway: nothing moves, the call is
-    /// dropped and the decline is kept in the history detail of the next move by the caller.
+    /// The pending void or refund was refused by the gateway: nothing moves and the call is
+    /// dropped (the processor's outcome carries the decline).
     pub fn record_call_refused(&mut self, key: &str) -> OmsResult<PendingCall> {
         let op = match &self.pending {
             Some(p) if p.key == key && matches!(p.op, GatewayOp::Void | GatewayOp::Refund) => p.op,
@@ -1336,6 +1390,26 @@ mod tests {
         assert_eq!(
             Payment::new("p", "o", "c", usd("0")).unwrap_err().code(),
             "invalid_amount"
+        );
+    }
+
+    #[test]
+    fn stored_form_round_trips_and_is_checked() {
+        let mut p = at(S::AwaitingCapture);
+        capture(&mut p, "40.00", false);
+        let json = serde_json::to_string(&p).unwrap();
+        let back: Payment = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, p);
+        // A record claiming more captured than authorized does not load.
+        let tampered = json.replace(
+            r#""captured":{"amount":"40.00""#,
+            r#""captured":{"amount":"140.00""#,
+        );
+        assert_ne!(tampered, json);
+        let err = serde_json::from_str::<Payment>(&tampered).unwrap_err();
+        assert!(
+            err.to_string().contains("captured + released > authorized"),
+            "{err}"
         );
     }
 

@@ -465,7 +465,13 @@ impl<'a> PaymentProcessor<'a> {
                     }
                 }
             };
-            let outcome = self.settle(&mut payment, call, verdict)?;
+            // An answer the payment cannot take (more approved than asked, another currency)
+            // leaves the call pending: the money may have moved, so it must not be forgotten.
+            let outcome = self
+                .settle(&mut payment, call, verdict)
+                .unwrap_or_else(|e| Outcome::Unresolved {
+                    reason: format!("gateway answer refused: {e}"),
+                });
             return Ok(Processed {
                 payment,
                 outcome,
@@ -845,6 +851,56 @@ mod tests {
             })
         );
         assert_eq!(honest.times_processed("a"), 1);
+    }
+
+    /// Approves every authorization for a cent more than asked.
+    struct OverApprover;
+
+    impl PaymentGateway for OverApprover {
+        fn authorize(&self, r: &AuthorizeRequest) -> GatewayReply {
+            GatewayReply::Approved {
+                reference: "auth_x".into(),
+                amount: GatewayAmount {
+                    minor: r.amount.minor + 1,
+                    currency: r.amount.currency,
+                },
+            }
+        }
+        fn capture(&self, _: &CaptureRequest) -> GatewayReply {
+            GatewayReply::Timeout
+        }
+        fn void(&self, _: &VoidRequest) -> GatewayReply {
+            GatewayReply::Timeout
+        }
+        fn refund(&self, _: &RefundRequest) -> GatewayReply {
+            GatewayReply::Timeout
+        }
+        fn lookup(&self, _: &str) -> LookupReply {
+            LookupReply::Timeout
+        }
+    }
+
+    #[test]
+    fn an_answer_the_payment_cannot_take_stays_pending() {
+        let clock = ManualClock::new(T0);
+        let pr = PaymentProcessor::new(
+            &OverApprover,
+            &clock,
+            &NoPause,
+            &NoJitter,
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        let done = pr.authorize(&payment()).unwrap();
+        assert_eq!(done.payment.status(), PaymentStatus::Authorizing);
+        assert!(done.payment.pending().is_some());
+        match &done.outcome {
+            Outcome::Unresolved { reason } => {
+                assert!(reason.contains("payment amount refused"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(done.into_result().unwrap_err().code(), "gateway_error");
     }
 
     fn step() -> impl Strategy<Value = FakeStep> {
