@@ -173,7 +173,7 @@ impl FakeGateway {
         process: impl FnOnce(&mut State, Option<i64>) -> LookupReply,
     ) -> GatewayReply {
         let mut s = self.lock();
-        s.calls += 1;
+        s.calls = s.calls.saturating_add(1);
         if self.honour_keys {
             if let Some(first) = s.processed.get(key) {
                 return to_reply(first.clone());
@@ -234,7 +234,7 @@ impl PaymentGateway for FakeGateway {
                 return refused("invalid_amount", "amount must be positive");
             }
             let held = partial.map_or(amount.minor, |p| p.clamp(1, amount.minor));
-            s.next_ref += 1;
+            s.next_ref = s.next_ref.saturating_add(1);
             let reference = format!("auth_{}", s.next_ref);
             s.holds.insert(
                 reference.clone(),
@@ -276,7 +276,7 @@ impl PaymentGateway for FakeGateway {
             if r.final_capture {
                 h.voided += open - r.amount.minor;
             }
-            s.next_ref += 1;
+            s.next_ref = s.next_ref.saturating_add(1);
             let reference = format!("cap_{}", s.next_ref);
             s.ledger.push(FakeCharge {
                 op: GatewayOp::Capture,
@@ -300,7 +300,7 @@ impl PaymentGateway for FakeGateway {
             let open = h.held - h.captured - h.voided;
             h.voided += open;
             let currency = h.currency;
-            s.next_ref += 1;
+            s.next_ref = s.next_ref.saturating_add(1);
             s.ledger.push(FakeCharge {
                 op: GatewayOp::Void,
                 key: r.key.clone(),
@@ -327,7 +327,7 @@ impl PaymentGateway for FakeGateway {
                 return refused("amount_exceeds_capture", "refund exceeds what was captured");
             }
             h.refunded += r.amount.minor;
-            s.next_ref += 1;
+            s.next_ref = s.next_ref.saturating_add(1);
             s.ledger.push(FakeCharge {
                 op: GatewayOp::Refund,
                 key: r.key.clone(),
@@ -343,7 +343,7 @@ impl PaymentGateway for FakeGateway {
 
     fn lookup(&self, key: &str) -> LookupReply {
         let mut s = self.lock();
-        s.lookups += 1;
+        s.lookups = s.lookups.saturating_add(1);
         if s.lookup_timeouts > 0 {
             s.lookup_timeouts -= 1;
             return LookupReply::Timeout;

@@ -149,11 +149,12 @@ impl RetryPolicy {
     /// assert_eq!(p.delays("k", &j).len(), 5);
     /// ```
     pub fn delay(&self, key: &str, retry: u32, jitter: &dyn Jitter) -> Duration {
-        let full = self.backoff(retry).millis();
+        let full = i128::from(self.backoff(retry).millis());
         let half = full / 2;
-        let spread = full - half;
-        let permille = i64::from(jitter.permille(key, retry).min(1000));
-        Duration(half + spread * permille / 1000)
+        let permille = i128::from(jitter.permille(key, retry).min(1000));
+        // In i128 the product cannot overflow, and the result is at most `full`.
+        let ms = half + (full - half) * permille / 1000;
+        Duration(i64::try_from(ms).unwrap_or(i64::MAX))
     }
 
     /// Every delay the policy would wait for the call with `key`, in order (one fewer than
