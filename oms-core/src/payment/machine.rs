@@ -326,7 +326,8 @@ impl GatewayOp {
 pub struct PendingCall {
     /// What was asked.
     pub op: GatewayOp,
-    /// The idempotency key the call (and every retry of it) carries.
+    /// The idempotency key the call (and every retry of it) carries:
+    /// `{payment id}:{operation}:{n}`, unique as long as payment ids are.
     pub key: String,
     /// The amount asked for (the hold for a void).
     pub amount: Money,
@@ -339,7 +340,9 @@ pub struct PendingCall {
 /// The buckets are private; read them with [`Payment::authorized`] and friends. Only the
 /// methods below move amounts, each after checking the bound it could break.
 ///
-/// The stored form is checked on the way in: a record whose buckets break the bounds does not
+/// Each gateway call is begun (`begin_*`, which hands out its idempotency key) and later
+/// recorded (`record_*`); recording a call already recorded (a duplicate response) changes
+/// nothing. The stored form is checked on the way in: a record whose buckets break the bounds does not
 /// deserialize.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PaymentRecord")]
@@ -421,7 +424,6 @@ impl Payment {
     /// ```
     /// use oms_core::money::{Currency, Money};
     /// use oms_core::payment::{Payment, PaymentStatus};
-    /// use oms_core::time::Timestamp;
     /// let amount = Money::parse("50.00", Currency::USD).unwrap();
     /// let p = Payment::new("pay-1", "ORD-1", "card_1234", amount).unwrap();
     /// assert_eq!(p.status(), PaymentStatus::Initiated);
