@@ -9,20 +9,24 @@
 //!
 //! The facts behind the signals (customer history, blacklists, device flags, recent orders)
 //! come through the [`FraudSignals`] trait, which the host implements over its own data;
-//! [`InMemoryFraudSignals`] serves tests and small hosts.
+//! [`InMemoryFraudSignals`] serves tests and small hosts. A manual-review verdict opens a
+//! [`FraudReview`], closed by a staff member's approve or reject.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, OmsResult};
-use crate::lifecycle::Actor;
 use crate::money::{Money, Rounding};
 use crate::order::{Address, Order};
 use crate::time::{Duration, Timestamp};
+
+mod memory;
+mod review;
+
+pub use memory::InMemoryFraudSignals;
+pub use review::{FraudReview, ReviewResolution, ReviewStatus};
 
 /// Decimals kept on each contribution (the score is their exact sum).
 const CONTRIBUTION_DP: u32 = 4;
@@ -614,220 +618,8 @@ pub fn assess(
     })
 }
 
-/// Where a manual review stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReviewStatus {
-    /// Waiting for a reviewer.
-    Pending,
-    /// A reviewer let the order through.
-    Approved,
-    /// A reviewer refused the order.
-    Rejected,
-}
-
-/// Who closed a review, why and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReviewResolution {
-    /// The reviewer (staff or system, never the customer).
-    pub actor: Actor,
-    /// Why.
-    pub reason: String,
-    /// When.
-    pub at: Timestamp,
-}
-
-/// A manual fraud review of one order, opened from a [`FraudVerdict::ManualReview`] decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FraudReview {
-    reference: String,
-    decision: FraudDecision,
-    status: ReviewStatus,
-    resolution: Option<ReviewResolution>,
-}
-
-impl FraudReview {
-    /// Open a review for `reference` (the order number); only a manual-review decision opens
-    /// one.
-    pub fn open(reference: &str, decision: FraudDecision) -> OmsResult<FraudReview> {
-        if reference.trim().is_empty() {
-            return Err(OmsError::MissingField {
-                field: "reference".into(),
-            });
-        }
-        if decision.verdict != FraudVerdict::ManualReview {
-            return Err(OmsError::GuardFailed {
-                from: "fraud decision".into(),
-                event: "open_review".into(),
-                reason: format!("verdict is {:?}, not manual review", decision.verdict),
-            });
-        }
-        Ok(FraudReview {
-            reference: reference.to_owned(),
-            decision,
-            status: ReviewStatus::Pending,
-            resolution: None,
-        })
-    }
-
-    /// The order reviewed.
-    pub fn reference(&self) -> &str {
-        &self.reference
-    }
-    /// The decision that opened the review.
-    pub fn decision(&self) -> &FraudDecision {
-        &self.decision
-    }
-    /// Where the review stands.
-    pub fn status(&self) -> ReviewStatus {
-        self.status
-    }
-    /// Who closed it, if closed.
-    pub fn resolution(&self) -> Option<&ReviewResolution> {
-        self.resolution.as_ref()
-    }
-
-    /// The reviewer lets the order through.
-    pub fn approve(&mut self, actor: &Actor, reason: &str, at: Timestamp) -> OmsResult<()> {
-        self.resolve(ReviewStatus::Approved, "approve", actor, reason, at)
-    }
-
-    /// The reviewer refuses the order.
-    pub fn reject(&mut self, actor: &Actor, reason: &str, at: Timestamp) -> OmsResult<()> {
-        self.resolve(ReviewStatus::Rejected, "reject", actor, reason, at)
-    }
-
-    fn resolve(
-        &mut self,
-        to: ReviewStatus,
-        event: &str,
-        actor: &Actor,
-        reason: &str,
-        at: Timestamp,
-    ) -> OmsResult<()> {
-        if let Actor::Customer(_) = actor {
-            return Err(OmsError::Forbidden {
-                reason: "a customer cannot resolve a fraud review".into(),
-            });
-        }
-        if reason.trim().is_empty() {
-            return Err(OmsError::MissingField {
-                field: "reason".into(),
-            });
-        }
-        if self.status != ReviewStatus::Pending {
-            return Err(OmsError::InvalidTransition {
-                from: format!("review {:?}", self.status).to_lowercase(),
-                event: event.into(),
-            });
-        }
-        self.status = to;
-        self.resolution = Some(ReviewResolution {
-            actor: actor.clone(),
-            reason: reason.to_owned(),
-            at,
-        });
-        Ok(())
-    }
-}
-
-#[derive(Debug, Default)]
-struct SignalData {
-    histories: BTreeMap<String, CustomerHistory>,
-    blacklist: BTreeSet<String>,
-    known_methods: BTreeSet<(String, String)>,
-    flagged_devices: BTreeSet<String>,
-    orders: Vec<(Timestamp, VelocityKey)>,
-}
-
-/// [`FraudSignals`] held in memory, for tests, simulations and small hosts.
-#[derive(Debug, Default)]
-pub struct InMemoryFraudSignals(Mutex<SignalData>);
-
-impl InMemoryFraudSignals {
-    /// Empty: every customer new, nothing flagged.
-    pub fn new() -> Self {
-        InMemoryFraudSignals::default()
-    }
-
-    fn data(&self) -> MutexGuard<'_, SignalData> {
-        // The data stays usable even if a holder panicked mid-update in a test.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Set a customer's history.
-    pub fn set_history(&self, customer_id: &str, history: CustomerHistory) {
-        self.data()
-            .histories
-            .insert(customer_id.to_owned(), history);
-    }
-    /// Blacklist an address.
-    pub fn blacklist(&self, address: &Address) {
-        self.data().blacklist.insert(address_key(address));
-    }
-    /// Record that a customer has paid with a method.
-    pub fn add_known_method(&self, customer_id: &str, method: &str) {
-        self.data()
-            .known_methods
-            .insert((customer_id.to_owned(), method.to_owned()));
-    }
-    /// Flag a device fingerprint.
-    pub fn flag_device(&self, fingerprint: &str) {
-        self.data().flagged_devices.insert(fingerprint.to_owned());
-    }
-    /// Record a placed order for velocity counts.
-    pub fn record_order(
-        &self,
-        customer_id: &str,
-        device: Option<&str>,
-        address: &Address,
-        at: Timestamp,
-    ) {
-        let mut d = self.data();
-        d.orders
-            .push((at, VelocityKey::Customer(customer_id.to_owned())));
-        if let Some(dev) = device {
-            d.orders.push((at, VelocityKey::Device(dev.to_owned())));
-        }
-        d.orders
-            .push((at, VelocityKey::Address(address_key(address))));
-    }
-}
-
-impl FraudSignals for InMemoryFraudSignals {
-    fn customer_history(&self, customer_id: &str) -> OmsResult<CustomerHistory> {
-        Ok(self
-            .data()
-            .histories
-            .get(customer_id)
-            .cloned()
-            .unwrap_or_default())
-    }
-    fn is_address_blacklisted(&self, address_key: &str) -> OmsResult<bool> {
-        Ok(self.data().blacklist.contains(address_key))
-    }
-    fn is_known_payment_method(&self, customer_id: &str, method: &str) -> OmsResult<bool> {
-        Ok(self
-            .data()
-            .known_methods
-            .contains(&(customer_id.to_owned(), method.to_owned())))
-    }
-    fn is_device_flagged(&self, fingerprint: &str) -> OmsResult<bool> {
-        Ok(self.data().flagged_devices.contains(fingerprint))
-    }
-    fn orders_since(&self, key: &VelocityKey, since: Timestamp) -> OmsResult<u32> {
-        let n = self
-            .data()
-            .orders
-            .iter()
-            .filter(|(at, k)| k == key && *at >= since)
-            .count();
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::money::Currency;
     use crate::order::AddressInput;
@@ -836,7 +628,7 @@ mod tests {
 
     const NOW: Timestamp = Timestamp(10_000_000_000);
 
-    fn addr(line1: &str) -> Address {
+    pub(crate) fn addr(line1: &str) -> Address {
         Address::new(&AddressInput {
             name: "Ada".into(),
             line1: line1.into(),
@@ -852,7 +644,7 @@ mod tests {
         Money::parse(s, Currency::USD).unwrap()
     }
 
-    fn input() -> FraudInput {
+    pub(crate) fn input() -> FraudInput {
         FraudInput {
             customer_id: "c-1".into(),
             order_value: usd("50.00"),
@@ -864,7 +656,7 @@ mod tests {
     }
 
     /// A returning customer with a known card and a $50 norm: every signal quiet.
-    fn clean() -> InMemoryFraudSignals {
+    pub(crate) fn clean() -> InMemoryFraudSignals {
         let s = InMemoryFraudSignals::new();
         s.set_history(
             "c-1",
@@ -878,7 +670,7 @@ mod tests {
         s
     }
 
-    fn run(signals: &InMemoryFraudSignals) -> FraudDecision {
+    pub(crate) fn run(signals: &InMemoryFraudSignals) -> FraudDecision {
         assess(&input(), signals, &FraudConfig::default()).unwrap()
     }
 
@@ -1082,59 +874,6 @@ mod tests {
             assess(&input(), &s, &c).unwrap_err().code(),
             "currency_mismatch"
         );
-    }
-
-    #[test]
-    fn manual_review_commands() {
-        let s = clean();
-        s.blacklist(&addr("1 Main St"));
-        s.flag_device("dev-1");
-        s.add_known_method("c-1", "x");
-        let mut i = input();
-        i.payment_method = "card_new".into();
-        let decision = assess(&i, &s, &FraudConfig::default()).unwrap();
-        assert_eq!(decision.verdict, FraudVerdict::ManualReview);
-        assert_eq!(
-            FraudReview::open("ORD-1", run(&clean()))
-                .unwrap_err()
-                .code(),
-            "guard_failed"
-        );
-        assert_eq!(
-            FraudReview::open("", decision.clone()).unwrap_err().code(),
-            "missing_field"
-        );
-        let mut review = FraudReview::open("ORD-1", decision.clone()).unwrap();
-        assert_eq!(review.status(), ReviewStatus::Pending);
-        let customer = Actor::Customer("c-1".into());
-        let staff = Actor::Staff("s-7".into());
-        assert_eq!(
-            review
-                .approve(&customer, "it's me", NOW)
-                .unwrap_err()
-                .code(),
-            "forbidden"
-        );
-        assert_eq!(
-            review.approve(&staff, " ", NOW).unwrap_err().code(),
-            "missing_field"
-        );
-        review.approve(&staff, "called the customer", NOW).unwrap();
-        assert_eq!(review.status(), ReviewStatus::Approved);
-        assert_eq!(review.resolution().unwrap().actor, staff);
-        assert_eq!(
-            review
-                .reject(&staff, "changed my mind", NOW)
-                .unwrap_err()
-                .code(),
-            "invalid_transition"
-        );
-        let mut other = FraudReview::open("ORD-2", decision).unwrap();
-        other
-            .reject(&Actor::System, "card reported stolen", NOW)
-            .unwrap();
-        assert_eq!(other.status(), ReviewStatus::Rejected);
-        assert_eq!(other.reference(), "ORD-2");
     }
 
     #[test]
