@@ -16,11 +16,13 @@
 pub mod diagram;
 pub mod error;
 pub mod events;
+pub mod fraud;
 pub mod inventory;
 pub mod lifecycle;
 pub mod metrics;
 pub mod money;
 pub mod order;
+pub mod payment;
 pub mod pricing;
 pub mod store;
 pub mod time;

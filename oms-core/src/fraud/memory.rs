@@ -1,0 +1,104 @@
+//! Fraud signals held in memory, for tests, simulations and small hosts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::error::OmsResult;
+use crate::fraud::{address_key, CustomerHistory, FraudSignals, VelocityKey};
+use crate::order::Address;
+use crate::time::Timestamp;
+
+#[derive(Debug, Default)]
+struct SignalData {
+    histories: BTreeMap<String, CustomerHistory>,
+    blacklist: BTreeSet<String>,
+    known_methods: BTreeSet<(String, String)>,
+    flagged_devices: BTreeSet<String>,
+    orders: Vec<(Timestamp, VelocityKey)>,
+}
+
+/// [`FraudSignals`] held in memory, for tests, simulations and small hosts.
+#[derive(Debug, Default)]
+pub struct InMemoryFraudSignals(Mutex<SignalData>);
+
+impl InMemoryFraudSignals {
+    /// Empty: every customer new, nothing flagged.
+    pub fn new() -> Self {
+        InMemoryFraudSignals::default()
+    }
+
+    fn data(&self) -> MutexGuard<'_, SignalData> {
+        // The data stays usable even if a holder panicked mid-update in a test.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Set a customer's history.
+    pub fn set_history(&self, customer_id: &str, history: CustomerHistory) {
+        self.data()
+            .histories
+            .insert(customer_id.to_owned(), history);
+    }
+    /// Blacklist an address.
+    pub fn blacklist(&self, address: &Address) {
+        self.data().blacklist.insert(address_key(address));
+    }
+    /// Record that a customer has paid with a method.
+    pub fn add_known_method(&self, customer_id: &str, method: &str) {
+        self.data()
+            .known_methods
+            .insert((customer_id.to_owned(), method.to_owned()));
+    }
+    /// Flag a device fingerprint.
+    pub fn flag_device(&self, fingerprint: &str) {
+        self.data().flagged_devices.insert(fingerprint.to_owned());
+    }
+    /// Record a placed order for velocity counts.
+    pub fn record_order(
+        &self,
+        customer_id: &str,
+        device: Option<&str>,
+        address: &Address,
+        at: Timestamp,
+    ) {
+        let mut d = self.data();
+        d.orders
+            .push((at, VelocityKey::Customer(customer_id.to_owned())));
+        if let Some(dev) = device {
+            d.orders.push((at, VelocityKey::Device(dev.to_owned())));
+        }
+        d.orders
+            .push((at, VelocityKey::Address(address_key(address))));
+    }
+}
+
+impl FraudSignals for InMemoryFraudSignals {
+    fn customer_history(&self, customer_id: &str) -> OmsResult<CustomerHistory> {
+        Ok(self
+            .data()
+            .histories
+            .get(customer_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+    fn is_address_blacklisted(&self, address_key: &str) -> OmsResult<bool> {
+        Ok(self.data().blacklist.contains(address_key))
+    }
+    fn is_known_payment_method(&self, customer_id: &str, method: &str) -> OmsResult<bool> {
+        Ok(self
+            .data()
+            .known_methods
+            .contains(&(customer_id.to_owned(), method.to_owned())))
+    }
+    fn is_device_flagged(&self, fingerprint: &str) -> OmsResult<bool> {
+        Ok(self.data().flagged_devices.contains(fingerprint))
+    }
+    fn orders_since(&self, key: &VelocityKey, since: Timestamp) -> OmsResult<u32> {
+        let n = self
+            .data()
+            .orders
+            .iter()
+            .filter(|(at, k)| k == key && *at >= since)
+            .count();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}
