@@ -25,16 +25,31 @@ pub struct IdempotencyRecord {
     pub response: String,
 }
 
+/// An idempotency key with the record to store under it.
+pub type Keyed<'a> = (&'a str, &'a IdempotencyRecord);
+
 /// Persistence of orders, their outbox events and idempotency keys.
 pub trait OrderStore: Send + Sync {
-    /// Insert a new order (version must be 1) with its first events, atomically.
-    /// A second insert of the same id or number is a [`OmsError::Conflict`].
-    fn insert_order(&self, order: &Order, events: &[Event]) -> OmsResult<()>;
+    /// Insert a new order with its first events and, when given, the idempotency record of the
+    /// command that created it, all in one atomic write. A second insert of the same id or
+    /// number is a [`OmsError::Conflict`].
+    fn insert_order(
+        &self,
+        order: &Order,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()>;
 
-    /// Replace an order whose stored version is `expected_version` and append its events,
-    /// atomically. The new order's version must be greater than `expected_version`.
-    fn update_order(&self, order: &Order, expected_version: u64, events: &[Event])
-        -> OmsResult<()>;
+    /// Replace an order whose stored version is `expected_version`, append its events and store
+    /// the command's idempotency record, atomically. The new order's version must be greater
+    /// than `expected_version`, else [`OmsError::Conflict`].
+    fn update_order(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()>;
 
     /// Load an order by id.
     fn order(&self, id: u64) -> OmsResult<Order>;
@@ -97,8 +112,22 @@ fn append(state: &mut MemoryState, events: &[Event]) {
     }
 }
 
+fn keep_first(state: &mut MemoryState, idempotency: Option<Keyed<'_>>) {
+    if let Some((key, record)) = idempotency {
+        state
+            .idempotency
+            .entry(key.to_owned())
+            .or_insert_with(|| record.clone());
+    }
+}
+
 impl OrderStore for MemoryStore {
-    fn insert_order(&self, order: &Order, events: &[Event]) -> OmsResult<()> {
+    fn insert_order(
+        &self,
+        order: &Order,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
         let mut s = self.lock()?;
         if s.orders.contains_key(&order.id) || s.by_number.contains_key(&order.number) {
             return Err(OmsError::Conflict {
@@ -110,6 +139,7 @@ impl OrderStore for MemoryStore {
         s.by_number.insert(order.number.clone(), order.id);
         s.orders.insert(order.id, order.clone());
         append(&mut s, events);
+        keep_first(&mut s, idempotency);
         Ok(())
     }
 
@@ -118,6 +148,7 @@ impl OrderStore for MemoryStore {
         order: &Order,
         expected_version: u64,
         events: &[Event],
+        idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let mut s = self.lock()?;
         let found = s
@@ -136,6 +167,7 @@ impl OrderStore for MemoryStore {
         }
         s.orders.insert(order.id, order.clone());
         append(&mut s, events);
+        keep_first(&mut s, idempotency);
         Ok(())
     }
 
@@ -185,10 +217,7 @@ impl OrderStore for MemoryStore {
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
-        self.lock()?
-            .idempotency
-            .entry(key.to_owned())
-            .or_insert_with(|| record.clone());
+        keep_first(&mut *self.lock()?, Some((key, record)));
         Ok(())
     }
 }

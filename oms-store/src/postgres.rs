@@ -14,7 +14,7 @@ use postgres::{Client, NoTls, Transaction};
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
 use oms_core::order::Order;
-use oms_core::store::{IdempotencyRecord, OrderStore};
+use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
 
 use crate::codec::{
     actor_text, from_json, order_from_json, order_to_json, storage, to_i64, to_json, to_u64,
@@ -274,12 +274,25 @@ impl PostgresStore {
     }
 }
 
+fn put_key(tx: &mut Transaction<'_>, key: &str, record: &IdempotencyRecord) -> Result<(), TxError> {
+    tx.execute(
+        "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES ($1, $2, $3)
+         ON CONFLICT (key) DO NOTHING",
+        &[&key, &record.fingerprint, &record.response],
+    )?;
+    Ok(())
+}
+
 fn write_children(
     tx: &mut Transaction<'_>,
     order: &Order,
     events: &[Event],
     stored_history: usize,
+    idempotency: Option<Keyed<'_>>,
 ) -> Result<(), TxError> {
+    if let Some((key, record)) = idempotency {
+        put_key(tx, key, record)?;
+    }
     let id = to_i64(order.id, "order id")?;
     tx.execute("DELETE FROM order_items WHERE order_id = $1", &[&id])?;
     let item = tx.prepare(
@@ -343,7 +356,12 @@ fn write_children(
 }
 
 impl OrderStore for PostgresStore {
-    fn insert_order(&self, order: &Order, events: &[Event]) -> OmsResult<()> {
+    fn insert_order(
+        &self,
+        order: &Order,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
         let total = order.book_value()?.amount().to_string();
         let ship = to_json(&order.shipping_address)?;
         let bill = to_json(&order.billing_address)?;
@@ -379,7 +397,7 @@ impl OrderStore for PostgresStore {
                 }
                 .into());
             }
-            write_children(tx, order, events, 0)
+            write_children(tx, order, events, 0, idempotency)
         })
     }
 
@@ -388,6 +406,7 @@ impl OrderStore for PostgresStore {
         order: &Order,
         expected_version: u64,
         events: &[Event],
+        idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let total = order.book_value()?.amount().to_string();
         let ship = to_json(&order.shipping_address)?;
@@ -437,7 +456,13 @@ impl OrderStore for PostgresStore {
                     &doc,
                 ],
             )?;
-            write_children(tx, order, events, usize::try_from(stored).unwrap_or(0))
+            write_children(
+                tx,
+                order,
+                events,
+                usize::try_from(stored).unwrap_or(0),
+                idempotency,
+            )
         })
     }
 
@@ -537,14 +562,7 @@ impl OrderStore for PostgresStore {
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
-        self.in_tx(|tx| {
-            tx.execute(
-                "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES ($1, $2, $3)
-                 ON CONFLICT (key) DO NOTHING",
-                &[&key, &record.fingerprint, &record.response],
-            )?;
-            Ok(())
-        })
+        self.in_tx(|tx| put_key(tx, key, record))
     }
 }
 

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
 use oms_core::order::Order;
-use oms_core::store::{IdempotencyRecord, OrderStore};
+use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
 
 use crate::codec::{
     actor_text, from_json, order_from_json, order_to_json, storage, to_i64, to_json, to_u64,
@@ -160,7 +160,11 @@ fn write_children(
     order: &Order,
     events: &[Event],
     stored_history: usize,
+    idempotency: Option<Keyed<'_>>,
 ) -> OmsResult<()> {
+    if let Some((key, record)) = idempotency {
+        put_key(tx, key, record)?;
+    }
     let id = to_i64(order.id, "order id")?;
     tx.execute("DELETE FROM order_items WHERE order_id = ?1", params![id])
         .map_err(storage)?;
@@ -222,6 +226,16 @@ fn write_children(
     Ok(())
 }
 
+fn put_key(conn: &Connection, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .and_then(|mut s| s.execute(params![key, record.fingerprint, record.response]))
+    .map_err(storage)?;
+    Ok(())
+}
+
 fn order_row_values(order: &Order) -> OmsResult<(String, String, String, String)> {
     Ok((
         order.book_value()?.amount().to_string(),
@@ -232,7 +246,12 @@ fn order_row_values(order: &Order) -> OmsResult<(String, String, String, String)
 }
 
 impl OrderStore for SqliteStore {
-    fn insert_order(&self, order: &Order, events: &[Event]) -> OmsResult<()> {
+    fn insert_order(
+        &self,
+        order: &Order,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
         let (total, ship, bill, doc) = order_row_values(order)?;
         let mut conn = self.lock()?;
         let tx = conn
@@ -274,7 +293,7 @@ impl OrderStore for SqliteStore {
             ],
         )
         .map_err(storage)?;
-        write_children(&tx, order, events, 0)?;
+        write_children(&tx, order, events, 0, idempotency)?;
         tx.commit().map_err(storage)
     }
 
@@ -283,6 +302,7 @@ impl OrderStore for SqliteStore {
         order: &Order,
         expected_version: u64,
         events: &[Event],
+        idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let (total, ship, bill, doc) = order_row_values(order)?;
         let mut conn = self.lock()?;
@@ -336,7 +356,7 @@ impl OrderStore for SqliteStore {
             ],
         )
         .map_err(storage)?;
-        write_children(&tx, order, events, stored_history)?;
+        write_children(&tx, order, events, stored_history, idempotency)?;
         tx.commit().map_err(storage)
     }
 
@@ -449,14 +469,7 @@ impl OrderStore for SqliteStore {
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
-        let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES (?1, ?2, ?3)
-             ON CONFLICT (key) DO NOTHING",
-            params![key, record.fingerprint, record.response],
-        )
-        .map_err(storage)?;
-        Ok(())
+        put_key(&*self.lock()?, key, record)
     }
 }
 

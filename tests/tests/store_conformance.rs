@@ -44,14 +44,17 @@ pub fn conformance(store: &dyn OrderStore) {
 
     // insert + read back, by id and by number, byte for byte
     let created = Event::new(a.id, 1, names::ORDER_CREATED, a.created_at).with("sku", &"A");
-    store.insert_order(&a, &[created]).unwrap();
-    store.insert_order(&b, &[]).unwrap();
+    store.insert_order(&a, &[created], None).unwrap();
+    store.insert_order(&b, &[], None).unwrap();
     assert_eq!(store.order(a.id).unwrap(), a);
     assert_eq!(store.order_by_number(&b.number).unwrap(), b);
     assert_eq!(store.order_ids().unwrap(), vec![a.id, b.id]);
 
     // duplicate insert is a conflict
-    assert_eq!(store.insert_order(&a, &[]).unwrap_err().code(), "conflict");
+    assert_eq!(
+        store.insert_order(&a, &[], None).unwrap_err().code(),
+        "conflict"
+    );
     // unknown lookups
     assert_eq!(store.order(999).unwrap_err().code(), "order_not_found");
     assert_eq!(
@@ -63,19 +66,31 @@ pub fn conformance(store: &dyn OrderStore) {
     let mut a2 = a.clone();
     a2.version = 2;
     let ev = Event::new(a.id, 2, names::ORDER_UPDATED, a.created_at);
+    let rec = IdempotencyRecord {
+        fingerprint: "update:1".into(),
+        response: "ok".into(),
+    };
     store
-        .update_order(&a2, 1, std::slice::from_ref(&ev))
+        .update_order(&a2, 1, std::slice::from_ref(&ev), Some(("k-update", &rec)))
         .unwrap();
+    assert_eq!(store.idempotency("k-update").unwrap(), Some(rec.clone()));
     let mut stale = a.clone();
     stale.version = 2;
     let err = store
-        .update_order(&stale, 1, std::slice::from_ref(&ev))
+        .update_order(
+            &stale,
+            1,
+            std::slice::from_ref(&ev),
+            Some(("k-stale", &rec)),
+        )
         .unwrap_err();
     assert_eq!(err.code(), "conflict");
+    // a refused write stores no idempotency record either
+    assert_eq!(store.idempotency("k-stale").unwrap(), None);
     assert_eq!(store.order(a.id).unwrap().version, 2);
     // a write that does not advance the version is refused too
     assert_eq!(
-        store.update_order(&a2, 2, &[]).unwrap_err().code(),
+        store.update_order(&a2, 2, &[], None).unwrap_err().code(),
         "conflict"
     );
 
