@@ -6,13 +6,15 @@
 //! Variants are listed in precedence order: when one input is wrong in several ways, validation
 //! reports the earliest kind in this list (malformed input before business-rule refusals).
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Result alias used throughout oms.
 pub type OmsResult<T> = Result<T, OmsError>;
 
 /// Every way an oms operation can refuse its input or fail.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OmsError {
     // ---- malformed input -------------------------------------------------------------------

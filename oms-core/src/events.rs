@@ -10,52 +10,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
 
-/// Event names of seed 004's table, plus the ones the other seeds need.
+/// Event names. A status change of the order is published as `order.<status>` (so seed 004's
+/// `order.authorized`, `order.allocated`, `order.picked`, `order.packed`, `order.in_transit`,
+/// `order.delivered` are exactly the status names); the constants here are the events that are
+/// not a status change.
 pub mod names {
+    use crate::lifecycle::OrderStatus;
+
+    /// The event name of a move into `status`: `order.<status>`.
+    pub fn status(status: OrderStatus) -> String {
+        format!("order.{}", status.as_str())
+    }
+
     /// An order was placed.
     pub const ORDER_CREATED: &str = "order.created";
     /// An order's lines changed before fulfillment.
     pub const ORDER_UPDATED: &str = "order.updated";
-    /// Passed fraud screening.
-    pub const ORDER_FRAUD_APPROVED: &str = "order.fraud_approved";
-    /// Held for manual fraud review.
-    pub const ORDER_FRAUD_REVIEW: &str = "order.fraud_review";
-    /// Stock reserved.
+    /// Fraud screening decided (the data carries the verdict and score).
+    pub const ORDER_SCREENED: &str = "order.screened";
+    /// Stock was reserved for the order.
     pub const ORDER_RESERVED: &str = "order.reserved";
-    /// Payment authorized.
-    pub const ORDER_AUTHORIZED: &str = "order.authorized";
-    /// Paid and confirmed.
-    pub const ORDER_CONFIRMED: &str = "order.confirmed";
-    /// Sourcing decided.
-    pub const ORDER_ALLOCATED: &str = "order.allocated";
-    /// Picked.
-    pub const ORDER_PICKED: &str = "order.picked";
-    /// Packed.
-    pub const ORDER_PACKED: &str = "order.packed";
-    /// Handed to the carrier.
-    pub const ORDER_SHIPPED: &str = "order.shipped";
-    /// In transit.
-    pub const ORDER_IN_TRANSIT: &str = "order.in_transit";
-    /// Out for delivery.
-    pub const ORDER_OUT_FOR_DELIVERY: &str = "order.out_for_delivery";
-    /// Delivered.
-    pub const ORDER_DELIVERED: &str = "order.delivered";
-    /// Completed.
-    pub const ORDER_COMPLETED: &str = "order.completed";
-    /// Cancelled.
-    pub const ORDER_CANCELLED: &str = "order.cancelled";
-    /// Payment failed.
+    /// A shipment changed state (the data carries the shipment and its status).
+    pub const SHIPMENT_UPDATED: &str = "shipment.updated";
+    /// A payment was authorized.
+    pub const PAYMENT_AUTHORIZED: &str = "payment.authorized";
+    /// A payment was declined or failed.
     pub const PAYMENT_FAILED: &str = "payment.failed";
-    /// Payment captured.
+    /// A payment was captured (in part or whole).
     pub const PAYMENT_CAPTURED: &str = "payment.captured";
+    /// A payment hold was voided.
+    pub const PAYMENT_VOIDED: &str = "payment.voided";
     /// A return was requested.
     pub const RETURN_REQUESTED: &str = "return.requested";
     /// A return was approved.
     pub const RETURN_APPROVED: &str = "return.approved";
     /// A return was rejected.
     pub const RETURN_REJECTED: &str = "return.rejected";
-    /// A return was received at the warehouse.
-    pub const RETURN_RECEIVED: &str = "return.received";
+    /// A return moved (shipped back, received, inspected).
+    pub const RETURN_UPDATED: &str = "return.updated";
     /// A refund was issued.
     pub const REFUND_ISSUED: &str = "refund.issued";
     /// A reservation expired and its stock was released.

@@ -24,6 +24,7 @@ pub mod money;
 pub mod order;
 pub mod payment;
 pub mod pricing;
+pub mod service;
 pub mod store;
 pub mod time;
 

@@ -7,9 +7,11 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, OmsResult};
+use crate::fraud::{FraudDecision, FraudReview};
 use crate::lifecycle::{Actor, AuditEntry, OrderStatus};
 use crate::money::{Currency, Money};
-use crate::pricing::LineCharges;
+use crate::payment::Payment;
+use crate::pricing::{LineCharges, Refunded};
 use crate::time::{Clock, IdGenerator, Timestamp};
 
 /// Largest quantity accepted on one line.
@@ -474,6 +476,21 @@ pub struct Order {
     pub updated_at: Timestamp,
     /// Audit trail of status changes, oldest first.
     pub history: Vec<AuditEntry>,
+    /// The order's payments: the first authorization, and any top-up after an edit.
+    #[serde(default)]
+    pub payments: Vec<Payment>,
+    /// Ids of the inventory reservations holding this order's stock.
+    #[serde(default)]
+    pub reservations: Vec<u64>,
+    /// The fraud screening decision, once screened.
+    #[serde(default)]
+    pub fraud: Option<FraudDecision>,
+    /// The manual review, when screening asked for one.
+    #[serde(default)]
+    pub review: Option<FraudReview>,
+    /// Everything refunded so far, per line (refunds never re-prorate).
+    #[serde(default)]
+    pub refunded: Refunded,
     next_line_id: u32,
 }
 
@@ -525,6 +542,11 @@ impl Order {
             created_at: now,
             updated_at: now,
             history: Vec::new(),
+            payments: Vec::new(),
+            reservations: Vec::new(),
+            fraud: None,
+            review: None,
+            refunded: Refunded::default(),
             next_line_id: 1,
         };
         for line in &draft.lines {

@@ -1,0 +1,469 @@
+//! Checkout: `create_order` — validate, price, screen, reserve and pay in the configured order —
+//! plus `check_for_fraud`, `reserve_inventory` and the payment steps they share.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Change, CheckoutFlow, NotificationKind, OrderService};
+use crate::error::{OmsError, OmsResult};
+use crate::events::names;
+use crate::fraud::{assess, FraudDecision, FraudInput, FraudReview, FraudVerdict};
+use crate::inventory::{ReservationRequest, ReserveOutcome};
+use crate::lifecycle::{Actor, GuardContext, OrderEvent};
+use crate::order::{Order, OrderDraft};
+use crate::payment::{Outcome, Payment, PaymentStatus};
+use crate::pricing::{charged_total, place_pricing};
+
+/// How the customer pays, as the checkout received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentInput {
+    /// The payment-method token (card fingerprint, wallet id …).
+    pub method: String,
+    /// The device fingerprint, when known (fraud screening uses it).
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+impl PaymentInput {
+    /// A payment with `method` and no device fingerprint.
+    pub fn new(method: &str) -> Self {
+        PaymentInput {
+            method: method.to_owned(),
+            device: None,
+        }
+    }
+}
+
+/// How a payment attempt ended, for the caller's branch.
+pub(super) enum Paid {
+    /// Authorized (or nothing to pay).
+    Authorized,
+    /// Declined: the reason for the error.
+    Declined(String),
+    /// The gateway's answer is not known yet; the payment keeps its pending call.
+    Unresolved,
+}
+
+impl OrderService {
+    /// Place an order (seed 003 `create_order`): validate the draft, price it, screen it for
+    /// fraud (before any stock is committed), then reserve stock and authorize payment in the
+    /// order the checkout flow says. Returns the order — `Confirmed`, `OnHold` for manual
+    /// review, or `PaymentPending` when the gateway's answer is not known yet.
+    ///
+    /// Refusals are typed errors: `FraudRejected` and `PaymentDeclined` (the order is kept,
+    /// cancelled, with its reason and audit trail), `InsufficientStock` (reserve-then-pay: no
+    /// order is kept and nothing is held; pay-then-reserve: the hold is voided and the order
+    /// kept cancelled), and every validation error of the draft.
+    pub fn create_order(
+        &self,
+        draft: &OrderDraft,
+        payment: &PaymentInput,
+        actor: &Actor,
+        idempotency_key: Option<&str>,
+    ) -> OmsResult<Order> {
+        let request = (draft, payment, actor);
+        self.idempotent(idempotency_key, "create_order", &request, |idem| {
+            self.checkout(draft, payment, actor, idem)
+        })
+    }
+
+    fn checkout(
+        &self,
+        draft: &OrderDraft,
+        payment: &PaymentInput,
+        actor: &Actor,
+        idem: Option<(&str, &str)>,
+    ) -> OmsResult<Order> {
+        if let Actor::Customer(id) = actor {
+            if *id != draft.customer.id {
+                return Err(OmsError::Forbidden {
+                    reason: "a customer can only order for themselves".into(),
+                });
+            }
+        }
+        if payment.method.trim().is_empty() {
+            return Err(OmsError::MissingField {
+                field: "payment.method".into(),
+            });
+        }
+        let now = self.now();
+        let mut order = Order::create(
+            draft,
+            actor,
+            self.deps.clock.as_ref(),
+            self.deps.ids.as_ref(),
+        )?;
+        let price = place_pricing(&mut order, &self.config.pricing, now)?;
+        let mut ch = Change::new(order, None);
+        ch.event(
+            names::ORDER_CREATED,
+            now,
+            vec![
+                ("number".into(), ch.order.number.clone()),
+                ("total".into(), price.total.amount().to_string()),
+                ("currency".into(), price.currency.code().to_owned()),
+            ],
+        );
+        let guard = GuardContext::default();
+        self.step(
+            &mut ch,
+            OrderEvent::Validate,
+            guard,
+            actor,
+            "order validated",
+            vec![],
+        )?;
+
+        // Fraud first: nothing is held or charged for an order that is going to be refused.
+        let decision = self.screen(&ch.order, payment)?;
+        ch.order.fraud = Some(decision.clone());
+        ch.event(
+            names::ORDER_SCREENED,
+            now,
+            vec![
+                (
+                    "verdict".into(),
+                    format!("{:?}", decision.verdict).to_lowercase(),
+                ),
+                ("score".into(), decision.score.to_string()),
+            ],
+        );
+        if decision.verdict == FraudVerdict::Reject {
+            let reason = format!("rejected by fraud screening (score {})", decision.score);
+            self.step(
+                &mut ch,
+                OrderEvent::Cancel,
+                guard,
+                &Actor::System,
+                &reason,
+                vec![],
+            )?;
+            ch.notify(NotificationKind::Cancelled, vec![("reason".into(), reason)]);
+            let score = decision.score.to_string();
+            return self.commit(ch, idem, |_| Err(OmsError::FraudRejected { score }));
+        }
+
+        match self.config.flow {
+            CheckoutFlow::ReserveThenPay => {
+                // Seed 001 §3: out of stock is an error and no order is kept.
+                self.reserve(&mut ch)?;
+                self.step(
+                    &mut ch,
+                    OrderEvent::ReserveInventory,
+                    guard,
+                    actor,
+                    "stock reserved",
+                    vec![],
+                )?;
+                match self.pay(&mut ch, payment) {
+                    Ok(Paid::Authorized) => {}
+                    Ok(Paid::Declined(reason)) => return self.payment_failed(ch, idem, &reason),
+                    Ok(Paid::Unresolved) => return self.commit(ch, idem, |o| Ok(o.clone())),
+                    Err(e) => {
+                        self.release_holds(&ch.order);
+                        return Err(e);
+                    }
+                }
+                if let Err(e) = self.confirm_stock(&mut ch, actor) {
+                    self.compensate(&ch.order);
+                    return Err(e);
+                }
+            }
+            CheckoutFlow::PayThenReserve => {
+                self.step(
+                    &mut ch,
+                    OrderEvent::RequestPayment,
+                    guard,
+                    actor,
+                    "payment requested",
+                    vec![],
+                )?;
+                match self.pay(&mut ch, payment)? {
+                    Paid::Authorized => {}
+                    Paid::Declined(reason) => return self.payment_failed(ch, idem, &reason),
+                    Paid::Unresolved => return self.commit(ch, idem, |o| Ok(o.clone())),
+                }
+                self.step(
+                    &mut ch,
+                    OrderEvent::PaymentAuthorized,
+                    guard,
+                    actor,
+                    "payment authorized",
+                    vec![],
+                )?;
+                match self
+                    .reserve(&mut ch)
+                    .and_then(|()| self.commit_holds(&ch.order))
+                {
+                    Ok(()) => {}
+                    Err(e @ OmsError::InsufficientStock { .. }) => {
+                        self.void_payments(&mut ch)?;
+                        let reason = format!("out of stock after payment: {e}");
+                        self.step(
+                            &mut ch,
+                            OrderEvent::Cancel,
+                            guard,
+                            &Actor::System,
+                            &reason,
+                            vec![],
+                        )?;
+                        ch.notify(NotificationKind::Cancelled, vec![("reason".into(), reason)]);
+                        return self.commit(ch, idem, |_| Err(e));
+                    }
+                    Err(e) => {
+                        self.compensate(&ch.order);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.clear_for_fulfillment(&mut ch, &decision) {
+            self.compensate(&ch.order);
+            return Err(e);
+        }
+        let snapshot = ch.order.clone();
+        self.commit(ch, idem, |o| Ok(o.clone())).inspect_err(|_| {
+            // The order was never written: give back what checkout took outside it.
+            self.compensate(&snapshot);
+        })
+    }
+
+    /// Screen `order` (seed 004 stage 3).
+    fn screen(&self, order: &Order, payment: &PaymentInput) -> OmsResult<FraudDecision> {
+        let value = charged_total(order)?;
+        let input = FraudInput::for_order(
+            order,
+            value,
+            &payment.method,
+            payment.device.as_deref(),
+            self.now(),
+        );
+        assess(&input, self.deps.fraud.as_ref(), &self.config.fraud)
+    }
+
+    /// Hold every line's units, spreading each over the warehouses in priority order.
+    pub(super) fn reserve(&self, ch: &mut Change) -> OmsResult<()> {
+        let mut request =
+            ReservationRequest::new(ch.order.id).with_ttl(self.config.reservation_ttl);
+        for line in &ch.order.lines {
+            request = request.spread(
+                line.sku.clone(),
+                u64::from(line.quantity),
+                self.config.warehouses.clone(),
+            );
+        }
+        let outcome = self.deps.inventory.reserve(&request, self.now())?;
+        if let ReserveOutcome::PartiallyAvailable(r) = &outcome {
+            // Checkout takes all or nothing: do not leave the offer open.
+            self.deps.inventory.decline_partial(r.id, self.now())?;
+        }
+        let held = outcome.into_reserved()?;
+        ch.order.reservations.push(held.id);
+        let items = held
+            .items
+            .iter()
+            .map(|i| (format!("{}@{}", i.sku, i.warehouse), i.quantity.to_string()))
+            .collect();
+        ch.event(names::ORDER_RESERVED, self.now(), items);
+        Ok(())
+    }
+
+    /// Authorize the order's charge (or what an edit added on top of earlier payments).
+    pub(super) fn pay(&self, ch: &mut Change, input: &PaymentInput) -> OmsResult<Paid> {
+        let total = charged_total(&ch.order)?;
+        let covered = ch
+            .order
+            .payments
+            .iter()
+            .filter(|p| {
+                !matches!(
+                    p.status(),
+                    PaymentStatus::Voided
+                        | PaymentStatus::Failed
+                        | PaymentStatus::Declined
+                        | PaymentStatus::Expired
+                )
+            })
+            .try_fold(crate::money::Money::zero(ch.order.currency), |acc, p| {
+                acc.checked_add(&p.amount())
+            })?;
+        let due = total.checked_sub(&covered)?;
+        if due.is_zero() || due.is_negative() {
+            return Ok(Paid::Authorized);
+        }
+        let id = format!("PAY-{}", self.deps.ids.next_id("payment"));
+        let payment = Payment::new(&id, &ch.order.number, &input.method, due)?
+            .with_hold_validity(self.config.hold_validity)?;
+        let processed = self.processor()?.authorize(&payment)?;
+        self.count_gateway(&processed.attempts);
+        ch.order.payments.push(processed.payment);
+        let now = self.now();
+        Ok(match processed.outcome {
+            Outcome::Succeeded => {
+                ch.event(
+                    names::PAYMENT_AUTHORIZED,
+                    now,
+                    vec![
+                        ("payment".into(), id),
+                        ("amount".into(), due.amount().to_string()),
+                    ],
+                );
+                Paid::Authorized
+            }
+            Outcome::Declined { code, message } => {
+                let reason = format!("order {}: {code}: {message}", ch.order.number);
+                ch.event(
+                    names::PAYMENT_FAILED,
+                    now,
+                    vec![("payment".into(), id), ("reason".into(), reason.clone())],
+                );
+                Paid::Declined(reason)
+            }
+            Outcome::Unresolved { reason } => {
+                ch.event(
+                    names::PAYMENT_FAILED,
+                    now,
+                    vec![("payment".into(), id), ("unresolved".into(), reason)],
+                );
+                Paid::Unresolved
+            }
+        })
+    }
+
+    /// Declined: release the stock, fail and cancel the order, tell the customer; the order is
+    /// kept and the result is `PaymentDeclined`.
+    fn payment_failed(
+        &self,
+        mut ch: Change,
+        idem: Option<(&str, &str)>,
+        reason: &str,
+    ) -> OmsResult<Order> {
+        self.release_holds(&ch.order);
+        let guard = GuardContext::default();
+        self.step(
+            &mut ch,
+            OrderEvent::PaymentFailed,
+            guard,
+            &Actor::System,
+            reason,
+            vec![],
+        )?;
+        self.step(
+            &mut ch,
+            OrderEvent::Cancel,
+            guard,
+            &Actor::System,
+            "payment failed",
+            vec![],
+        )?;
+        ch.notify(
+            NotificationKind::PaymentFailed,
+            vec![("reason".into(), reason.to_owned())],
+        );
+        let reason = reason.to_owned();
+        self.commit(ch, idem, |_| Err(OmsError::PaymentDeclined { reason }))
+    }
+
+    /// Reserve-then-pay after a successful authorization: the payment confirms the
+    /// reservation (seed 001 §4: "confirm reservation, deduct stock").
+    fn confirm_stock(&self, ch: &mut Change, actor: &Actor) -> OmsResult<()> {
+        self.commit_holds(&ch.order)?;
+        self.step(
+            ch,
+            OrderEvent::PaymentAuthorized,
+            GuardContext::default(),
+            actor,
+            "payment authorized",
+            vec![],
+        )
+    }
+
+    /// Commit every open hold of the order (reserved → allocated).
+    pub(super) fn commit_holds(&self, order: &Order) -> OmsResult<()> {
+        for id in &order.reservations {
+            let r = self.deps.inventory.reservation(*id)?;
+            if r.status == crate::inventory::ReservationStatus::Reserved {
+                self.deps.inventory.commit(*id, self.now())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Confirm, or hold for manual review, after payment and stock are settled.
+    fn clear_for_fulfillment(&self, ch: &mut Change, decision: &FraudDecision) -> OmsResult<()> {
+        let guard = GuardContext::default();
+        if decision.verdict == FraudVerdict::ManualReview {
+            ch.order.review = Some(FraudReview::open(&ch.order.number, decision.clone())?);
+            let reason = format!("held for manual review (score {})", decision.score);
+            return self.step(
+                ch,
+                OrderEvent::HoldForReview,
+                guard,
+                &Actor::System,
+                &reason,
+                vec![],
+            );
+        }
+        self.step(
+            ch,
+            OrderEvent::Confirm,
+            guard,
+            &Actor::System,
+            "paid and cleared",
+            vec![],
+        )?;
+        ch.notify(NotificationKind::OrderConfirmed, vec![]);
+        Ok(())
+    }
+
+    /// Release every hold of `order`, best effort (used while unwinding a failed step; a hold
+    /// that cannot be released now still expires by itself).
+    pub(super) fn release_holds(&self, order: &Order) {
+        for id in &order.reservations {
+            let _ = self.deps.inventory.release(*id, self.now());
+        }
+    }
+
+    /// Undo what a failed checkout did outside the order: stock and payment holds.
+    fn compensate(&self, order: &Order) {
+        self.release_holds(order);
+        let mut ch = Change::new(order.clone(), None);
+        let _ = self.void_payments(&mut ch);
+    }
+
+    /// Void every payment hold that has captured nothing yet.
+    pub(super) fn void_payments(&self, ch: &mut Change) -> OmsResult<()> {
+        let processor = self.processor()?;
+        for i in 0..ch.order.payments.len() {
+            let p = &ch.order.payments[i];
+            if matches!(
+                p.status(),
+                PaymentStatus::Authorized | PaymentStatus::AwaitingCapture
+            ) && p.captured().is_zero()
+            {
+                let processed = processor.void(p)?;
+                self.count_gateway(&processed.attempts);
+                let id = p.id().to_owned();
+                ch.order.payments[i] = processed.payment;
+                ch.event(
+                    names::PAYMENT_VOIDED,
+                    self.now(),
+                    vec![("payment".into(), id)],
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Screen an order again with today's signals (seed 003 `check_for_fraud`); changes
+    /// nothing.
+    pub fn check_for_fraud(
+        &self,
+        order_id: u64,
+        payment: &PaymentInput,
+        actor: &Actor,
+    ) -> OmsResult<FraudDecision> {
+        Self::staff_only(actor, "run fraud screening")?;
+        let order = self.deps.orders.order(order_id)?;
+        self.screen(&order, payment)
+    }
+}

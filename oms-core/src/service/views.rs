@@ -1,0 +1,136 @@
+//! Reads: `get_order`, `track_order`, `get_total_price`, metrics.
+
+use serde::{Deserialize, Serialize};
+
+use super::OrderService;
+use crate::error::OmsResult;
+use crate::lifecycle::{Actor, OrderStatus};
+use crate::metrics::{compute, AlertThresholds, MetricsInput, MetricsSnapshot};
+use crate::order::Order;
+use crate::pricing::{get_total_price, PriceBreakdown};
+use crate::time::Timestamp;
+
+/// One line of the customer-facing timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// When.
+    pub at: Timestamp,
+    /// The status the order reached.
+    pub status: OrderStatus,
+    /// What happened, in words.
+    pub description: String,
+}
+
+/// The customer-facing timeline of an order.
+pub type Timeline = Vec<TimelineEntry>;
+
+/// What `track_order` shows a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    /// The order number.
+    pub number: String,
+    /// The current status.
+    pub status: OrderStatus,
+    /// Every status change, oldest first.
+    pub timeline: Timeline,
+    /// Shipments with carrier, tracking number and estimated delivery.
+    pub shipments: Vec<super::ShipmentTracking>,
+}
+
+fn describe(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Pending => "Order placed",
+        OrderStatus::Validated => "Order details checked",
+        OrderStatus::PaymentPending => "Waiting for payment",
+        OrderStatus::Authorized => "Payment authorized",
+        OrderStatus::OnHold => "Order under review",
+        OrderStatus::Confirmed => "Order confirmed",
+        OrderStatus::Processing => "Preparing your order",
+        OrderStatus::Allocated => "Assigned to a warehouse",
+        OrderStatus::Picked => "Items picked",
+        OrderStatus::Packed => "Packed",
+        OrderStatus::AwaitingShipment => "Waiting for the carrier",
+        OrderStatus::PartiallyShipped => "Part of your order has shipped",
+        OrderStatus::Shipped => "Shipped",
+        OrderStatus::InTransit => "In transit",
+        OrderStatus::OutForDelivery => "Out for delivery",
+        OrderStatus::PartiallyDelivered => "Part of your order was delivered",
+        OrderStatus::Delivered => "Delivered",
+        OrderStatus::Completed => "Completed",
+        OrderStatus::ReturnRequested => "Return requested",
+        OrderStatus::ReturnApproved => "Return approved",
+        OrderStatus::ReturnRejected => "Return not accepted",
+        OrderStatus::Refunded => "Refunded",
+        OrderStatus::PaymentFailed => "Payment failed",
+        OrderStatus::Cancelled => "Cancelled",
+    }
+}
+
+impl OrderService {
+    /// One order by id (seed 003 `get_order`); customers see only their own.
+    pub fn get_order(&self, order_id: u64, actor: &Actor) -> OmsResult<Order> {
+        let order = self.deps.orders.order(order_id)?;
+        Self::authorize_actor(actor, &order)?;
+        Ok(order)
+    }
+
+    /// One order by its number.
+    pub fn get_order_by_number(&self, number: &str, actor: &Actor) -> OmsResult<Order> {
+        let order = self.deps.orders.order_by_number(number)?;
+        Self::authorize_actor(actor, &order)?;
+        Ok(order)
+    }
+
+    /// The customer-facing view of an order (seed 003 `track_order`): the timeline of status
+    /// changes and each shipment's carrier, tracking number and estimated delivery.
+    pub fn track_order(&self, number: &str, actor: &Actor) -> OmsResult<Tracking> {
+        let order = self.get_order_by_number(number, actor)?;
+        let timeline = order
+            .history
+            .iter()
+            .map(|h| TimelineEntry {
+                at: h.at,
+                status: h.to,
+                description: describe(h.to).to_owned(),
+            })
+            .collect();
+        Ok(Tracking {
+            number: order.number.clone(),
+            status: order.status,
+            timeline,
+            shipments: self.shipment_tracking(&order),
+        })
+    }
+
+    /// The price breakdown of an order (seed 003 `get_total_price`), as priced at placement.
+    pub fn get_total_price(&self, order_id: u64, actor: &Actor) -> OmsResult<PriceBreakdown> {
+        let order = self.get_order(order_id, actor)?;
+        get_total_price(&order, &self.config.pricing, order.created_at)
+    }
+
+    /// The seed 001 §10 dashboard over every order, at the clock's now.
+    pub fn metrics(&self, thresholds: &AlertThresholds) -> OmsResult<MetricsSnapshot> {
+        let ids = self.deps.orders.order_ids()?;
+        let mut orders = Vec::with_capacity(ids.len());
+        for id in ids {
+            orders.push(self.deps.orders.order(id)?);
+        }
+        let mut stock: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for row in self.deps.inventory.levels()? {
+            *stock.entry(row.sku.as_str().to_owned()).or_insert(0) += row.level.available();
+        }
+        let input = MetricsInput {
+            now: self.now(),
+            gateway_calls: self
+                .counters
+                .gateway_calls
+                .load(std::sync::atomic::Ordering::Relaxed),
+            gateway_errors: self
+                .counters
+                .gateway_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+            stock: stock.into_iter().collect(),
+        };
+        Ok(compute(&orders, &input, thresholds))
+    }
+}

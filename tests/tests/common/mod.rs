@@ -1,0 +1,152 @@
+//! A small world for service tests: in-memory stores, a fake gateway, a manual clock.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use oms_core::fraud::InMemoryFraudSignals;
+use oms_core::inventory::{InventoryStore, MemoryInventory, WarehouseId};
+use oms_core::lifecycle::Actor;
+use oms_core::money::{Currency, Money};
+use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft, Sku};
+use oms_core::payment::{FakeGateway, NoJitter};
+use oms_core::pricing::{PricingContext, TaxTable};
+use oms_core::service::{
+    CheckoutFlow, Dependencies, MemoryNotifier, NotificationKind, OrderService, PaymentInput,
+    ServiceConfig,
+};
+use oms_core::store::{MemoryStore, OrderStore};
+use oms_core::time::{ManualClock, SequentialIds, Timestamp};
+use rust_decimal::Decimal;
+
+pub fn usd(s: &str) -> Money {
+    Money::parse(s, Currency::USD).unwrap()
+}
+
+pub struct World {
+    pub svc: OrderService,
+    pub orders: Arc<MemoryStore>,
+    pub inventory: Arc<MemoryInventory>,
+    pub gateway: Arc<FakeGateway>,
+    pub signals: Arc<InMemoryFraudSignals>,
+    pub notifier: Arc<MemoryNotifier>,
+    pub clock: Arc<ManualClock>,
+}
+
+impl World {
+    /// Two warehouses; WH1 has 10 each of A, B, C; WH2 has 5 of A. Prices: A 10.00, B 25.00.
+    pub fn new(flow: CheckoutFlow) -> World {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_civil(2026, 5, 6, 9, 0, 0)));
+        let ids = Arc::new(SequentialIds::default());
+        let orders = Arc::new(MemoryStore::new());
+        let inventory = Arc::new(MemoryInventory::new(ids.clone()));
+        let (wh1, wh2) = (
+            WarehouseId::new("WH1").unwrap(),
+            WarehouseId::new("WH2").unwrap(),
+        );
+        for wh in [&wh1, &wh2] {
+            inventory.add_warehouse(wh).unwrap();
+        }
+        for sku in ["A", "B", "C"] {
+            inventory
+                .receive(&Sku::new(sku).unwrap(), &wh1, 10)
+                .unwrap();
+        }
+        inventory.receive(&Sku::new("A").unwrap(), &wh2, 5).unwrap();
+        let gateway = Arc::new(FakeGateway::honouring_keys());
+        let signals = Arc::new(InMemoryFraudSignals::new());
+        let notifier = Arc::new(MemoryNotifier::default());
+        let deps = Dependencies {
+            orders: orders.clone(),
+            inventory: inventory.clone(),
+            gateway: gateway.clone(),
+            fraud: signals.clone(),
+            notifier: notifier.clone(),
+            clock: clock.clone(),
+            ids,
+            pause: clock.clone(),
+            jitter: Arc::new(NoJitter),
+        };
+        let pricing = PricingContext {
+            tax: TaxTable::new().with_rate("US", "standard", Decimal::ZERO),
+            ..PricingContext::default()
+        };
+        let mut config = ServiceConfig::new(vec![wh1, wh2], pricing);
+        config.flow = flow;
+        let svc = OrderService::new(deps, config).unwrap();
+        World {
+            svc,
+            orders,
+            inventory,
+            gateway,
+            signals,
+            notifier,
+            clock,
+        }
+    }
+
+    pub fn customer(&self) -> Actor {
+        Actor::Customer("c1".into())
+    }
+
+    pub fn staff(&self) -> Actor {
+        Actor::Staff("s1".into())
+    }
+
+    pub fn card(&self) -> PaymentInput {
+        PaymentInput::new("card-4242")
+    }
+
+    pub fn draft(&self, lines: &[(&str, i64)]) -> OrderDraft {
+        OrderDraft {
+            customer: Customer {
+                id: "c1".into(),
+                email: "c1@example.com".into(),
+                name: "C One".into(),
+            },
+            shipping_address: AddressInput {
+                name: "C One".into(),
+                line1: "1 Main St".into(),
+                city: "New York".into(),
+                region: "NY".into(),
+                postal_code: "10001".into(),
+                country: "US".into(),
+                location: Some((40.71, -74.0)),
+                ..AddressInput::default()
+            },
+            billing_address: None,
+            currency: Currency::USD,
+            lines: lines
+                .iter()
+                .map(|(sku, q)| {
+                    LineItemInput::new(
+                        sku,
+                        *q,
+                        if *sku == "B" {
+                            usd("25.00")
+                        } else {
+                            usd("10.00")
+                        },
+                    )
+                })
+                .collect(),
+            promo_codes: vec![],
+        }
+    }
+
+    pub fn available(&self, sku: &str, wh: &str) -> u64 {
+        self.inventory
+            .stock(&Sku::new(sku).unwrap(), &WarehouseId::new(wh).unwrap())
+            .unwrap()
+            .available()
+    }
+
+    pub fn only_order(&self) -> Order {
+        let ids = self.orders.order_ids().unwrap();
+        assert_eq!(ids.len(), 1);
+        self.orders.order(ids[0]).unwrap()
+    }
+
+    pub fn notes(&self) -> Vec<NotificationKind> {
+        self.notifier.take().into_iter().map(|n| n.kind).collect()
+    }
+}
