@@ -30,3 +30,8 @@ pub mod time;
 
 pub use error::{OmsError, OmsResult};
 pub use money::{Currency, Money, Rounding};
+
+/// The README's Rust blocks, compiled and run as doctests so the quickstart never rots.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
