@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod fulfillment;
 pub mod lifecycle;
 pub mod money;
 pub mod order;
