@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod money;
 pub mod order;
 pub mod pricing;
+pub mod returns;
 pub mod time;
 
 pub use error::{OmsError, OmsResult};

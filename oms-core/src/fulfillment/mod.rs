@@ -246,4 +246,4 @@ pub fn fulfillment_mermaid() -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

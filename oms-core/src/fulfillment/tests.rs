@@ -551,56 +551,83 @@ fn bad_shipment_input_is_refused() {
 }
 
 fn shipment_in(status: FulfillmentStatus, ids: &SequentialIds) -> Shipment {
+    shipment_with(1, &[(sku("A"), 1)], status, ids, t(0))
+}
+
+/// A shipment of `lines` for `order_id`, driven by the real operations (in flow order, one
+/// minute apart from `at`) until it is in `status`.
+pub(crate) fn shipment_with(
+    order_id: u64,
+    lines: &[(Sku, i64)],
+    status: FulfillmentStatus,
+    ids: &SequentialIds,
+    at: Timestamp,
+) -> Shipment {
     use FulfillmentStatus as F;
-    let mut s = Shipment::request(1, &[(sku("A"), 1)], ids, t(0)).unwrap();
+    let mut s = Shipment::request(order_id, lines, ids, at).unwrap();
+    let step = |n: i64| at.plus(crate::time::Duration::minutes(n));
     if status == F::Cancelled {
-        s.cancel(t(1)).unwrap();
+        s.cancel(step(1)).unwrap();
         return s;
     }
-    let locations = BTreeMap::from([(sku("A"), BinLocation::new(0, 0, 1))]);
-    let items = BTreeMap::from([(
-        sku("A"),
-        ItemSpec {
-            volume_cm3: 1,
-            weight_grams: 100,
-        },
-    )]);
+    let locations: BTreeMap<Sku, BinLocation> = lines
+        .iter()
+        .map(|(k, _)| (k.clone(), BinLocation::new(1, 0, 1)))
+        .collect();
+    let items: BTreeMap<Sku, ItemSpec> = lines
+        .iter()
+        .map(|(k, _)| {
+            (
+                k.clone(),
+                ItemSpec {
+                    volume_cm3: 1,
+                    weight_grams: 100,
+                },
+            )
+        })
+        .collect();
     let boxes = [BoxSpec {
-        id: "S".into(),
-        volume_cm3: 10,
-        max_weight_grams: 1_000,
+        id: "XL".into(),
+        volume_cm3: u64::MAX,
+        max_weight_grams: u64::MAX,
         tare_grams: 0,
     }];
     let origin = BinLocation::new(0, 0, 0);
     // Walk the real operations in flow order until the wanted status.
-    for target in F::ALL {
+    for (n, target) in (1..).zip(F::ALL) {
         if s.status() == status {
             break;
         }
+        let now = step(n);
         match target {
-            F::WarehouseAssigned => s.assign_warehouse("WH1", t(1)).unwrap(),
+            F::WarehouseAssigned => s.assign_warehouse("WH1", now).unwrap(),
             F::PickingQueued => drop(
-                s.queue_picking(&locations, origin, &WalkMetric::default(), t(2))
+                s.queue_picking(&locations, origin, &WalkMetric::default(), now)
                     .unwrap(),
             ),
-            F::PickingInProgress => s.assign_picker("p", t(3)).unwrap(),
+            F::PickingInProgress => s.assign_picker("p", now).unwrap(),
             F::Packing => {
-                s.scan("A", t(4)).unwrap();
-                for b in PickBranch::ALL {
-                    s.complete_branch(b, t(4)).unwrap();
+                let todo = s.pick_list().unwrap().unscanned();
+                for (k, q) in todo {
+                    for _ in 0..q {
+                        s.scan(k.as_str(), now).unwrap();
+                    }
                 }
-                s.items_ready(t(4)).unwrap();
+                for b in PickBranch::ALL {
+                    s.complete_branch(b, now).unwrap();
+                }
+                s.items_ready(now).unwrap();
             }
             F::Qc => {
-                s.pack(&items, &boxes, t(5)).unwrap();
-                s.print_label("UPS", ids, t(5)).unwrap();
-                s.weigh(100, t(5)).unwrap();
+                let expected = s.pack(&items, &boxes, now).unwrap().expected_grams;
+                s.print_label("UPS", ids, now).unwrap();
+                s.weigh(expected, now).unwrap();
             }
-            F::ReadyForShipment => s.pass_qc(WeightTolerance::default(), t(6)).unwrap(),
-            F::HandedToCarrier => s.hand_to_carrier(t(7)).unwrap(),
-            F::InTransit => s.mark_in_transit(t(8)).unwrap(),
-            F::OutForDelivery => s.mark_out_for_delivery(t(9)).unwrap(),
-            F::Delivered => s.mark_delivered(t(10)).unwrap(),
+            F::ReadyForShipment => s.pass_qc(WeightTolerance::default(), now).unwrap(),
+            F::HandedToCarrier => s.hand_to_carrier(now).unwrap(),
+            F::InTransit => s.mark_in_transit(now).unwrap(),
+            F::OutForDelivery => s.mark_out_for_delivery(now).unwrap(),
+            F::Delivered => s.mark_delivered(now).unwrap(),
             F::Requested | F::Cancelled => {}
         }
     }
