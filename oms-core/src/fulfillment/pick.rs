@@ -110,7 +110,8 @@ pub struct PickRoute {
 impl PickRoute {
     /// Distance saved against walking the list in its given order.
     pub fn saved_cm(&self) -> u64 {
-        self.list_distance_cm - self.optimized_distance_cm
+        self.list_distance_cm
+            .saturating_sub(self.optimized_distance_cm)
     }
 }
 
