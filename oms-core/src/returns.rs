@@ -9,6 +9,19 @@
 //!
 //! The refund amount is fixed when the return is approved and stored on it; processing the
 //! refund pays exactly that amount, never a recomputed one.
+//!
+//! ## Seed names
+//!
+//! | seed | state | here |
+//! | --- | --- | --- |
+//! | 000 §5 | `Return_Initiated` / 001 §8 `ReturnRequested` | [`ReturnStatus::Requested`] |
+//! | 000 §5 | `Validate_Return` / 001 §8 `UnderReview` | [`ReturnStatus::UnderReview`] |
+//! | 000 §5 | `Approved` / 001 §8 `ReturnApproved` | [`ReturnStatus::Approved`] with its fork |
+//! | 000 §5 | `ArrangePickup`, `InitiateRefund`, `UpdateInventoryOnReturn` | the [`ReturnBranch`]es |
+//! | 000 §5 | `Rejected`, `NotifyCustomer` / 001 §8 `ReturnRejected` | [`ReturnStatus::Rejected`] |
+//! | 001 §8 | `ReturnShipped`, `ReturnReceived`, `QualityCheck` | `ReturnShipped`, `Received`, `QualityCheck` |
+//! | 001 §8 | `RefundApproved`, `RefundRejected`, `RefundProcessed` | the same names |
+//! | 000 §5 | `Return_Completed` / 001 §8 final state | [`ReturnStatus::Completed`] |
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,6 +4,25 @@
 //!
 //! One [`Shipment`] is one parcel from one warehouse; an order split across warehouses has
 //! several, and [`derive_order_status`] reads the order's shipping status off them.
+//!
+//! ## Seed names
+//!
+//! | seed | state or step | here |
+//! | --- | --- | --- |
+//! | 000 §4 | `Fulfillment_Requested` | [`FulfillmentStatus::Requested`] |
+//! | 000 §4 | `Warehouse_Assigned` | [`FulfillmentStatus::WarehouseAssigned`] |
+//! | 000 §4 | `Picking_Queued` | [`FulfillmentStatus::PickingQueued`] |
+//! | 000 §4 | `Picking_In_Progress`, `Fork_Picking`, `Join_Picking` | [`FulfillmentStatus::PickingInProgress`] with its fork |
+//! | 000 §4 | `Item_Pick`, `Quality_Monitor`, `Inventory_Update` | the [`PickBranch`]es |
+//! | 000 §4 | `Packing`, `QC`, `ReadyForShipment`, `HandedToCarrier`, `InTransit` | the same names |
+//! | 001 §5 | Assign to Warehouse | [`Shipment::assign_warehouse`] |
+//! | 001 §5 | Create Pick List | [`Shipment::queue_picking`] |
+//! | 001 §5 | Assign to Picker | [`Shipment::assign_picker`] |
+//! | 001 §5 | Scan Items / All Items Scanned? | [`Shipment::scan`], [`Shipment::items_ready`] |
+//! | 001 §5 | Pack Items, Weigh Package, Generate Shipping Label | [`Shipment::pack`], [`Shipment::weigh`], [`Shipment::print_label`] |
+//! | 001 §5 | Hand to Carrier, Update Tracking Info | [`Shipment::hand_to_carrier`], [`Shipment::tracking_number`] |
+//! | 004 | stage 5 Pick & Pack, 6 Packed & Labeled | PickingInProgress … ReadyForShipment |
+//! | 004 | stage 7 In Transit, 8 Delivered | `InTransit`, `OutForDelivery`, `Delivered` |
 
 pub mod machine;
 pub mod pack;
