@@ -13,13 +13,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod diagram;
 pub mod error;
+pub mod events;
 pub mod fulfillment;
 pub mod lifecycle;
+pub mod metrics;
 pub mod money;
 pub mod order;
 pub mod pricing;
 pub mod returns;
+pub mod store;
 pub mod time;
 
 pub use error::{OmsError, OmsResult};

@@ -662,6 +662,20 @@ impl Order {
             })
     }
 
+    /// What the customer is charged: the sum of the stored line totals once priced, else the
+    /// subtotal.
+    pub fn charged_total(&self) -> OmsResult<Money> {
+        let mut total = Money::zero(self.currency);
+        for l in &self.lines {
+            let part = match &l.charges {
+                Some(c) => c.total,
+                None => l.subtotal()?,
+            };
+            total = total.checked_add(&part)?;
+        }
+        Ok(total)
+    }
+
     /// Total capacity units of the order (seed 004 `total_capacity`).
     pub fn total_capacity(&self) -> u64 {
         self.lines

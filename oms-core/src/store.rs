@@ -1,0 +1,194 @@
+//! Storage traits and the in-memory store.
+//!
+//! The core never performs I/O: the order service reads and writes through [`OrderStore`].
+//! [`MemoryStore`] implements it for tests and for hosts that persist elsewhere; `oms-store`
+//! implements it on SQLite and PostgreSQL. Every implementation must pass the same conformance
+//! suite. A write carries the version it read, and a stale write is a typed
+//! [`OmsError::Conflict`], never a silent overwrite; an order and its events are written in one
+//! atomic step.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{OmsError, OmsResult};
+use crate::events::Event;
+use crate::order::Order;
+
+/// A stored idempotency record: the request fingerprint and the first response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// Operation name plus a fingerprint of the request content.
+    pub fingerprint: String,
+    /// The serialized first response.
+    pub response: String,
+}
+
+/// Persistence of orders, their outbox events and idempotency keys.
+pub trait OrderStore: Send + Sync {
+    /// Insert a new order (version must be 1) with its first events, atomically.
+    /// A second insert of the same id or number is a [`OmsError::Conflict`].
+    fn insert_order(&self, order: &Order, events: &[Event]) -> OmsResult<()>;
+
+    /// Replace an order whose stored version is `expected_version` and append its events,
+    /// atomically. The new order's version must be greater than `expected_version`.
+    fn update_order(&self, order: &Order, expected_version: u64, events: &[Event])
+        -> OmsResult<()>;
+
+    /// Load an order by id.
+    fn order(&self, id: u64) -> OmsResult<Order>;
+
+    /// Load an order by its number (`ORD-…`).
+    fn order_by_number(&self, number: &str) -> OmsResult<Order>;
+
+    /// Ids of every order, ascending.
+    fn order_ids(&self) -> OmsResult<Vec<u64>>;
+
+    /// Up to `limit` unacknowledged outbox events, in sequence order.
+    fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>>;
+
+    /// Acknowledge every outbox event with `seq <= up_to`.
+    fn ack_events(&self, up_to: u64) -> OmsResult<()>;
+
+    /// The stored record for an idempotency key, if any.
+    fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>>;
+
+    /// Store the record for a new idempotency key; storing a key twice keeps the first.
+    fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()>;
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    orders: BTreeMap<u64, Order>,
+    by_number: BTreeMap<String, u64>,
+    outbox: Vec<Event>,
+    next_seq: u64,
+    acked: u64,
+    idempotency: BTreeMap<String, IdempotencyRecord>,
+}
+
+/// An in-memory [`OrderStore`]: every operation is atomic under one lock.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<MemoryState>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> OmsResult<MutexGuard<'_, MemoryState>> {
+        // A poisoned lock means a panic mid-write elsewhere; the state may be torn, so refuse.
+        self.state.lock().map_err(|_| OmsError::Storage {
+            reason: "memory store lock poisoned".into(),
+        })
+    }
+}
+
+fn append(state: &mut MemoryState, events: &[Event]) {
+    for e in events {
+        state.next_seq += 1;
+        let mut e = e.clone();
+        e.seq = state.next_seq;
+        state.outbox.push(e);
+    }
+}
+
+impl OrderStore for MemoryStore {
+    fn insert_order(&self, order: &Order, events: &[Event]) -> OmsResult<()> {
+        let mut s = self.lock()?;
+        if s.orders.contains_key(&order.id) || s.by_number.contains_key(&order.number) {
+            return Err(OmsError::Conflict {
+                entity: format!("order {}", order.number),
+                expected: 0,
+                found: s.orders.get(&order.id).map_or(1, |o| o.version),
+            });
+        }
+        s.by_number.insert(order.number.clone(), order.id);
+        s.orders.insert(order.id, order.clone());
+        append(&mut s, events);
+        Ok(())
+    }
+
+    fn update_order(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        events: &[Event],
+    ) -> OmsResult<()> {
+        let mut s = self.lock()?;
+        let found = s
+            .orders
+            .get(&order.id)
+            .ok_or_else(|| OmsError::OrderNotFound {
+                order: order.id.to_string(),
+            })?
+            .version;
+        if found != expected_version || order.version <= expected_version {
+            return Err(OmsError::Conflict {
+                entity: format!("order {}", order.number),
+                expected: expected_version,
+                found,
+            });
+        }
+        s.orders.insert(order.id, order.clone());
+        append(&mut s, events);
+        Ok(())
+    }
+
+    fn order(&self, id: u64) -> OmsResult<Order> {
+        self.lock()?
+            .orders
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| OmsError::OrderNotFound {
+                order: id.to_string(),
+            })
+    }
+
+    fn order_by_number(&self, number: &str) -> OmsResult<Order> {
+        let s = self.lock()?;
+        s.by_number
+            .get(number)
+            .and_then(|id| s.orders.get(id))
+            .cloned()
+            .ok_or_else(|| OmsError::OrderNotFound {
+                order: number.to_owned(),
+            })
+    }
+
+    fn order_ids(&self) -> OmsResult<Vec<u64>> {
+        Ok(self.lock()?.orders.keys().copied().collect())
+    }
+
+    fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {
+        let s = self.lock()?;
+        Ok(s.outbox
+            .iter()
+            .filter(|e| e.seq > s.acked)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn ack_events(&self, up_to: u64) -> OmsResult<()> {
+        let mut s = self.lock()?;
+        s.acked = s.acked.max(up_to.min(s.next_seq));
+        Ok(())
+    }
+
+    fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
+        Ok(self.lock()?.idempotency.get(key).cloned())
+    }
+
+    fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
+        self.lock()?
+            .idempotency
+            .entry(key.to_owned())
+            .or_insert_with(|| record.clone());
+        Ok(())
+    }
+}

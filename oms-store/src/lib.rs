@@ -1,0 +1,22 @@
+//! # oms-store
+//!
+//! Storage adapters implementing `oms-core`'s store traits:
+//!
+//! - [`SqliteStore`]: the embedded default — a file path or `:memory:`, WAL journal, `BEGIN
+//!   IMMEDIATE` for every write transaction, a busy timeout, migrations applied on open.
+//! - [`PostgresStore`]: seed 002's schema plus the outbox and idempotency keys, a small
+//!   connection pool, bounded retries of serialization failures and deadlocks.
+//!
+//! Both write an order, its line rows, its new audit rows and its outbox events in one
+//! transaction, so a crash loses none of them and never leaves half an order. Every statement
+//! binds its parameters; no SQL is ever built from input.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod codec;
+pub mod postgres;
+pub mod sqlite;
+
+pub use crate::postgres::PostgresStore;
+pub use crate::sqlite::SqliteStore;

@@ -1,0 +1,164 @@
+//! One conformance suite for every `OrderStore`. Each backend runs the same checks.
+
+use oms_core::events::{names, Event};
+use oms_core::lifecycle::Actor;
+use oms_core::money::{Currency, Money};
+use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft};
+use oms_core::store::{IdempotencyRecord, MemoryStore, OrderStore};
+use oms_core::time::{ManualClock, SequentialIds, Timestamp};
+use oms_store::{PostgresStore, SqliteStore};
+
+fn order(ids: &SequentialIds, sku: &str) -> Order {
+    let draft = OrderDraft {
+        customer: Customer {
+            id: "c1".into(),
+            email: "c1@example.com".into(),
+            name: "C One".into(),
+        },
+        shipping_address: AddressInput {
+            name: "C One".into(),
+            line1: "x'); DROP TABLE orders;--".into(),
+            city: "Zürich".into(),
+            postal_code: "8001".into(),
+            country: "CH".into(),
+            ..AddressInput::default()
+        },
+        billing_address: None,
+        currency: Currency::from_code("CHF").unwrap(),
+        lines: vec![LineItemInput::new(
+            sku,
+            2,
+            Money::parse("9.95", Currency::from_code("CHF").unwrap()).unwrap(),
+        )],
+        promo_codes: vec![],
+    };
+    let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 12, 0, 0));
+    Order::create(&draft, &Actor::System, &clock, ids).unwrap()
+}
+
+/// Every check of the suite, against one store.
+pub fn conformance(store: &dyn OrderStore) {
+    let ids = SequentialIds::default();
+    let a = order(&ids, "A");
+    let b = order(&ids, "x'); DROP TABLE orders;--");
+
+    // insert + read back, by id and by number, byte for byte
+    let created = Event::new(a.id, 1, names::ORDER_CREATED, a.created_at).with("sku", &"A");
+    store.insert_order(&a, &[created]).unwrap();
+    store.insert_order(&b, &[]).unwrap();
+    assert_eq!(store.order(a.id).unwrap(), a);
+    assert_eq!(store.order_by_number(&b.number).unwrap(), b);
+    assert_eq!(store.order_ids().unwrap(), vec![a.id, b.id]);
+
+    // duplicate insert is a conflict
+    assert_eq!(store.insert_order(&a, &[]).unwrap_err().code(), "conflict");
+    // unknown lookups
+    assert_eq!(store.order(999).unwrap_err().code(), "order_not_found");
+    assert_eq!(
+        store.order_by_number("ORD-none").unwrap_err().code(),
+        "order_not_found"
+    );
+
+    // optimistic concurrency: a write with the right version wins, a stale one is refused
+    let mut a2 = a.clone();
+    a2.version = 2;
+    let ev = Event::new(a.id, 2, names::ORDER_UPDATED, a.created_at);
+    store
+        .update_order(&a2, 1, std::slice::from_ref(&ev))
+        .unwrap();
+    let mut stale = a.clone();
+    stale.version = 2;
+    let err = store
+        .update_order(&stale, 1, std::slice::from_ref(&ev))
+        .unwrap_err();
+    assert_eq!(err.code(), "conflict");
+    assert_eq!(store.order(a.id).unwrap().version, 2);
+    // a write that does not advance the version is refused too
+    assert_eq!(
+        store.update_order(&a2, 2, &[]).unwrap_err().code(),
+        "conflict"
+    );
+
+    // outbox: events in sequence, refused writes appended nothing, ack is at-least-once
+    let pending = store.pending_events(10).unwrap();
+    let seen: Vec<(&str, u64)> = pending
+        .iter()
+        .map(|e| (e.name.as_str(), e.version))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(names::ORDER_CREATED, 1), (names::ORDER_UPDATED, 2)]
+    );
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(pending[0].data, vec![("sku".to_string(), "A".to_string())]);
+    assert_eq!(store.pending_events(1).unwrap().len(), 1);
+    store.ack_events(pending[0].seq).unwrap();
+    assert_eq!(store.pending_events(10).unwrap(), pending[1..].to_vec());
+    store.ack_events(pending[1].seq).unwrap();
+    assert!(store.pending_events(10).unwrap().is_empty());
+
+    // idempotency: first record wins
+    assert_eq!(store.idempotency("k1").unwrap(), None);
+    let r1 = IdempotencyRecord {
+        fingerprint: "create:abc".into(),
+        response: "{\"id\":1}".into(),
+    };
+    let r2 = IdempotencyRecord {
+        fingerprint: "create:def".into(),
+        response: "{\"id\":2}".into(),
+    };
+    store.put_idempotency("k1", &r1).unwrap();
+    store.put_idempotency("k1", &r2).unwrap();
+    assert_eq!(store.idempotency("k1").unwrap(), Some(r1));
+}
+
+#[test]
+fn memory_store_conforms() {
+    conformance(&MemoryStore::new());
+}
+
+#[test]
+fn sqlite_memory_store_conforms() {
+    conformance(&SqliteStore::open_in_memory().unwrap());
+}
+
+#[test]
+fn sqlite_file_store_conforms_and_survives_reopen() {
+    let dir = std::env::temp_dir().join(format!("oms-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("conf.db");
+    let _ = std::fs::remove_file(&path);
+    conformance(&SqliteStore::open(&path).unwrap());
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(reopened.order_ids().unwrap().len(), 2);
+    assert!(reopened.pending_events(10).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The PostgreSQL URL of the throwaway cluster `scripts/test` starts.
+pub fn postgres_url() -> String {
+    std::env::var("OMS_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "OMS_TEST_DATABASE_URL is not set. Run scripts/test (it starts a throwaway PostgreSQL on \
+             127.0.0.1), or start one yourself and export \
+             OMS_TEST_DATABASE_URL=postgresql://USER@127.0.0.1:PORT/DB"
+        )
+    })
+}
+
+/// A fresh schema per test, so tests never see each other's rows.
+pub fn postgres_store(test: &str) -> PostgresStore {
+    let schema = format!("t_{test}_{}", std::process::id());
+    let url = postgres_url();
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .unwrap();
+    PostgresStore::connect_with_schema(&url, &schema).unwrap()
+}
+
+#[test]
+fn postgres_store_conforms() {
+    let store = postgres_store("conformance");
+    conformance(&store);
+    assert_eq!(store.schema_version().unwrap(), 1);
+}
