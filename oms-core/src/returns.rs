@@ -7,8 +7,10 @@
 //! stock) or RefundRejected (damaged stock, no refund) → RefundProcessed → Completed. A rejected
 //! return ends there: the customer keeps the order, which stays Delivered.
 //!
-//! The refund amount is fixed when the return is approved and stored on it; processing the
-//! refund pays exactly that amount, never a recomputed one.
+//! The refund is fixed when the return is approved: the pricing module's
+//! [`refund_preview`] for the returned lines (from the per-line parts stored at placement) is
+//! stored on the return, and processing the refund pays and records exactly that preview,
+//! never a recomputed one.
 //!
 //! ## Seed names
 //!
@@ -31,8 +33,8 @@ use crate::error::{OmsError, OmsResult};
 use crate::fulfillment::machine::{Edge, ForkJoin, Label, MachineState, Spec};
 use crate::fulfillment::{FulfillmentStatus, Shipment};
 use crate::lifecycle::OrderStatus;
-use crate::money::Money;
 use crate::order::{validate_quantity, Order, Sku};
+use crate::pricing::{refund_preview, RefundPreview, RefundRequest, Refunded};
 use crate::time::{Duration, IdGenerator, Timestamp};
 
 /// Where a return is.
@@ -411,6 +413,20 @@ pub struct ReturnChange {
     pub at: Timestamp,
 }
 
+/// What a return is judged against: the order, its shipments, its other returns and the
+/// policy.
+#[derive(Debug, Clone, Copy)]
+pub struct ReturnContext<'a> {
+    /// The order (priced: the refund preview works from its stored line charges).
+    pub order: &'a Order,
+    /// The order's shipments; only delivered ones count.
+    pub shipments: &'a [Shipment],
+    /// The order's returns so far (the one being decided is skipped if listed).
+    pub returns: &'a [ReturnCase],
+    /// The return policy.
+    pub policy: &'a ReturnPolicy,
+}
+
 /// A return of some delivered units of one order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReturnCase {
@@ -418,7 +434,7 @@ pub struct ReturnCase {
     order_id: u64,
     lines: Vec<ReturnLine>,
     state: MachineState<ReturnStatus, ReturnBranch>,
-    refund: Option<Money>,
+    refund: Option<RefundPreview>,
     reason: Option<String>,
     requested_at: Timestamp,
     updated_at: Timestamp,
@@ -426,22 +442,20 @@ pub struct ReturnCase {
 }
 
 impl ReturnCase {
-    /// Open a return of `lines` (`(line_id, units)`) of `order`, in
-    /// [`ReturnStatus::Requested`]. Eligibility is checked now against the order's delivered
-    /// `shipments` and its `previous` returns ([`check_eligibility`]); the id comes from `ids`
+    /// Open a return of `lines` (`(line_id, units)`) of `ctx.order`, in
+    /// [`ReturnStatus::Requested`]. Eligibility is checked now ([`check_eligibility`]) against
+    /// the delivered shipments and the other returns of the context; the id comes from `ids`
     /// (kind `"return"`).
     pub fn request(
-        order: &Order,
+        ctx: &ReturnContext<'_>,
         lines: &[(u32, i64)],
-        shipments: &[Shipment],
-        previous: &[ReturnCase],
-        policy: &ReturnPolicy,
         ids: &dyn IdGenerator,
         now: Timestamp,
     ) -> OmsResult<ReturnCase> {
-        let delivered = DeliveredUnits::from_shipments(order.id, shipments);
-        let returned = returned_units(previous, None);
-        let lines = check_eligibility(order, lines, &delivered, &returned, policy, now)?;
+        let order = ctx.order;
+        let delivered = DeliveredUnits::from_shipments(order.id, ctx.shipments);
+        let returned = returned_units(ctx.returns, None);
+        let lines = check_eligibility(order, lines, &delivered, &returned, ctx.policy, now)?;
         Ok(ReturnCase {
             id: ids.next_id("return"),
             order_id: order.id,
@@ -480,8 +494,8 @@ impl ReturnCase {
         self.state.done.iter().copied().collect()
     }
     /// The refund fixed at approval.
-    pub fn refund(&self) -> Option<Money> {
-        self.refund
+    pub fn refund(&self) -> Option<&RefundPreview> {
+        self.refund.as_ref()
     }
     /// Why the return was rejected, or why the refund was refused.
     pub fn reason(&self) -> Option<&str> {
@@ -528,37 +542,27 @@ impl ReturnCase {
         self.fire(ReturnEvent::Review, now)
     }
 
-    /// UnderReview → Approved, fixing the refund amount. Eligibility is checked again (another
-    /// return may have claimed the units since; the window is judged at the request time), so
-    /// an ineligible return gets [`OmsError::ReturnNotEligible`] and stays under review, to be
-    /// rejected.
+    /// UnderReview → Approved, fixing the refund: the [`refund_preview`] of the returned lines
+    /// (plus the shipping charge when `include_shipping`) given what the order has had
+    /// `refunded` so far. Eligibility is checked again first (another return may have claimed
+    /// the units since; the window is judged at the request time). Any refusal
+    /// ([`OmsError::ReturnNotEligible`], or the preview's own errors such as
+    /// [`OmsError::RefundExceedsCharge`] or an unpriced order) leaves the return under review,
+    /// to be rejected or approved later.
     pub fn approve(
         &mut self,
-        order: &Order,
-        shipments: &[Shipment],
-        others: &[ReturnCase],
-        policy: &ReturnPolicy,
-        refund: Money,
+        ctx: &ReturnContext<'_>,
+        refunded: &Refunded,
+        include_shipping: bool,
         now: Timestamp,
-    ) -> OmsResult<()> {
+    ) -> OmsResult<&RefundPreview> {
         self.ensure(ReturnEvent::Approve)?;
+        let order = ctx.order;
         if order.id != self.order_id {
             return Err(OmsError::invalid("order", "not the order of this return"));
         }
-        if refund.currency() != order.currency {
-            return Err(OmsError::CurrencyMismatch {
-                expected: order.currency.code().into(),
-                found: refund.currency().code().into(),
-            });
-        }
-        if refund.is_negative() {
-            return Err(OmsError::InvalidAmount {
-                input: refund.to_string(),
-                reason: "a refund cannot be negative".into(),
-            });
-        }
-        let delivered = DeliveredUnits::from_shipments(order.id, shipments);
-        let returned = returned_units(others, Some(self.id));
+        let delivered = DeliveredUnits::from_shipments(order.id, ctx.shipments);
+        let returned = returned_units(ctx.returns, Some(self.id));
         let request: Vec<(u32, i64)> = self
             .lines
             .iter()
@@ -569,12 +573,19 @@ impl ReturnCase {
             &request,
             &delivered,
             &returned,
-            policy,
+            ctx.policy,
             self.requested_at,
         )?;
+        let preview = refund_preview(
+            order,
+            refunded,
+            &RefundRequest {
+                lines: self.refund_lines(),
+                include_shipping,
+            },
+        )?;
         self.fire(ReturnEvent::Approve, now)?;
-        self.refund = Some(refund);
-        Ok(())
+        Ok(self.refund.insert(preview))
     }
 
     /// UnderReview → Rejected: the customer keeps the order.
@@ -650,17 +661,23 @@ impl ReturnCase {
         Ok(self.stock(StockCondition::Damaged))
     }
 
-    /// RefundApproved → RefundProcessed; returns the amount to pay: exactly the one fixed at
-    /// approval.
-    pub fn process_refund(&mut self, now: Timestamp) -> OmsResult<Money> {
+    /// RefundApproved → RefundProcessed: records the preview fixed at approval in the order's
+    /// `refunded` ledger and returns it — the exact amounts to pay out. If the ledger refuses
+    /// it (shipping already given back by another refund) nothing changes.
+    pub fn process_refund(
+        &mut self,
+        refunded: &mut Refunded,
+        now: Timestamp,
+    ) -> OmsResult<RefundPreview> {
         self.ensure(ReturnEvent::ProcessRefund)?;
-        let amount = self.refund.ok_or_else(|| OmsError::GuardFailed {
+        let preview = self.refund.clone().ok_or_else(|| OmsError::GuardFailed {
             from: self.state.status.label().into(),
             event: ReturnEvent::ProcessRefund.label().into(),
-            reason: "no refund amount recorded".into(),
+            reason: "no refund recorded at approval".into(),
         })?;
+        refunded.record(&preview)?;
         self.fire(ReturnEvent::ProcessRefund, now)?;
-        Ok(amount)
+        Ok(preview)
     }
 
     /// RefundProcessed or RefundRejected → Completed.
@@ -716,9 +733,11 @@ mod tests {
     use crate::fulfillment::machine::diagram_edges;
     use crate::fulfillment::tests::shipment_with;
     use crate::lifecycle::Actor;
-    use crate::money::Currency;
+    use crate::money::{Currency, Money};
     use crate::order::{AddressInput, Customer, LineItemInput, OrderDraft};
+    use crate::pricing::{place_pricing, PricingContext, ShippingRate, TaxTable};
     use crate::time::{ManualClock, SequentialIds};
+    use rust_decimal::Decimal;
 
     type State = MachineState<ReturnStatus, ReturnBranch>;
 
@@ -960,6 +979,8 @@ mod tests {
         Timestamp::from_civil(2026, 5, 6, 9, 0, 0)
     }
 
+    /// WATER-5L 2 × 4.99, PHONE-X 1 × 399.00, SOAP 3 × 2.00; 10 % tax, 6.00 flat shipping,
+    /// priced at placement.
     fn order() -> Order {
         let draft = OrderDraft {
             customer: Customer {
@@ -986,7 +1007,18 @@ mod tests {
             promo_codes: vec![],
         };
         let clock = ManualClock::new(t0());
-        Order::create(&draft, &Actor::System, &clock, &SequentialIds::default()).unwrap()
+        let mut o =
+            Order::create(&draft, &Actor::System, &clock, &SequentialIds::default()).unwrap();
+        let ctx = PricingContext {
+            tax: TaxTable::new().with_rate("US", "standard", Decimal::new(10, 2)),
+            shipping: ShippingRate::Flat {
+                amount: usd("6.00"),
+                free_over: None,
+            },
+            ..PricingContext::default()
+        };
+        place_pricing(&mut o, &ctx, t0()).unwrap();
+        o
     }
 
     fn sku(s: &str) -> Sku {
@@ -1020,23 +1052,50 @@ mod tests {
         }
     }
 
+    fn ctx<'a>(
+        o: &'a Order,
+        ships: &'a [Shipment],
+        returns: &'a [ReturnCase],
+        policy: &'a ReturnPolicy,
+    ) -> ReturnContext<'a> {
+        ReturnContext {
+            order: o,
+            shipments: ships,
+            returns,
+            policy,
+        }
+    }
+
+    /// The refund of line 1 of [`order`], computed directly from its stored charges.
+    fn water_refund(units: u32, o: &Order, before: &Refunded) -> RefundPreview {
+        refund_preview(
+            o,
+            before,
+            &RefundRequest {
+                lines: vec![(1, units)],
+                include_shipping: false,
+            },
+        )
+        .unwrap()
+    }
+
     #[test]
-    fn full_return_with_refund_and_sellable_stock() {
+    fn full_return_pays_exactly_the_preview_fixed_at_approval() {
         let o = order();
         let ids = SequentialIds::starting_at(100);
         let ships = shipments(&o, &ids);
+        let p = policy();
+        let c = ctx(&o, &ships, &[], &p);
         let delivered_at = ships[0].entered_at(FulfillmentStatus::Delivered).unwrap();
         let now = delivered_at.plus(Duration::days(3));
-        let mut r = ReturnCase::request(&o, &[(1, 1)], &ships, &[], &policy(), &ids, now).unwrap();
+        let mut r = ReturnCase::request(&c, &[(1, 1)], &ids, now).unwrap();
         assert_eq!(r.order_status(), OrderStatus::ReturnRequested);
         r.start_review(now).unwrap();
-        let before = r.clone();
-        let eur = Money::parse("4.99", Currency::EUR).unwrap();
-        let e = r.approve(&o, &ships, &[], &policy(), eur, now).unwrap_err();
-        assert_eq!(e.code(), "currency_mismatch");
-        assert_eq!(r, before);
-        r.approve(&o, &ships, &[], &policy(), usd("4.99"), now)
-            .unwrap();
+        let mut ledger = Refunded::default();
+        let fixed = r.approve(&c, &ledger, false, now).unwrap().clone();
+        // 4.99 + 10 % tax (0.499 → 0.50 on the line of two: 9.98 + 1.00 = 10.98, half is 5.49).
+        assert_eq!(fixed, water_refund(1, &o, &ledger));
+        assert_eq!(fixed.total, usd("5.49"));
         assert_eq!(r.order_status(), OrderStatus::ReturnApproved);
         assert_eq!(r.mark_shipped(now).unwrap_err().code(), "guard_failed");
         for b in ReturnBranch::ALL {
@@ -1054,7 +1113,14 @@ mod tests {
                 condition: StockCondition::Sellable
             }]
         );
-        assert_eq!(r.process_refund(now).unwrap(), usd("4.99"));
+        // Another refund of the other water unit happens in between: the stored preview is
+        // still what this return pays, and the ledger adds both up to the line's total.
+        let other = water_refund(1, &o, &ledger);
+        ledger.record(&other).unwrap();
+        let paid = r.process_refund(&mut ledger, now).unwrap();
+        assert_eq!(paid, fixed);
+        assert_eq!(ledger.units.get(&1), Some(&2));
+        assert_eq!(ledger.amounts.get(&1), Some(&usd("10.98")));
         assert_eq!(r.order_status(), OrderStatus::Refunded);
         r.complete(now).unwrap();
         assert_eq!(r.status(), ReturnStatus::Completed);
@@ -1064,15 +1130,76 @@ mod tests {
     }
 
     #[test]
+    fn refund_errors_leave_the_return_unchanged() {
+        let o = order();
+        let ids = SequentialIds::starting_at(100);
+        let ships = shipments(&o, &ids);
+        let p = policy();
+        let c = ctx(&o, &ships, &[], &p);
+        let now = ships[0].updated_at();
+        let mut r = ReturnCase::request(&c, &[(1, 2)], &ids, now).unwrap();
+        r.start_review(now).unwrap();
+        let before = r.clone();
+        // Both water units were already refunded (say, as a goodwill refund).
+        let mut ledger = Refunded::default();
+        ledger.record(&water_refund(2, &o, &ledger)).unwrap();
+        let e = r.approve(&c, &ledger, false, now).unwrap_err();
+        assert_eq!(e.code(), "refund_exceeds_charge");
+        assert_eq!(r, before);
+        // An unpriced order cannot be refunded.
+        let mut unpriced = o.clone();
+        for l in &mut unpriced.lines {
+            l.charges = None;
+        }
+        let e = r
+            .approve(
+                &ctx(&unpriced, &ships, &[], &p),
+                &Refunded::default(),
+                false,
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "missing_field");
+        assert_eq!(r, before);
+        // With shipping: the whole 6.00 comes back once.
+        let fixed = r
+            .approve(&c, &Refunded::default(), true, now)
+            .unwrap()
+            .clone();
+        assert_eq!(fixed.shipping, usd("6.00"));
+        assert_eq!(fixed.total, usd("16.98"));
+        for b in ReturnBranch::ALL {
+            r.complete_branch(b, now).unwrap();
+        }
+        r.mark_shipped(now).unwrap();
+        r.receive(now).unwrap();
+        r.start_inspection(now).unwrap();
+        r.accept_items(now).unwrap();
+        // The ledger already gave shipping back elsewhere: refused, nothing changes.
+        let mut ledger = Refunded {
+            shipping_refunded: true,
+            ..Refunded::default()
+        };
+        let before = (r.clone(), ledger.clone());
+        let e = r.process_refund(&mut ledger, now).unwrap_err();
+        assert_eq!(e.code(), "refund_exceeds_charge");
+        assert_eq!((r.clone(), ledger), before);
+        let mut fresh = Refunded::default();
+        assert_eq!(r.process_refund(&mut fresh, now).unwrap(), fixed);
+        assert!(fresh.shipping_refunded);
+    }
+
+    #[test]
     fn damaged_items_go_to_damaged_stock_without_refund() {
         let o = order();
         let ids = SequentialIds::starting_at(100);
         let ships = shipments(&o, &ids);
+        let p = policy();
+        let c = ctx(&o, &ships, &[], &p);
         let now = ships[0].updated_at();
-        let mut r = ReturnCase::request(&o, &[(1, 2)], &ships, &[], &policy(), &ids, now).unwrap();
+        let mut r = ReturnCase::request(&c, &[(1, 2)], &ids, now).unwrap();
         r.start_review(now).unwrap();
-        r.approve(&o, &ships, &[], &policy(), usd("9.98"), now)
-            .unwrap();
+        r.approve(&c, &Refunded::default(), false, now).unwrap();
         for b in ReturnBranch::ALL {
             r.complete_branch(b, now).unwrap();
         }
@@ -1086,10 +1213,10 @@ mod tests {
         let stock = r.reject_items("seal broken", now).unwrap();
         assert_eq!(stock[0].condition, StockCondition::Damaged);
         assert_eq!(stock[0].quantity, 2);
-        assert_eq!(
-            r.process_refund(now).unwrap_err().code(),
-            "invalid_transition"
-        );
+        let mut ledger = Refunded::default();
+        let e = r.process_refund(&mut ledger, now).unwrap_err();
+        assert_eq!(e.code(), "invalid_transition");
+        assert_eq!(ledger, Refunded::default());
         r.complete(now).unwrap();
         assert_eq!(r.order_status(), OrderStatus::Completed);
         assert_eq!(r.reason(), Some("seal broken"));
@@ -1100,8 +1227,10 @@ mod tests {
         let o = order();
         let ids = SequentialIds::starting_at(100);
         let ships = shipments(&o, &ids);
+        let p = policy();
+        let c = ctx(&o, &ships, &[], &p);
         let now = ships[0].updated_at();
-        let mut r = ReturnCase::request(&o, &[(1, 1)], &ships, &[], &policy(), &ids, now).unwrap();
+        let mut r = ReturnCase::request(&c, &[(1, 1)], &ids, now).unwrap();
         assert_eq!(
             r.reject("no", now).unwrap_err().code(),
             "invalid_transition"
@@ -1111,9 +1240,11 @@ mod tests {
         r.reject("used item", now).unwrap();
         assert_eq!(r.status(), ReturnStatus::Rejected);
         assert_eq!(r.order_status(), OrderStatus::Delivered);
+        assert!(r.refund().is_none());
         // A rejected return does not hold units: both may be requested again.
-        let again = ReturnCase::request(&o, &[(1, 2)], &ships, &[r], &policy(), &ids, now).unwrap();
-        assert_eq!(again.lines()[0].quantity, 2);
+        let previous = [r];
+        let again = ReturnCase::request(&ctx(&o, &ships, &previous, &p), &[(1, 2)], &ids, now);
+        assert_eq!(again.unwrap().lines()[0].quantity, 2);
     }
 
     #[test]
@@ -1124,7 +1255,7 @@ mod tests {
         let delivered_at = ships[0].entered_at(FulfillmentStatus::Delivered).unwrap();
         let p = policy();
         let req = |lines: &[(u32, i64)], prev: &[ReturnCase], at| {
-            ReturnCase::request(&o, lines, &ships, prev, &p, &ids, at)
+            ReturnCase::request(&ctx(&o, &ships, prev, &p), lines, &ids, at)
         };
         let reason = |e: OmsError| match e {
             OmsError::ReturnNotEligible { reason } => reason,
@@ -1161,7 +1292,8 @@ mod tests {
         // Another order's shipments do not count as delivered for this one.
         let mut other = order();
         other.id = 999;
-        assert!(ReturnCase::request(&other, &[(1, 1)], &ships, &[], &p, &ids, now).is_err());
+        let e = ReturnCase::request(&ctx(&other, &ships, &[], &p), &[(1, 1)], &ids, now);
+        assert_eq!(e.unwrap_err().code(), "return_not_eligible");
     }
 
     #[test]
@@ -1171,32 +1303,36 @@ mod tests {
         let ships = shipments(&o, &ids);
         let now = ships[0].updated_at();
         let p = policy();
-        let mut a = ReturnCase::request(&o, &[(1, 2)], &ships, &[], &p, &ids, now).unwrap();
-        let b = ReturnCase::request(&o, &[(1, 2)], &ships, &[], &p, &ids, now).unwrap();
+        let c = ctx(&o, &ships, &[], &p);
+        let mut a = ReturnCase::request(&c, &[(1, 2)], &ids, now).unwrap();
+        let b = ReturnCase::request(&c, &[(1, 2)], &ids, now).unwrap();
         a.start_review(now).unwrap();
         let others = vec![b];
         let before = a.clone();
+        let none = Refunded::default();
         let e = a
-            .approve(&o, &ships, &others, &p, usd("9.98"), now)
+            .approve(&ctx(&o, &ships, &others, &p), &none, false, now)
             .unwrap_err();
         assert_eq!(e.code(), "return_not_eligible");
         assert_eq!(a, before);
         // Its own entry in the list is ignored.
-        let mut with_self = others.clone();
-        with_self.push(a.clone());
-        assert_eq!(
-            a.approve(&o, &ships, &with_self, &p, usd("9.98"), now)
-                .unwrap_err()
-                .code(),
-            "return_not_eligible"
-        );
-        a.approve(&o, &ships, &[a.clone()], &p, usd("9.98"), now)
+        let with_self = [a.clone()];
+        a.approve(&ctx(&o, &ships, &with_self, &p), &none, false, now)
             .unwrap();
-        assert_eq!(a.refund(), Some(usd("9.98")));
+        assert_eq!(a.refund().map(|r| r.total), Some(usd("10.98")));
         assert_eq!(
             find_return(&with_self, 12345).unwrap_err().code(),
             "not_found"
         );
         assert_eq!(find_return(&with_self, a.id()).unwrap().order_id(), o.id);
+        // The wrong order is refused.
+        let mut b2 = before.clone();
+        let mut other = order();
+        other.id = 999;
+        let e = b2
+            .approve(&ctx(&other, &ships, &[], &p), &none, false, now)
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_field");
+        assert_eq!(b2, before);
     }
 }

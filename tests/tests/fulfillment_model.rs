@@ -2,9 +2,6 @@
 //! not) against a hand-written model of seed 000 §4 / seed 001 §5. After every step the
 //! shipment agrees with the model, and a refused operation leaves the shipment unchanged.
 
-// Test helpers may unwrap: a panic there is a failing test, which is the point.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeMap;
 
 use oms_core::fulfillment::pack::{BoxSpec, ItemSpec, WeightTolerance};

@@ -2,9 +2,6 @@
 //! warehouses, one shipment each), seed 004 stages 5–8 (pick & pack → handoff → in transit →
 //! delivered), and a return after delivery.
 
-// Test helpers may unwrap: a panic there is a failing test, which is the point.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use oms_core::fulfillment::pack::{BoxSpec, ItemSpec, WeightTolerance};
@@ -14,9 +11,13 @@ use oms_core::fulfillment::{
 };
 use oms_core::lifecycle::{Actor, OrderStatus};
 use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft, Sku};
-use oms_core::returns::{ReturnBranch, ReturnCase, ReturnPolicy, ReturnStatus, StockCondition};
+use oms_core::pricing::{place_pricing, PricingContext, Refunded, TaxTable};
+use oms_core::returns::{
+    ReturnBranch, ReturnCase, ReturnContext, ReturnPolicy, ReturnStatus, StockCondition,
+};
 use oms_core::time::{Duration, ManualClock, SequentialIds, Timestamp};
 use oms_core::{Currency, Money};
+use rust_decimal::Decimal;
 
 fn sku(s: &str) -> Sku {
     Sku::new(s).unwrap()
@@ -51,7 +52,14 @@ fn order(lines: Vec<LineItemInput>, ids: &SequentialIds) -> Order {
         lines,
         promo_codes: vec![],
     };
-    Order::create(&draft, &Actor::System, &ManualClock::new(at(9, 0)), ids).unwrap()
+    let mut o = Order::create(&draft, &Actor::System, &ManualClock::new(at(9, 0)), ids).unwrap();
+    // Priced at placement (8 % tax, free shipping): refunds work from the stored line parts.
+    let ctx = PricingContext {
+        tax: TaxTable::new().with_rate("US", "standard", Decimal::new(8, 2)),
+        ..PricingContext::default()
+    };
+    place_pricing(&mut o, &ctx, at(9, 0)).unwrap();
+    o
 }
 
 struct Warehouse {
@@ -235,16 +243,13 @@ fn seed_001_section_6_split_order_ships_as_two_parcels() {
     );
 
     // Both units of A came in different parcels; both may be returned.
-    let r = ReturnCase::request(
-        &o,
-        &[(1, 2)],
-        &ships,
-        &[],
-        &ReturnPolicy::default(),
-        &ids,
-        at(15, 0),
-    )
-    .unwrap();
+    let ctx = ReturnContext {
+        order: &o,
+        shipments: &ships,
+        returns: &[],
+        policy: &ReturnPolicy::default(),
+    };
+    let r = ReturnCase::request(&ctx, &[(1, 2)], &ids, at(15, 0)).unwrap();
     assert_eq!(r.refund_lines(), vec![(1, 2)]);
 }
 
@@ -337,15 +342,27 @@ fn return_after_delivery_end_to_end() {
     };
     let day = |n| at(13, 0).plus(Duration::days(n));
 
+    let ctx = |returns| ReturnContext {
+        order: &o,
+        shipments: &ships,
+        returns,
+        policy: &policy,
+    };
+
     // Socks are final sale; more mugs than delivered are refused; 3 mugs are fine.
-    let e = ReturnCase::request(&o, &[(2, 1)], &ships, &[], &policy, &ids, day(2)).unwrap_err();
+    let e = ReturnCase::request(&ctx(&[]), &[(2, 1)], &ids, day(2)).unwrap_err();
     assert_eq!(e.code(), "return_not_eligible");
-    let e = ReturnCase::request(&o, &[(1, 5)], &ships, &[], &policy, &ids, day(2)).unwrap_err();
+    let e = ReturnCase::request(&ctx(&[]), &[(1, 5)], &ids, day(2)).unwrap_err();
     assert_eq!(e.code(), "return_not_eligible");
-    let mut r = ReturnCase::request(&o, &[(1, 3)], &ships, &[], &policy, &ids, day(2)).unwrap();
+    let mut r = ReturnCase::request(&ctx(&[]), &[(1, 3)], &ids, day(2)).unwrap();
     r.start_review(day(3)).unwrap();
-    r.approve(&o, &ships, &[], &policy, usd("24.00"), day(3))
-        .unwrap();
+    let mut ledger = Refunded::default();
+    // 4 mugs at 8.00 + 8 % tax = 34.56 for the line; 3 of 4 units give back 25.92.
+    let fixed = r
+        .approve(&ctx(&[]), &ledger, false, day(3))
+        .unwrap()
+        .clone();
+    assert_eq!(fixed.total, usd("25.92"));
     for b in ReturnBranch::ALL {
         r.complete_branch(b, day(3)).unwrap();
     }
@@ -357,18 +374,22 @@ fn return_after_delivery_end_to_end() {
         (back[0].quantity, back[0].condition),
         (3, StockCondition::Sellable)
     );
-    assert_eq!(r.process_refund(day(7)).unwrap(), usd("24.00"));
+    assert_eq!(r.process_refund(&mut ledger, day(7)).unwrap(), fixed);
+    assert_eq!(ledger.units.get(&1), Some(&3));
     r.complete(day(7)).unwrap();
     assert_eq!(r.status(), ReturnStatus::Completed);
     assert_eq!(r.order_status(), OrderStatus::Refunded);
 
-    // One mug left to return; past the window nothing may be returned.
+    // One mug left to return (worth the remaining 8.64); past the window nothing may be returned.
     let previous = vec![r];
-    let e =
-        ReturnCase::request(&o, &[(1, 2)], &ships, &previous, &policy, &ids, day(8)).unwrap_err();
+    let e = ReturnCase::request(&ctx(&previous), &[(1, 2)], &ids, day(8)).unwrap_err();
     assert_eq!(e.code(), "return_not_eligible");
-    assert!(ReturnCase::request(&o, &[(1, 1)], &ships, &previous, &policy, &ids, day(8)).is_ok());
-    let e =
-        ReturnCase::request(&o, &[(1, 1)], &ships, &previous, &policy, &ids, day(15)).unwrap_err();
+    let mut last = ReturnCase::request(&ctx(&previous), &[(1, 1)], &ids, day(8)).unwrap();
+    last.start_review(day(8)).unwrap();
+    let rest = last
+        .approve(&ctx(&previous), &ledger, false, day(8))
+        .unwrap();
+    assert_eq!(rest.total, usd("8.64"));
+    let e = ReturnCase::request(&ctx(&previous), &[(1, 1)], &ids, day(15)).unwrap_err();
     assert_eq!(e.code(), "return_not_eligible");
 }

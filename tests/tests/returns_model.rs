@@ -2,9 +2,6 @@
 //! operations against a hand-written model of seed 000 §5 and seed 001 §8; and random
 //! eligibility questions against a direct count of delivered and already returned units.
 
-// Test helpers may unwrap: a panic there is a failing test, which is the point.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeSet;
 
 use oms_core::fulfillment::pack::{BoxSpec, ItemSpec, WeightTolerance};
@@ -12,11 +9,13 @@ use oms_core::fulfillment::pick::{BinLocation, WalkMetric};
 use oms_core::fulfillment::{PickBranch, Shipment};
 use oms_core::lifecycle::{Actor, OrderStatus};
 use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft, Sku};
-use oms_core::returns::{ReturnBranch, ReturnCase, ReturnPolicy, ReturnStatus as R};
+use oms_core::pricing::{place_pricing, PricingContext, RefundPreview, Refunded, TaxTable};
+use oms_core::returns::{ReturnBranch, ReturnCase, ReturnContext, ReturnPolicy, ReturnStatus as R};
 use oms_core::time::{Duration, ManualClock, SequentialIds, Timestamp};
 use oms_core::{Currency, Money};
 use proptest::prelude::*;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
+use rust_decimal::Decimal;
 
 fn sku(s: &str) -> Sku {
     Sku::new(s).unwrap()
@@ -54,13 +53,19 @@ fn order(qty_a: i64, qty_b: i64) -> Order {
         ],
         promo_codes: vec![],
     };
-    Order::create(
+    let mut o = Order::create(
         &draft,
         &Actor::System,
         &ManualClock::new(t0()),
         &SequentialIds::default(),
     )
-    .unwrap()
+    .unwrap();
+    let ctx = PricingContext {
+        tax: TaxTable::new().with_rate("FR", "standard", Decimal::new(20, 2)),
+        ..PricingContext::default()
+    };
+    place_pricing(&mut o, &ctx, t0()).unwrap();
+    o
 }
 
 /// A shipment of `lines` delivered at `at` (walked through every fulfillment step).
@@ -123,7 +128,7 @@ fn delivered(order_id: u64, lines: &[(Sku, i64)], ids: &SequentialIds, at: Times
 enum Op {
     Review,
     Approve,
-    ApproveInEuros,
+    ApproveAlreadyRefunded,
     Reject,
     Branch(ReturnBranch),
     ShipBack,
@@ -138,7 +143,7 @@ enum Op {
 const OPS: [Op; 14] = [
     Op::Review,
     Op::Approve,
-    Op::ApproveInEuros,
+    Op::ApproveAlreadyRefunded,
     Op::Reject,
     Op::Branch(ReturnBranch::ArrangePickup),
     Op::Branch(ReturnBranch::InitiateRefund),
@@ -231,6 +236,8 @@ struct Sut {
     order: Order,
     shipments: Vec<Shipment>,
     ret: ReturnCase,
+    ledger: Refunded,
+    fixed: Option<RefundPreview>,
 }
 
 impl StateMachineTest for ReturnModel {
@@ -246,20 +253,20 @@ impl StateMachineTest for ReturnModel {
             &ids,
             t0(),
         )];
-        let ret = ReturnCase::request(
-            &order,
-            &[(1, 2), (2, 1)],
-            &shipments,
-            &[],
-            &ReturnPolicy::default(),
-            &ids,
-            t0().plus(Duration::days(1)),
-        )
-        .unwrap();
+        let ctx = ReturnContext {
+            order: &order,
+            shipments: &shipments,
+            returns: &[],
+            policy: &ReturnPolicy::default(),
+        };
+        let ret = ReturnCase::request(&ctx, &[(1, 2), (2, 1)], &ids, t0().plus(Duration::days(1)))
+            .unwrap();
         Sut {
             order,
             shipments,
             ret,
+            ledger: Refunded::default(),
+            fixed: None,
         }
     }
 
@@ -267,13 +274,24 @@ impl StateMachineTest for ReturnModel {
         let at = t0().plus(Duration::days(2));
         let before = sut.ret.clone();
         let policy = ReturnPolicy::default();
+        let ctx = ReturnContext {
+            order: &sut.order,
+            shipments: &sut.shipments,
+            returns: &[],
+            policy: &policy,
+        };
         let r = &mut sut.ret;
         let result = match op {
             Op::Review => r.start_review(at),
-            Op::Approve => r.approve(&sut.order, &sut.shipments, &[], &policy, usd("11.00"), at),
-            Op::ApproveInEuros => {
-                let eur = Money::parse("11.00", Currency::EUR).unwrap();
-                r.approve(&sut.order, &sut.shipments, &[], &policy, eur, at)
+            Op::Approve => r.approve(&ctx, &sut.ledger, false, at).map(|p| {
+                // 2 × A at 3.00 and B at 5.00, +20 % tax: 7.20 + 6.00.
+                assert_eq!(p.total, usd("13.20"));
+                sut.fixed = Some(p.clone());
+            }),
+            Op::ApproveAlreadyRefunded => {
+                let mut done = Refunded::default();
+                done.units.insert(2, 1);
+                r.approve(&ctx, &done, false, at).map(drop)
             }
             Op::Reject => r.reject("worn", at),
             Op::Branch(b) => r.complete_branch(b, at),
@@ -282,9 +300,10 @@ impl StateMachineTest for ReturnModel {
             Op::Inspect => r.start_inspection(at),
             Op::ItemsOk => r.accept_items(at).map(|stock| assert_eq!(stock.len(), 2)),
             Op::ItemsDamaged => r.reject_items("cracked", at).map(drop),
-            Op::ProcessRefund => r.process_refund(at).map(|paid| {
-                // Exactly the amount fixed at approval.
-                assert_eq!(paid, usd("11.00"));
+            Op::ProcessRefund => r.process_refund(&mut sut.ledger, at).map(|paid| {
+                // Exactly the preview fixed at approval, recorded once in the ledger.
+                assert_eq!(Some(&paid), sut.fixed.as_ref());
+                assert_eq!(sut.ledger.units.get(&1), Some(&2));
             }),
             Op::Complete => r.complete(at),
         };
@@ -304,6 +323,9 @@ impl StateMachineTest for ReturnModel {
         );
         let approved = r.history().iter().any(|c| c.to == R::Approved);
         assert_eq!(r.refund().is_some(), approved);
+        assert_eq!(r.refund(), sut.fixed.as_ref());
+        // The ledger holds a refund exactly when the model says one was processed.
+        assert_eq!(sut.ledger.units.is_empty(), !model.refunded);
         let expected = match model.status {
             R::Requested | R::UnderReview => OrderStatus::ReturnRequested,
             R::Rejected => OrderStatus::Delivered,
@@ -324,6 +346,20 @@ prop_state_machine! {
 }
 
 // ---- eligibility against a direct count ------------------------------------------------------
+
+fn ctx_of<'a>(
+    order: &'a Order,
+    shipments: &'a [Shipment],
+    returns: &'a [ReturnCase],
+    policy: &'a ReturnPolicy,
+) -> ReturnContext<'a> {
+    ReturnContext {
+        order,
+        shipments,
+        returns,
+        policy,
+    }
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
@@ -356,7 +392,7 @@ proptest! {
         for q in earlier {
             if claimed + q <= parcel1 + parcel2 {
                 previous.push(
-                    ReturnCase::request(&o, &[(1, q)], &ships, &previous, &policy, &ids, day(0))
+                    ReturnCase::request(&ctx_of(&o, &ships, &previous, &policy), &[(1, q)], &ids, day(0))
                         .unwrap(),
                 );
                 claimed += q;
@@ -364,7 +400,7 @@ proptest! {
         }
         if claimed + rejected_units <= parcel1 + parcel2 {
             let mut rej =
-                ReturnCase::request(&o, &[(1, rejected_units)], &ships, &previous, &policy, &ids, day(0))
+                ReturnCase::request(&ctx_of(&o, &ships, &previous, &policy), &[(1, rejected_units)], &ids, day(0))
                     .unwrap();
             rej.start_review(day(0)).unwrap();
             rej.reject("no", day(0)).unwrap();
@@ -373,7 +409,7 @@ proptest! {
         let last_delivery = if parcel2 > 0 { late_day } else { 0 };
         let in_window = ask_day <= last_delivery + window;
         let fits = want <= parcel1 + parcel2 - claimed;
-        let got = ReturnCase::request(&o, &[(1, want)], &ships, &previous, &policy, &ids, day(ask_day));
+        let got = ReturnCase::request(&ctx_of(&o, &ships, &previous, &policy), &[(1, want)], &ids, day(ask_day));
         match got {
             Ok(r) => {
                 prop_assert!(in_window && fits);
@@ -385,7 +421,7 @@ proptest! {
             }
         }
         // Line 2 (B) was never delivered: never returnable.
-        let b = ReturnCase::request(&o, &[(2, 1)], &ships, &previous, &policy, &ids, day(0));
+        let b = ReturnCase::request(&ctx_of(&o, &ships, &previous, &policy), &[(2, 1)], &ids, day(0));
         prop_assert_eq!(b.unwrap_err().code(), "return_not_eligible");
     }
 }
