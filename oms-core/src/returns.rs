@@ -85,17 +85,17 @@ impl ReturnStatus {
 impl Label for ReturnStatus {
     fn label(self) -> &'static str {
         match self {
-            ReturnStatus::Requested => "Requested",
-            ReturnStatus::UnderReview => "UnderReview",
-            ReturnStatus::Approved => "Approved",
-            ReturnStatus::Rejected => "Rejected",
-            ReturnStatus::ReturnShipped => "ReturnShipped",
-            ReturnStatus::Received => "Received",
-            ReturnStatus::QualityCheck => "QualityCheck",
-            ReturnStatus::RefundApproved => "RefundApproved",
-            ReturnStatus::RefundRejected => "RefundRejected",
-            ReturnStatus::RefundProcessed => "RefundProcessed",
-            ReturnStatus::Completed => "Completed",
+            ReturnStatus::Requested => "requested",
+            ReturnStatus::UnderReview => "under_review",
+            ReturnStatus::Approved => "approved",
+            ReturnStatus::Rejected => "rejected",
+            ReturnStatus::ReturnShipped => "return_shipped",
+            ReturnStatus::Received => "received",
+            ReturnStatus::QualityCheck => "quality_check",
+            ReturnStatus::RefundApproved => "refund_approved",
+            ReturnStatus::RefundRejected => "refund_rejected",
+            ReturnStatus::RefundProcessed => "refund_processed",
+            ReturnStatus::Completed => "completed",
         }
     }
 }
@@ -214,11 +214,13 @@ pub const RETURN_EDGES: &[Edge<ReturnStatus, ReturnEvent>] = &[
 
 /// The return machine: table, post-approval fork and terminal states.
 pub const RETURN: Spec<ReturnStatus, ReturnEvent, ReturnBranch> = Spec {
+    name: "return",
     initial: St::Requested,
     edges: RETURN_EDGES,
     fork: ForkJoin {
         at: St::Approved,
-        name: "ReturnProcessing",
+        fork_id: "fork_return_processing",
+        join_id: "join_return",
         branches: &ReturnBranch::ALL,
         join: Ev::ShipBack,
     },
@@ -902,16 +904,19 @@ mod tests {
         ]);
         let drawn = diagram_edges(&return_mermaid());
         for (a, b) in [
-            ("Approved", "Fork_ReturnProcessing"),
-            ("Fork_ReturnProcessing", "ArrangePickup"),
-            ("Fork_ReturnProcessing", "InitiateRefund"),
-            ("Fork_ReturnProcessing", "UpdateInventory"),
-            ("ArrangePickup", "Join_ReturnProcessing"),
-            ("Join_ReturnProcessing", "ReturnShipped"),
-            ("UnderReview", "Approved"),
-            ("UnderReview", "Rejected"),
-            ("Rejected", "[*]"),
-            ("Completed", "[*]"),
+            ("approved", "fork_return_processing"),
+            ("fork_return_processing", "arrange_pickup"),
+            ("fork_return_processing", "initiate_refund"),
+            ("fork_return_processing", "update_inventory"),
+            ("arrange_pickup", "join_return"),
+            ("initiate_refund", "join_return"),
+            ("update_inventory", "join_return"),
+            ("join_return", "return_shipped"),
+            ("requested", "under_review"),
+            ("under_review", "approved"),
+            ("under_review", "rejected"),
+            ("rejected", "[*]"),
+            ("completed", "[*]"),
         ] {
             assert!(drawn.contains(&(a.to_owned(), b.to_owned())), "{a} -> {b}");
         }
@@ -959,8 +964,8 @@ mod tests {
     #[test]
     fn mermaid_has_every_table_edge() {
         let m = return_mermaid();
-        assert!(m.starts_with("stateDiagram-v2\n    [*] --> Requested\n"));
-        assert!(m.contains("state Fork_ReturnProcessing <<fork>>"));
+        assert!(m.starts_with("---\ntitle: return\n---\nstateDiagram-v2\n    [*] --> requested\n"));
+        assert!(m.contains("    join_return --> return_shipped: ship_back\n"));
         let drawn = diagram_edges(&m);
         for e in RETURN_EDGES {
             if e.event != ReturnEvent::ShipBack {

@@ -5,14 +5,15 @@
 //! the diagram can never drift from the behaviour.
 
 use std::collections::BTreeSet;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagram::{self, DiagramEdge};
 use crate::error::{OmsError, OmsResult};
 
-/// A state, event or branch with a fixed name: PascalCase for states (diagram node ids),
-/// snake_case for events and branches (diagram edge labels, error messages).
+/// A state, event or branch with a fixed snake_case name: diagram node ids and edge labels,
+/// error messages, storage.
 pub trait Label: Copy + Ord + fmt::Debug + 'static {
     /// The fixed name.
     fn label(self) -> &'static str;
@@ -35,8 +36,10 @@ pub struct Edge<S, E> {
 pub struct ForkJoin<S: 'static, E: 'static, B: 'static> {
     /// The state in which the branches run.
     pub at: S,
-    /// Diagram id stem of the pseudo-states (`Picking` → `Fork_Picking`, `Join_Picking`).
-    pub name: &'static str,
+    /// Diagram id of the fork pseudo-state (seed 000 draws e.g. `Fork_Picking`).
+    pub fork_id: &'static str,
+    /// Diagram id of the join pseudo-state (e.g. `Join_Picking`).
+    pub join_id: &'static str,
     /// The parallel branches.
     pub branches: &'static [B],
     /// The event that joins the branches and leaves `at`.
@@ -46,6 +49,8 @@ pub struct ForkJoin<S: 'static, E: 'static, B: 'static> {
 /// A complete machine description.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec<S: 'static, E: 'static, B: 'static> {
+    /// Short name, the diagram title (`fulfillment`, `return`).
+    pub name: &'static str,
     /// The state a new instance starts in.
     pub initial: S,
     /// Every drawn edge; an (state, event) pair not listed here is refused.
@@ -160,42 +165,61 @@ impl<S: Label, E: Label, B: Label> Spec<S, E, B> {
     }
 
     /// The machine as a Mermaid `stateDiagram-v2`, generated from the same table that
-    /// [`Spec::fire`] uses. The join edge is drawn through `Fork_*`/`Join_*` pseudo-states with
-    /// one node per branch, as seed 000 draws it.
+    /// [`Spec::fire`] uses, through the shared [`diagram::render`].
     pub fn mermaid(&self) -> String {
+        diagram::render(self)
+    }
+}
+
+impl<S: Label, E: Label, B: Label> diagram::Machine for Spec<S, E, B> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn initial(&self) -> &'static str {
+        self.initial.label()
+    }
+
+    fn terminal(&self) -> Vec<&'static str> {
+        self.terminals.iter().map(|t| t.label()).collect()
+    }
+
+    /// Table edges in order; the join edge is drawn through the fork and join pseudo-states
+    /// with one node per branch, as seed 000 draws it.
+    fn edges(&self) -> Vec<DiagramEdge> {
         let f = &self.fork;
-        let mut out = String::from("stateDiagram-v2\n");
-        // Writing to a String cannot fail, so the results are ignored.
-        let _ = writeln!(out, "    [*] --> {}", self.initial.label());
-        let _ = writeln!(out, "    state Fork_{} <<fork>>", f.name);
-        let _ = writeln!(out, "    state Join_{} <<join>>", f.name);
+        let mut out = Vec::with_capacity(self.edges.len() + 2 * f.branches.len() + 1);
         for e in self.edges {
             if e.from == f.at && e.event == f.join {
-                let _ = writeln!(out, "    {} --> Fork_{}", e.from.label(), f.name);
+                out.push(DiagramEdge {
+                    from: e.from.label(),
+                    to: f.fork_id,
+                    label: "fork".into(),
+                });
                 for b in f.branches {
-                    let node = pascal(b.label());
-                    let _ = writeln!(out, "    Fork_{} --> {node}", f.name);
-                    let _ = writeln!(out, "    {node} --> Join_{}: {}", f.name, b.label());
+                    out.push(DiagramEdge {
+                        from: f.fork_id,
+                        to: b.label(),
+                        label: "start".into(),
+                    });
+                    out.push(DiagramEdge {
+                        from: b.label(),
+                        to: f.join_id,
+                        label: "done".into(),
+                    });
                 }
-                let _ = writeln!(
-                    out,
-                    "    Join_{} --> {}: {}",
-                    f.name,
-                    e.to.label(),
-                    e.event.label()
-                );
+                out.push(DiagramEdge {
+                    from: f.join_id,
+                    to: e.to.label(),
+                    label: e.event.label().into(),
+                });
             } else {
-                let _ = writeln!(
-                    out,
-                    "    {} --> {}: {}",
-                    e.from.label(),
-                    e.to.label(),
-                    e.event.label()
-                );
+                out.push(DiagramEdge {
+                    from: e.from.label(),
+                    to: e.to.label(),
+                    label: e.event.label().into(),
+                });
             }
-        }
-        for t in self.terminals {
-            let _ = writeln!(out, "    {} --> [*]", t.label());
         }
         out
     }
@@ -206,19 +230,6 @@ fn invalid<S: Label>(from: S, event: &str) -> OmsError {
         from: from.label().into(),
         event: event.into(),
     }
-}
-
-/// `item_pick` → `ItemPick`: branch names become diagram node ids.
-fn pascal(snake: &str) -> String {
-    snake
-        .split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|h| h.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// The edges of a Mermaid `stateDiagram-v2` text as `(from, to)` pairs (labels dropped); used
@@ -237,13 +248,6 @@ pub fn diagram_edges(mermaid: &str) -> BTreeSet<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pascal_case_of_branch_names() {
-        assert_eq!(pascal("item_pick"), "ItemPick");
-        assert_eq!(pascal("update_inventory"), "UpdateInventory");
-        assert_eq!(pascal("x"), "X");
-    }
 
     #[test]
     fn diagram_edges_drop_labels() {

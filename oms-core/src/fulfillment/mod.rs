@@ -97,18 +97,18 @@ impl FulfillmentStatus {
 impl Label for FulfillmentStatus {
     fn label(self) -> &'static str {
         match self {
-            FulfillmentStatus::Requested => "Requested",
-            FulfillmentStatus::WarehouseAssigned => "WarehouseAssigned",
-            FulfillmentStatus::PickingQueued => "PickingQueued",
-            FulfillmentStatus::PickingInProgress => "PickingInProgress",
-            FulfillmentStatus::Packing => "Packing",
-            FulfillmentStatus::Qc => "QC",
-            FulfillmentStatus::ReadyForShipment => "ReadyForShipment",
-            FulfillmentStatus::HandedToCarrier => "HandedToCarrier",
-            FulfillmentStatus::InTransit => "InTransit",
-            FulfillmentStatus::OutForDelivery => "OutForDelivery",
-            FulfillmentStatus::Delivered => "Delivered",
-            FulfillmentStatus::Cancelled => "Cancelled",
+            FulfillmentStatus::Requested => "requested",
+            FulfillmentStatus::WarehouseAssigned => "warehouse_assigned",
+            FulfillmentStatus::PickingQueued => "picking_queued",
+            FulfillmentStatus::PickingInProgress => "picking_in_progress",
+            FulfillmentStatus::Packing => "packing",
+            FulfillmentStatus::Qc => "qc",
+            FulfillmentStatus::ReadyForShipment => "ready_for_shipment",
+            FulfillmentStatus::HandedToCarrier => "handed_to_carrier",
+            FulfillmentStatus::InTransit => "in_transit",
+            FulfillmentStatus::OutForDelivery => "out_for_delivery",
+            FulfillmentStatus::Delivered => "delivered",
+            FulfillmentStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -248,11 +248,13 @@ pub const FULFILLMENT_EDGES: &[Edge<FulfillmentStatus, FulfillmentEvent>] = &[
 
 /// The fulfillment machine: table, picking fork and terminal states.
 pub const FULFILLMENT: Spec<FulfillmentStatus, FulfillmentEvent, PickBranch> = Spec {
+    name: "fulfillment",
     initial: St::Requested,
     edges: FULFILLMENT_EDGES,
     fork: ForkJoin {
         at: St::PickingInProgress,
-        name: "Picking",
+        fork_id: "fork_picking",
+        join_id: "join_picking",
         branches: &PickBranch::ALL,
         join: Ev::ItemsReady,
     },

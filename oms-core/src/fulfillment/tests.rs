@@ -221,10 +221,8 @@ fn walks_every_edge_of_seed_000_section_4() {
     let drawn = diagram_edges(&fulfillment_mermaid());
     let node = |seed: &str| -> String {
         match seed {
-            "Fork_Picking" | "Join_Picking" => seed.to_owned(),
-            "Item_Pick" => "ItemPick".into(),
-            "Quality_Monitor" => "QualityMonitor".into(),
-            "Inventory_Update" => "InventoryUpdate".into(),
+            "Fork_Picking" | "Join_Picking" | "Item_Pick" | "Quality_Monitor"
+            | "Inventory_Update" => seed.to_ascii_lowercase(),
             other => seed000(other).label().into(),
         }
     };
@@ -239,10 +237,13 @@ fn walks_every_edge_of_seed_000_section_4() {
 #[test]
 fn mermaid_is_generated_from_the_table() {
     let m = fulfillment_mermaid();
-    assert!(m.starts_with("stateDiagram-v2\n    [*] --> Requested\n"));
-    assert!(m.contains("state Fork_Picking <<fork>>"));
-    assert!(m.contains("Join_Picking --> Packing: items_ready"));
-    assert!(m.contains("QC --> PickingInProgress: failed"));
+    assert!(m.starts_with("---\ntitle: fulfillment\n---\nstateDiagram-v2\n    [*] --> requested\n"));
+    assert!(m.contains("    picking_in_progress --> fork_picking: fork\n"));
+    assert!(m.contains("    fork_picking --> item_pick: start\n"));
+    assert!(m.contains("    quality_monitor --> join_picking: done\n"));
+    assert!(m.contains("    join_picking --> packing: items_ready\n"));
+    assert!(m.contains("    qc --> picking_in_progress: failed\n"));
+    assert!(m.contains("    cancelled --> [*]\n"));
     let drawn = diagram_edges(&m);
     for e in FULFILLMENT_EDGES {
         if e.event == FulfillmentEvent::ItemsReady {
