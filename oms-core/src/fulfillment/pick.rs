@@ -262,15 +262,22 @@ pub struct ScanProgress {
 impl PickList {
     /// Build the pick list for `lines` (one per SKU, quantities ≥ 1) whose bins are given in
     /// `locations`, ordered by [`plan_route`] from `start`. A SKU without a location is an
-    /// [`OmsError::UnknownSku`].
+    /// [`OmsError::UnknownSku`]; a SKU listed twice is refused, since a scan could not tell
+    /// the two lines apart.
     pub fn new(
         lines: &[(Sku, u32)],
         locations: &BTreeMap<Sku, BinLocation>,
         start: BinLocation,
         metric: &WalkMetric,
     ) -> OmsResult<PickList> {
-        let mut unordered = Vec::with_capacity(lines.len());
+        let mut unordered: Vec<PickLine> = Vec::with_capacity(lines.len());
         for (sku, quantity) in lines {
+            if unordered.iter().any(|l| &l.sku == sku) {
+                return Err(OmsError::invalid(
+                    "lines",
+                    format!("{sku} is listed twice; merge the quantities"),
+                ));
+            }
             if *quantity == 0 {
                 return Err(OmsError::InvalidQuantity {
                     quantity: "0".into(),
@@ -464,6 +471,8 @@ mod tests {
         assert_eq!(e.code(), "unknown_sku");
         let e = PickList::new(&[(sku("A"), 0)], &locations, start, &m).unwrap_err();
         assert_eq!(e.code(), "invalid_quantity");
+        let e = PickList::new(&[(sku("A"), 1), (sku("A"), 2)], &locations, start, &m).unwrap_err();
+        assert_eq!(e.code(), "invalid_field");
     }
 
     #[test]

@@ -28,6 +28,41 @@ pub struct StatusChange {
 }
 
 /// One parcel of an order, shipped from one warehouse.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use oms_core::fulfillment::pack::{BoxSpec, ItemSpec, WeightTolerance};
+/// use oms_core::fulfillment::pick::{BinLocation, WalkMetric};
+/// use oms_core::fulfillment::{derive_order_status, FulfillmentStatus, PickBranch, Shipment};
+/// use oms_core::lifecycle::OrderStatus;
+/// use oms_core::order::Sku;
+/// use oms_core::time::{SequentialIds, Timestamp};
+///
+/// let (ids, t) = (SequentialIds::default(), Timestamp(0));
+/// let mug = Sku::new("MUG").unwrap();
+/// let mut s = Shipment::request(1, &[(mug.clone(), 2)], &ids, t).unwrap();
+/// s.assign_warehouse("WH1", t).unwrap();
+/// let bins = BTreeMap::from([(mug.clone(), BinLocation::new(2, 1, 7))]);
+/// s.queue_picking(&bins, BinLocation::new(0, 0, 0), &WalkMetric::default(), t).unwrap();
+/// s.assign_picker("ana", t).unwrap();
+/// assert_eq!(s.scan("TEA", t).unwrap_err().code(), "scan_mismatch");
+/// s.scan("MUG", t).unwrap();
+/// assert_eq!(s.items_ready(t).unwrap_err().code(), "guard_failed"); // one unit unscanned
+/// s.scan("MUG", t).unwrap();
+/// for b in PickBranch::ALL {
+///     s.complete_branch(b, t).unwrap();
+/// }
+/// s.items_ready(t).unwrap();
+/// let items = BTreeMap::from([(mug, ItemSpec { volume_cm3: 800, weight_grams: 350 })]);
+/// let boxes = [BoxSpec { id: "S".into(), volume_cm3: 3_000, max_weight_grams: 2_000, tare_grams: 100 }];
+/// assert_eq!(s.pack(&items, &boxes, t).unwrap().expected_grams, 800);
+/// s.print_label("UPS", &ids, t).unwrap();
+/// s.weigh(805, t).unwrap();
+/// s.pass_qc(WeightTolerance::default(), t).unwrap();
+/// s.hand_to_carrier(t).unwrap();
+/// assert_eq!(s.status(), FulfillmentStatus::HandedToCarrier);
+/// assert_eq!(derive_order_status(&[s]), Some(OrderStatus::Shipped));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shipment {
     id: u64,
