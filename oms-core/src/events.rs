@@ -46,8 +46,8 @@ pub mod names {
     pub const RETURN_APPROVED: &str = "return.approved";
     /// A return was rejected.
     pub const RETURN_REJECTED: &str = "return.rejected";
-    /// A return moved (shipped back, received, inspected).
-    pub const RETURN_UPDATED: &str = "return.updated";
+    /// A returned parcel was received and inspected.
+    pub const RETURN_RECEIVED: &str = "return.received";
     /// A refund was issued.
     pub const REFUND_ISSUED: &str = "refund.issued";
     /// A reservation expired and its stock was released.

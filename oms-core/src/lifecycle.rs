@@ -539,6 +539,8 @@ pub const TRANSITIONS: &[Transition] = &[
     t(S::ReturnRequested, E::ApproveReturn, S::ReturnApproved),
     t(S::ReturnRequested, E::RejectReturn, S::ReturnRejected),
     g(S::ReturnApproved, E::Refund, S::Refunded, Guard::FullyRefunded),
+    // Damaged items: the return closes with no refund, and so does the order.
+    t(S::ReturnApproved, E::Complete, S::Completed),
     t(S::ReturnRejected, E::KeepOrder, S::Delivered),
     t(S::ReturnRejected, E::Complete, S::Completed),
 ];

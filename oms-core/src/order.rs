@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, OmsResult};
 use crate::fraud::{FraudDecision, FraudReview};
+use crate::fulfillment::Shipment;
 use crate::lifecycle::{Actor, AuditEntry, OrderStatus};
 use crate::money::{Currency, Money};
 use crate::payment::Payment;
 use crate::pricing::{LineCharges, Refunded};
+use crate::returns::ReturnCase;
 use crate::time::{Clock, IdGenerator, Timestamp};
 
 /// Largest quantity accepted on one line.
@@ -491,6 +493,12 @@ pub struct Order {
     /// Everything refunded so far, per line (refunds never re-prorate).
     #[serde(default)]
     pub refunded: Refunded,
+    /// The parcels the order ships in (one per warehouse).
+    #[serde(default)]
+    pub shipments: Vec<Shipment>,
+    /// Returns requested on the order.
+    #[serde(default)]
+    pub returns: Vec<ReturnCase>,
     next_line_id: u32,
 }
 
@@ -547,6 +555,8 @@ impl Order {
             fraud: None,
             review: None,
             refunded: Refunded::default(),
+            shipments: Vec::new(),
+            returns: Vec::new(),
             next_line_id: 1,
         };
         for line in &draft.lines {

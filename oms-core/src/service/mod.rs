@@ -11,6 +11,7 @@
 mod delivery;
 mod intake;
 mod ops;
+mod returns;
 mod views;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +31,7 @@ use crate::pricing::PricingContext;
 use crate::store::{IdempotencyRecord, OrderStore};
 use crate::time::{Clock, Duration, IdGenerator, Timestamp};
 
-pub use delivery::ShipmentTracking;
+pub use delivery::{CarrierUpdate, FulfillmentConfig, ShipmentTracking};
 pub use intake::PaymentInput;
 pub use ops::ExpiredOrder;
 pub use views::{Timeline, TimelineEntry, Tracking};
@@ -65,6 +66,12 @@ pub struct ServiceConfig {
     pub hold_validity: Duration,
     /// Warehouses in priority order: stock is reserved from the first that has it.
     pub warehouses: Vec<WarehouseId>,
+    /// Bins, boxes, unit sizes, carrier.
+    #[serde(default)]
+    pub fulfillment: FulfillmentConfig,
+    /// Return window and non-returnable SKUs.
+    #[serde(default)]
+    pub returns: crate::returns::ReturnPolicy,
 }
 
 impl ServiceConfig {
@@ -79,6 +86,8 @@ impl ServiceConfig {
             reservation_ttl: Duration::minutes(15),
             hold_validity: Duration::days(7),
             warehouses,
+            fulfillment: FulfillmentConfig::default(),
+            returns: crate::returns::ReturnPolicy::default(),
         }
     }
 }

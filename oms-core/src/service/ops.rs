@@ -26,11 +26,6 @@ pub struct ExpiredOrder {
 }
 
 impl OrderService {
-    /// The guard facts of `order` for the lifecycle (packing, shipping, refunds).
-    pub(super) fn guard(&self, order: &Order) -> GuardContext {
-        self.fulfillment_guard(order)
-    }
-
     /// Cancel an order (seed 001 §7): check it is cancellable, reverse the payment (void the
     /// hold, or refund what was captured), release the stock, mark it cancelled and tell the
     /// customer. Refused with `NotCancellable` once anything is packed (use a return).
@@ -48,7 +43,7 @@ impl OrderService {
             &(order_id, actor, reason),
             |idem| {
                 let mut ch = self.load(order_id, actor)?;
-                let guard = self.guard(&ch.order);
+                let guard = Self::guard(&ch.order);
                 // Ask the machine first: a refusal must not have touched payment or stock.
                 next_status(ch.order.status, OrderEvent::Cancel, &guard)?;
                 if let Err(e) = self
@@ -221,7 +216,7 @@ impl OrderService {
                         "use cancel_order, which also releases stock and payment",
                     ));
                 }
-                let guard = self.guard(&ch.order);
+                let guard = Self::guard(&ch.order);
                 self.step(&mut ch, event, guard, actor, reason, vec![])?;
                 self.commit(ch, idem, |o| Ok(o.clone()))
             },
@@ -242,7 +237,7 @@ impl OrderService {
             &(order_id, actor),
             |idem| {
                 let mut ch = self.load(order_id, actor)?;
-                let guard = self.guard(&ch.order);
+                let guard = Self::guard(&ch.order);
                 next_status(ch.order.status, OrderEvent::ReserveInventory, &guard)?;
                 self.reserve(&mut ch)?;
                 let res = ch.order.reservations.clone();

@@ -1,5 +1,11 @@
 //! A small world for service tests: in-memory stores, a fake gateway, a manual clock.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unused_self)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unused_self
+)]
 
 use std::sync::Arc;
 
@@ -138,6 +144,32 @@ impl World {
             .stock(&Sku::new(sku).unwrap(), &WarehouseId::new(wh).unwrap())
             .unwrap()
             .available()
+    }
+
+    pub fn inventory_on_hand(&self, sku: &str, wh: &str) -> u64 {
+        self.inventory
+            .stock(&Sku::new(sku).unwrap(), &WarehouseId::new(wh).unwrap())
+            .unwrap()
+            .on_hand
+    }
+
+    pub fn damaged(&self, sku: &str, wh: &str) -> u64 {
+        self.inventory
+            .stock(&Sku::new(sku).unwrap(), &WarehouseId::new(wh).unwrap())
+            .unwrap()
+            .damaged
+    }
+
+    pub fn inventory_reservation(&self, id: u64) -> oms_core::inventory::Reservation {
+        self.inventory.reservation(id).unwrap()
+    }
+
+    /// Rebuild the service with another capture policy (same stores and gateway).
+    pub fn set_capture(&mut self, policy: oms_core::payment::CapturePolicy) {
+        let deps = self.svc.dependencies().clone();
+        let mut config = self.svc.config().clone();
+        config.capture = policy;
+        self.svc = OrderService::new(deps, config).unwrap();
     }
 
     pub fn only_order(&self) -> Order {
