@@ -15,8 +15,13 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod inventory;
 pub mod postgres;
+pub mod postgres_inventory;
 pub mod sqlite;
+pub mod sqlite_inventory;
 
 pub use crate::postgres::PostgresStore;
+pub use crate::postgres_inventory::PostgresInventory;
 pub use crate::sqlite::SqliteStore;
+pub use crate::sqlite_inventory::SqliteInventory;

@@ -21,7 +21,8 @@ use crate::codec::{
 };
 
 /// Embedded migrations, applied in order on connect; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE orders (
     id               BIGINT PRIMARY KEY,
     order_number     VARCHAR(50) UNIQUE NOT NULL,
@@ -76,7 +77,44 @@ CREATE TABLE idempotency_keys (
     fingerprint TEXT NOT NULL,
     response    TEXT NOT NULL
 );
-"];
+",
+    r"
+CREATE TABLE warehouses (
+    warehouse_id VARCHAR(64) PRIMARY KEY
+);
+CREATE TABLE inventory (
+    sku          VARCHAR(64) NOT NULL,
+    warehouse_id VARCHAR(64) NOT NULL REFERENCES warehouses(warehouse_id),
+    on_hand      BIGINT NOT NULL CHECK (on_hand >= 0),
+    reserved     BIGINT NOT NULL CHECK (reserved >= 0),
+    allocated    BIGINT NOT NULL CHECK (allocated >= 0),
+    damaged      BIGINT NOT NULL CHECK (damaged >= 0),
+    CHECK (reserved + allocated <= on_hand),
+    PRIMARY KEY (sku, warehouse_id)
+);
+CREATE TABLE inventory_reservations (
+    id         BIGINT PRIMARY KEY,
+    order_id   BIGINT NOT NULL,
+    status     VARCHAR(50) NOT NULL,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    document   TEXT NOT NULL
+);
+CREATE INDEX idx_reservations_order ON inventory_reservations(order_id);
+CREATE INDEX idx_reservations_open_expiry ON inventory_reservations(expires_at)
+    WHERE status IN ('reserved', 'awaiting_customer_decision');
+CREATE TABLE inventory_reservation_items (
+    reservation_id BIGINT NOT NULL REFERENCES inventory_reservations(id),
+    line_no        INTEGER NOT NULL,
+    sku            VARCHAR(64) NOT NULL,
+    warehouse_id   VARCHAR(64) NOT NULL REFERENCES warehouses(warehouse_id),
+    quantity       BIGINT NOT NULL CHECK (quantity > 0),
+    shipped        BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (reservation_id, line_no)
+);
+",
+];
 
 /// How many times a transaction is retried after a serialization failure or deadlock.
 const MAX_RETRIES: u32 = 8;
@@ -137,10 +175,13 @@ fn is_retryable(e: &postgres::Error) -> bool {
     )
 }
 
-/// A failure inside a transaction: a database error (maybe retryable) or a domain refusal.
-enum TxError {
+/// A failure inside a transaction: a database error (maybe retryable), a domain refusal, or a
+/// lost race the transaction should simply run again.
+pub(crate) enum TxError {
     Db(postgres::Error),
     Oms(OmsError),
+    /// Another transaction created a row this one found absent: run it again.
+    Retry(&'static str),
 }
 
 impl From<postgres::Error> for TxError {
@@ -180,7 +221,8 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// How many transactions were retried after a serialization failure or deadlock.
+    /// How many transactions were retried after a serialization failure, a deadlock, or a
+    /// concurrent insert of a row they found absent.
     pub fn retries(&self) -> u64 {
         self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -205,7 +247,7 @@ impl PostgresStore {
 
     /// Run `f` in a transaction on a pooled connection, retrying serialization failures and
     /// deadlocks. A connection that failed is dropped rather than returned to the pool.
-    fn in_tx<T>(
+    pub(crate) fn in_tx<T>(
         &self,
         mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, TxError>,
     ) -> OmsResult<T> {
@@ -234,6 +276,17 @@ impl PostgresStore {
                     attempt += 1;
                     self.retries
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(TxError::Retry(_)) if attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    self.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(TxError::Retry(what)) => {
+                    self.pool()?.push(client);
+                    return Err(storage(format!(
+                        "gave up after {MAX_RETRIES} retries: {what}"
+                    )));
                 }
                 Err(TxError::Db(e)) => return Err(pg(&e)),
             }
