@@ -33,6 +33,40 @@ pub(crate) trait Ledger {
     fn sku_known(&mut self, sku: &Sku) -> Result<bool, Self::Error>;
     /// Whether `warehouse` was added.
     fn warehouse_known(&mut self, warehouse: &WarehouseId) -> Result<bool, Self::Error>;
+    /// The first of `skus` no ledger row names.
+    fn unknown_sku<'s>(&mut self, skus: &[&'s Sku]) -> Result<Option<&'s Sku>, Self::Error> {
+        for sku in skus {
+            if !self.sku_known(sku)? {
+                return Ok(Some(sku));
+            }
+        }
+        Ok(None)
+    }
+    /// The first of `warehouses` not added.
+    fn unknown_warehouse<'w>(
+        &mut self,
+        warehouses: &[&'w WarehouseId],
+    ) -> Result<Option<&'w WarehouseId>, Self::Error> {
+        for w in warehouses {
+            if !self.warehouse_known(w)? {
+                return Ok(Some(w));
+            }
+        }
+        Ok(None)
+    }
+    /// The rows of `keys` that exist, unlocked.
+    fn levels_of(
+        &mut self,
+        keys: &BTreeSet<Key>,
+    ) -> Result<BTreeMap<Key, StockLevel>, Self::Error> {
+        let mut found = BTreeMap::new();
+        for key in keys {
+            if let Some(level) = self.level(key, false)? {
+                found.insert(key.clone(), level);
+            }
+        }
+        Ok(found)
+    }
     /// Add `warehouse` if it is not there yet.
     fn add_warehouse(&mut self, warehouse: &WarehouseId) -> Result<(), Self::Error>;
     /// The row of `key`; with `lock`, no other writer can change it until this transaction ends.
@@ -46,12 +80,15 @@ pub(crate) trait Ledger {
     fn levels(&mut self) -> Result<Vec<StockRow>, Self::Error>;
     /// One reservation; with `lock`, locked for update.
     fn reservation(&mut self, id: u64, lock: bool) -> Result<Option<Reservation>, Self::Error>;
-    /// Whether a reservation with this id exists.
-    fn reservation_exists(&mut self, id: u64) -> Result<bool, Self::Error>;
-    /// Store a new reservation (header row, item rows, document).
-    fn insert_reservation(&mut self, r: &Reservation) -> Result<(), Self::Error>;
-    /// Rewrite a stored reservation.
-    fn update_reservation(&mut self, r: &Reservation) -> Result<(), Self::Error>;
+    /// Store a new reservation (header row, item rows, document); false, with nothing
+    /// written, if its id is taken.
+    fn insert_reservation(&mut self, r: &Reservation) -> Result<bool, Self::Error>;
+    /// Rewrite a stored reservation; `shipped_changed` when its shipped warehouses changed.
+    fn update_reservation(
+        &mut self,
+        r: &Reservation,
+        shipped_changed: bool,
+    ) -> Result<(), Self::Error>;
     /// Reserved or awaiting-decision reservations with `expires_at <= now`, in id order,
     /// locked for update.
     fn expired_open(&mut self, now: Timestamp) -> Result<Vec<Reservation>, Self::Error>;
@@ -238,11 +275,24 @@ fn hold<L: Ledger>(
     let reserved = join.finish()?;
     enter(&mut r, reserved, now);
     if new {
-        l.insert_reservation(&r)?;
+        insert(l, &r)?;
     } else {
-        l.update_reservation(&r)?;
+        l.update_reservation(&r, false)?;
     }
     Ok(r)
+}
+
+/// Store a new reservation, refusing a reused id.
+fn insert<L: Ledger>(l: &mut L, r: &Reservation) -> Result<(), L::Error> {
+    if l.insert_reservation(r)? {
+        Ok(())
+    } else {
+        // Overwriting would silently drop a hold and leak its units.
+        Err(OmsError::Storage {
+            reason: format!("id generator returned reservation id {} twice", r.id),
+        }
+        .into())
+    }
 }
 
 /// Change one reservation: `f` edits the locked copy and stages stock moves; both are written
@@ -253,10 +303,12 @@ where
     F: FnOnce(&mut L, &mut Reservation, &mut Staged) -> Result<(), L::Error>,
 {
     let mut r = get(l, id)?;
+    let shipped_before = r.shipped_from.len();
     let mut staged = Staged::new();
     f(l, &mut r, &mut staged)?;
     write_staged(l, staged)?;
-    l.update_reservation(&r)?;
+    // Shipping only ever adds warehouses, so a changed set is a longer one.
+    l.update_reservation(&r, r.shipped_from.len() != shipped_before)?;
     Ok(r)
 }
 
@@ -362,25 +414,20 @@ pub(crate) fn reserve<L: Ledger>(
 ) -> Result<ReserveOutcome, L::Error> {
     request.validate()?;
     // Precedence of the error enum: every unknown sku before any unknown warehouse.
-    for line in &request.lines {
-        if !l.sku_known(line.sku())? {
-            return Err(unknown_sku(line.sku()).into());
-        }
+    let skus: Vec<&Sku> = request.lines.iter().map(RequestLine::sku).collect();
+    if let Some(sku) = l.unknown_sku(&skus)? {
+        return Err(unknown_sku(sku).into());
     }
-    for line in &request.lines {
-        for w in line.warehouses() {
-            known_warehouse(l, w)?;
-        }
+    let warehouses: Vec<&WarehouseId> = request
+        .lines
+        .iter()
+        .flat_map(RequestLine::warehouses)
+        .collect();
+    if let Some(w) = l.unknown_warehouse(&warehouses)? {
+        return Err(unknown_warehouse(w).into());
     }
     let ttl = request.ttl.unwrap_or(config.default_ttl);
     let id = *drawn.get_or_insert_with(|| ids.next_id("reservation"));
-    if l.reservation_exists(id)? {
-        // Overwriting would silently drop a hold and leak its units.
-        return Err(OmsError::Storage {
-            reason: format!("id generator returned reservation id {id} twice"),
-        }
-        .into());
-    }
     let mut r = Reservation {
         id,
         order_id: request.order_id,
@@ -405,9 +452,10 @@ pub(crate) fn reserve<L: Ledger>(
                 .map(|w| (line.sku().clone(), w.clone()))
         })
         .collect();
-    // The availability check reads locked rows, so the offer it makes is the one the
-    // conditional updates then find.
-    let current = lock_levels(l, keys)?;
+    // The availability check reads without locking; the conditional updates are what hold
+    // the units, and if a concurrent reserver took them first the whole call rolls back
+    // with `InsufficientStock`.
+    let current = l.levels_of(&keys)?;
     r.items = offer(&current, &request.lines);
     if r.shortfall().is_none() {
         r.step(ReservationEvent::AllInStock, now)?;
@@ -417,12 +465,12 @@ pub(crate) fn reserve<L: Ledger>(
     if r.items.is_empty() {
         r.step(ReservationEvent::NoneAvailable, now)?;
         r.step(ReservationEvent::NotifyCustomer, now)?;
-        l.insert_reservation(&r)?;
+        insert(l, &r)?;
         return Ok(ReserveOutcome::OutOfStock(r));
     }
     r.step(ReservationEvent::Partial, now)?;
     r.step(ReservationEvent::OfferPartial, now)?;
-    l.insert_reservation(&r)?;
+    insert(l, &r)?;
     Ok(ReserveOutcome::PartiallyAvailable(r))
 }
 
@@ -441,7 +489,6 @@ pub(crate) fn accept_partial<L: Ledger>(
         return Err(r.expired_error().into());
     }
     r.expires_at = now.plus(r.ttl);
-    lock_levels(l, item_keys(&r.items))?;
     hold(l, r, now, false)
 }
 
@@ -625,7 +672,7 @@ pub(crate) fn expire<L: Ledger>(
     }
     write_staged(l, staged)?;
     for r in &changed {
-        l.update_reservation(r)?;
+        l.update_reservation(r, false)?;
     }
     Ok(report)
 }

@@ -7,7 +7,7 @@
 //! writer makes the transaction run again (counted in [`PostgresInventory::retries`]), as do
 //! serialization failures and deadlocks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use postgres::types::{ToSql, Type};
@@ -114,31 +114,34 @@ impl PgLedger<'_, '_> {
         Ok(self.tx.query_typed(sql, params)?)
     }
 
-    fn write_items(&mut self, r: &Reservation, id: i64) -> Result<(), TxError> {
-        self.q(
-            "DELETE FROM inventory_reservation_items WHERE reservation_id = $1",
-            &[(&id, Type::INT8)],
-        )?;
-        for (line_no, item) in r.items.iter().enumerate() {
-            let line_no =
-                i32::try_from(line_no).map_err(|_| OmsError::invalid("items", "too many lines"))?;
-            let (s, w) = (item.sku.as_str(), item.warehouse.as_str());
-            let quantity = to_i64(item.quantity, "quantity")?;
-            let shipped = r.shipped_from.contains(&item.warehouse);
-            self.q(
-                "INSERT INTO inventory_reservation_items
-                 (reservation_id, line_no, sku, warehouse_id, quantity, shipped)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[
-                    (&id, Type::INT8),
-                    (&line_no, Type::INT4),
-                    (&s, Type::TEXT),
-                    (&w, Type::TEXT),
-                    (&quantity, Type::INT8),
-                    (&shipped, Type::BOOL),
-                ],
-            )?;
+    fn insert_items(&mut self, r: &Reservation, id: i64) -> Result<(), TxError> {
+        if r.items.is_empty() {
+            return Ok(());
         }
+        // One statement for every item: the arrays are unnested into rows server-side.
+        let line_nos = (0..r.items.len())
+            .map(|n| i32::try_from(n).map_err(|_| OmsError::invalid("items", "too many lines")))
+            .collect::<Result<Vec<i32>, _>>()?;
+        let skus: Vec<&str> = r.items.iter().map(|i| i.sku.as_str()).collect();
+        let whs: Vec<&str> = r.items.iter().map(|i| i.warehouse.as_str()).collect();
+        let quantities = r
+            .items
+            .iter()
+            .map(|i| to_i64(i.quantity, "quantity"))
+            .collect::<Result<Vec<i64>, _>>()?;
+        self.q(
+            "INSERT INTO inventory_reservation_items
+             (reservation_id, line_no, sku, warehouse_id, quantity, shipped)
+             SELECT $1, l, s, w, q, FALSE FROM unnest($2::int4[], $3::text[], $4::text[], $5::int8[])
+                 AS t(l, s, w, q)",
+            &[
+                (&id, Type::INT8),
+                (&line_nos, Type::INT4_ARRAY),
+                (&skus, Type::TEXT_ARRAY),
+                (&whs, Type::TEXT_ARRAY),
+                (&quantities, Type::INT8_ARRAY),
+            ],
+        )?;
         Ok(())
     }
 }
@@ -162,6 +165,52 @@ impl Ledger for PgLedger<'_, '_> {
             &[(&w, Type::TEXT)],
         )?;
         Ok(!rows.is_empty())
+    }
+
+    fn unknown_sku<'s>(&mut self, skus: &[&'s Sku]) -> Result<Option<&'s Sku>, TxError> {
+        let wanted: Vec<&str> = skus.iter().map(|s| s.as_str()).collect();
+        let rows = self.q(
+            "SELECT DISTINCT sku FROM inventory WHERE sku = ANY($1)",
+            &[(&wanted, Type::TEXT_ARRAY)],
+        )?;
+        let known: BTreeSet<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
+        Ok(skus.iter().copied().find(|s| !known.contains(s.as_str())))
+    }
+
+    fn unknown_warehouse<'w>(
+        &mut self,
+        warehouses: &[&'w WarehouseId],
+    ) -> Result<Option<&'w WarehouseId>, TxError> {
+        let wanted: Vec<&str> = warehouses.iter().map(|w| w.as_str()).collect();
+        let rows = self.q(
+            "SELECT warehouse_id FROM warehouses WHERE warehouse_id = ANY($1)",
+            &[(&wanted, Type::TEXT_ARRAY)],
+        )?;
+        let known: BTreeSet<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
+        Ok(warehouses
+            .iter()
+            .copied()
+            .find(|w| !known.contains(w.as_str())))
+    }
+
+    fn levels_of(&mut self, keys: &BTreeSet<Key>) -> Result<BTreeMap<Key, StockLevel>, TxError> {
+        let skus: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let whs: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        let rows = self.q(
+            "SELECT i.sku, i.warehouse_id, i.on_hand, i.reserved, i.allocated, i.damaged
+             FROM inventory i JOIN unnest($1::text[], $2::text[]) AS k(sku, warehouse_id)
+               ON i.sku = k.sku AND i.warehouse_id = k.warehouse_id",
+            &[(&skus, Type::TEXT_ARRAY), (&whs, Type::TEXT_ARRAY)],
+        )?;
+        let mut found = BTreeMap::new();
+        for r in &rows {
+            let key = (
+                Sku::new(r.get::<_, &str>(0)).map_err(storage)?,
+                WarehouseId::new(r.get::<_, &str>(1)).map_err(storage)?,
+            );
+            found.insert(key, level_from(r, 2)?);
+        }
+        Ok(found)
     }
 
     fn add_warehouse(&mut self, warehouse: &WarehouseId) -> Result<(), TxError> {
@@ -272,26 +321,15 @@ impl Ledger for PgLedger<'_, '_> {
         Ok(documents(&rows)?.pop())
     }
 
-    fn reservation_exists(&mut self, id: u64) -> Result<bool, TxError> {
-        let Ok(id) = i64::try_from(id) else {
-            return Ok(false);
-        };
-        let rows = self.q(
-            "SELECT 1 FROM inventory_reservations WHERE id = $1",
-            &[(&id, Type::INT8)],
-        )?;
-        Ok(!rows.is_empty())
-    }
-
-    fn insert_reservation(&mut self, r: &Reservation) -> Result<(), TxError> {
+    fn insert_reservation(&mut self, r: &Reservation) -> Result<bool, TxError> {
         let id = to_i64(r.id, "reservation id")?;
         let order_id = to_i64(r.order_id, "order id")?;
         let doc = to_json(r)?;
         let status = r.status.as_str();
-        self.q(
+        let inserted = self.q(
             "INSERT INTO inventory_reservations
              (id, order_id, status, expires_at, created_at, updated_at, document)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
             &[
                 (&id, Type::INT8),
                 (&order_id, Type::INT8),
@@ -302,10 +340,18 @@ impl Ledger for PgLedger<'_, '_> {
                 (&doc, Type::TEXT),
             ],
         )?;
-        self.write_items(r, id)
+        if inserted.is_empty() {
+            return Ok(false);
+        }
+        self.insert_items(r, id)?;
+        Ok(true)
     }
 
-    fn update_reservation(&mut self, r: &Reservation) -> Result<(), TxError> {
+    fn update_reservation(
+        &mut self,
+        r: &Reservation,
+        shipped_changed: bool,
+    ) -> Result<(), TxError> {
         let id = to_i64(r.id, "reservation id")?;
         let doc = to_json(r)?;
         let status = r.status.as_str();
@@ -321,7 +367,15 @@ impl Ledger for PgLedger<'_, '_> {
                 (&doc, Type::TEXT),
             ],
         )?;
-        self.write_items(r, id)
+        if shipped_changed {
+            let shipped: Vec<&str> = r.shipped_from.iter().map(WarehouseId::as_str).collect();
+            self.q(
+                "UPDATE inventory_reservation_items SET shipped = TRUE
+                 WHERE reservation_id = $1 AND warehouse_id = ANY($2)",
+                &[(&id, Type::INT8), (&shipped, Type::TEXT_ARRAY)],
+            )?;
+        }
+        Ok(())
     }
 
     fn expired_open(&mut self, now: Timestamp) -> Result<Vec<Reservation>, TxError> {

@@ -152,17 +152,13 @@ impl SqliteLedger<'_> {
             .collect()
     }
 
-    fn write_items(&self, r: &Reservation, id: i64) -> OmsResult<()> {
-        self.conn
-            .prepare_cached("DELETE FROM inventory_reservation_items WHERE reservation_id = ?1")
-            .and_then(|mut s| s.execute(params![id]))
-            .map_err(storage)?;
+    fn insert_items(&self, r: &Reservation, id: i64) -> OmsResult<()> {
         let mut insert = self
             .conn
             .prepare_cached(
                 "INSERT INTO inventory_reservation_items
                  (reservation_id, line_no, sku, warehouse_id, quantity, shipped)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
             )
             .map_err(storage)?;
         for (line_no, item) in r.items.iter().enumerate() {
@@ -173,7 +169,6 @@ impl SqliteLedger<'_> {
                     item.sku.as_str(),
                     item.warehouse.as_str(),
                     to_i64(item.quantity, "quantity")?,
-                    r.shipped_from.contains(&item.warehouse),
                 ])
                 .map_err(storage)?;
         }
@@ -306,25 +301,16 @@ impl Ledger for SqliteLedger<'_> {
             .pop())
     }
 
-    fn reservation_exists(&mut self, id: u64) -> OmsResult<bool> {
-        let Ok(id) = i64::try_from(id) else {
-            return Ok(false);
-        };
-        self.conn
-            .prepare_cached("SELECT 1 FROM inventory_reservations WHERE id = ?1")
-            .and_then(|mut s| s.exists(params![id]))
-            .map_err(storage)
-    }
-
-    fn insert_reservation(&mut self, r: &Reservation) -> OmsResult<()> {
+    fn insert_reservation(&mut self, r: &Reservation) -> OmsResult<bool> {
         let id = to_i64(r.id, "reservation id")?;
         let order_id = to_i64(r.order_id, "order id")?;
         let doc = to_json(r)?;
-        self.conn
+        let inserted = self
+            .conn
             .prepare_cached(
                 "INSERT INTO inventory_reservations
                  (id, order_id, status, expires_at, created_at, updated_at, document)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -338,10 +324,14 @@ impl Ledger for SqliteLedger<'_> {
                 ])
             })
             .map_err(storage)?;
-        self.write_items(r, id)
+        if inserted == 0 {
+            return Ok(false);
+        }
+        self.insert_items(r, id)?;
+        Ok(true)
     }
 
-    fn update_reservation(&mut self, r: &Reservation) -> OmsResult<()> {
+    fn update_reservation(&mut self, r: &Reservation, shipped_changed: bool) -> OmsResult<()> {
         let id = to_i64(r.id, "reservation id")?;
         let doc = to_json(r)?;
         self.conn
@@ -360,7 +350,19 @@ impl Ledger for SqliteLedger<'_> {
                 ])
             })
             .map_err(storage)?;
-        self.write_items(r, id)
+        if shipped_changed {
+            let mut mark = self
+                .conn
+                .prepare_cached(
+                    "UPDATE inventory_reservation_items SET shipped = 1
+                     WHERE reservation_id = ?1 AND warehouse_id = ?2",
+                )
+                .map_err(storage)?;
+            for w in &r.shipped_from {
+                mark.execute(params![id, w.as_str()]).map_err(storage)?;
+            }
+        }
+        Ok(())
     }
 
     fn expired_open(&mut self, now: Timestamp) -> OmsResult<Vec<Reservation>> {
