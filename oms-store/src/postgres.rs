@@ -116,6 +116,15 @@ CREATE TABLE inventory_reservation_items (
 ",
 ];
 
+/// Prepared statements of one connection, by their SQL text.
+pub(crate) type Statements = std::collections::BTreeMap<&'static str, postgres::Statement>;
+
+/// A pooled connection and the statements prepared on it.
+struct Pooled {
+    client: Client,
+    statements: Statements,
+}
+
 /// How many times a transaction is retried after a serialization failure or deadlock.
 const MAX_RETRIES: u32 = 8;
 
@@ -123,7 +132,7 @@ const MAX_RETRIES: u32 = 8;
 pub struct PostgresStore {
     url: String,
     schema: Option<String>,
-    pool: Mutex<Vec<Client>>,
+    pool: Mutex<Vec<Pooled>>,
     retries: std::sync::atomic::AtomicU64,
 }
 
@@ -239,7 +248,7 @@ impl PostgresStore {
         Ok(c)
     }
 
-    fn pool(&self) -> OmsResult<MutexGuard<'_, Vec<Client>>> {
+    fn pool(&self) -> OmsResult<MutexGuard<'_, Vec<Pooled>>> {
         self.pool
             .lock()
             .map_err(|_| storage("postgres pool lock poisoned"))
@@ -251,25 +260,37 @@ impl PostgresStore {
         &self,
         mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, TxError>,
     ) -> OmsResult<T> {
-        let mut client = match self.pool()?.pop() {
-            Some(c) if !c.is_closed() => c,
-            _ => self.new_client()?,
+        self.in_tx_cached(|tx, _| f(tx))
+    }
+
+    /// [`Self::in_tx`], with the connection's cache of prepared statements: a statement is
+    /// parsed and planned once per connection instead of once per use.
+    pub(crate) fn in_tx_cached<T>(
+        &self,
+        mut f: impl FnMut(&mut Transaction<'_>, &mut Statements) -> Result<T, TxError>,
+    ) -> OmsResult<T> {
+        let mut conn = match self.pool()?.pop() {
+            Some(c) if !c.client.is_closed() => c,
+            _ => Pooled {
+                client: self.new_client()?,
+                statements: Statements::new(),
+            },
         };
         let mut attempt = 0;
         loop {
             let result = (|| {
-                let mut tx = client.transaction()?;
-                let v = f(&mut tx)?;
+                let mut tx = conn.client.transaction()?;
+                let v = f(&mut tx, &mut conn.statements)?;
                 tx.commit()?;
                 Ok(v)
             })();
             match result {
                 Ok(v) => {
-                    self.pool()?.push(client);
+                    self.pool()?.push(conn);
                     return Ok(v);
                 }
                 Err(TxError::Oms(e)) => {
-                    self.pool()?.push(client);
+                    self.pool()?.push(conn);
                     return Err(e);
                 }
                 Err(TxError::Db(e)) if is_retryable(&e) && attempt < MAX_RETRIES => {
@@ -283,7 +304,7 @@ impl PostgresStore {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(TxError::Retry(what)) => {
-                    self.pool()?.push(client);
+                    self.pool()?.push(conn);
                     return Err(storage(format!(
                         "gave up after {MAX_RETRIES} retries: {what}"
                     )));

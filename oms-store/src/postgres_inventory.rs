@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use postgres::types::{ToSql, Type};
+use postgres::types::ToSql;
 use postgres::Transaction;
 
 use oms_core::error::{OmsError, OmsResult};
@@ -23,7 +23,7 @@ use oms_core::time::{Duration, IdGenerator, Timestamp};
 
 use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
 use crate::inventory::{self as ops, Key, Ledger, OPEN_STATUSES};
-use crate::postgres::{PostgresStore, TxError};
+use crate::postgres::{PostgresStore, Statements, TxError};
 
 /// An [`InventoryStore`] on PostgreSQL, sharing the connection pool of a [`PostgresStore`].
 pub struct PostgresInventory {
@@ -72,9 +72,10 @@ impl PostgresInventory {
         &self,
         mut f: impl FnMut(&mut PgLedger<'_, '_>) -> Result<T, TxError>,
     ) -> OmsResult<T> {
-        self.store.in_tx(|tx| {
+        self.store.in_tx_cached(|tx, statements| {
             f(&mut PgLedger {
                 tx,
+                statements,
                 absent: BTreeSet::new(),
             })
         })
@@ -84,6 +85,7 @@ impl PostgresInventory {
 /// The ledger rows inside one PostgreSQL transaction.
 pub(crate) struct PgLedger<'a, 'b> {
     tx: &'a mut Transaction<'b>,
+    statements: &'a mut Statements,
     /// Keys this transaction read under lock and found without a row: writing one must create
     /// it, and finding it created meanwhile means the read was stale.
     absent: BTreeSet<Key>,
@@ -105,13 +107,20 @@ fn documents(rows: &[postgres::Row]) -> Result<Vec<Reservation>, TxError> {
 }
 
 impl PgLedger<'_, '_> {
-    /// Run one statement without a separate prepare round trip (every parameter is typed).
+    /// Run one statement, prepared once per connection and cached.
     fn q(
         &mut self,
-        sql: &str,
-        params: &[(&(dyn ToSql + Sync), Type)],
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, TxError> {
-        Ok(self.tx.query_typed(sql, params)?)
+        let statement = if let Some(s) = self.statements.get(sql) {
+            s.clone()
+        } else {
+            let s = self.tx.prepare(sql)?;
+            self.statements.insert(sql, s.clone());
+            s
+        };
+        Ok(self.tx.query(&statement, params)?)
     }
 
     fn insert_items(&mut self, r: &Reservation, id: i64) -> Result<(), TxError> {
@@ -135,11 +144,11 @@ impl PgLedger<'_, '_> {
              SELECT $1, l, s, w, q, FALSE FROM unnest($2::int4[], $3::text[], $4::text[], $5::int8[])
                  AS t(l, s, w, q)",
             &[
-                (&id, Type::INT8),
-                (&line_nos, Type::INT4_ARRAY),
-                (&skus, Type::TEXT_ARRAY),
-                (&whs, Type::TEXT_ARRAY),
-                (&quantities, Type::INT8_ARRAY),
+                &id,
+                &line_nos,
+                &skus,
+                &whs,
+                &quantities,
             ],
         )?;
         Ok(())
@@ -151,19 +160,13 @@ impl Ledger for PgLedger<'_, '_> {
 
     fn sku_known(&mut self, sku: &Sku) -> Result<bool, TxError> {
         let s = sku.as_str();
-        let rows = self.q(
-            "SELECT 1 FROM inventory WHERE sku = $1 LIMIT 1",
-            &[(&s, Type::TEXT)],
-        )?;
+        let rows = self.q("SELECT 1 FROM inventory WHERE sku = $1 LIMIT 1", &[&s])?;
         Ok(!rows.is_empty())
     }
 
     fn warehouse_known(&mut self, warehouse: &WarehouseId) -> Result<bool, TxError> {
         let w = warehouse.as_str();
-        let rows = self.q(
-            "SELECT 1 FROM warehouses WHERE warehouse_id = $1",
-            &[(&w, Type::TEXT)],
-        )?;
+        let rows = self.q("SELECT 1 FROM warehouses WHERE warehouse_id = $1", &[&w])?;
         Ok(!rows.is_empty())
     }
 
@@ -171,7 +174,7 @@ impl Ledger for PgLedger<'_, '_> {
         let wanted: Vec<&str> = skus.iter().map(|s| s.as_str()).collect();
         let rows = self.q(
             "SELECT DISTINCT sku FROM inventory WHERE sku = ANY($1)",
-            &[(&wanted, Type::TEXT_ARRAY)],
+            &[&wanted],
         )?;
         let known: BTreeSet<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
         Ok(skus.iter().copied().find(|s| !known.contains(s.as_str())))
@@ -184,7 +187,7 @@ impl Ledger for PgLedger<'_, '_> {
         let wanted: Vec<&str> = warehouses.iter().map(|w| w.as_str()).collect();
         let rows = self.q(
             "SELECT warehouse_id FROM warehouses WHERE warehouse_id = ANY($1)",
-            &[(&wanted, Type::TEXT_ARRAY)],
+            &[&wanted],
         )?;
         let known: BTreeSet<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
         Ok(warehouses
@@ -200,7 +203,7 @@ impl Ledger for PgLedger<'_, '_> {
             "SELECT i.sku, i.warehouse_id, i.on_hand, i.reserved, i.allocated, i.damaged
              FROM inventory i JOIN unnest($1::text[], $2::text[]) AS k(sku, warehouse_id)
                ON i.sku = k.sku AND i.warehouse_id = k.warehouse_id",
-            &[(&skus, Type::TEXT_ARRAY), (&whs, Type::TEXT_ARRAY)],
+            &[&skus, &whs],
         )?;
         let mut found = BTreeMap::new();
         for r in &rows {
@@ -217,7 +220,7 @@ impl Ledger for PgLedger<'_, '_> {
         let w = warehouse.as_str();
         self.q(
             "INSERT INTO warehouses (warehouse_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[(&w, Type::TEXT)],
+            &[&w],
         )?;
         Ok(())
     }
@@ -231,7 +234,7 @@ impl Ledger for PgLedger<'_, '_> {
              WHERE sku = $1 AND warehouse_id = $2"
         };
         let (s, w) = (key.0.as_str(), key.1.as_str());
-        let rows = self.q(sql, &[(&s, Type::TEXT), (&w, Type::TEXT)])?;
+        let rows = self.q(sql, &[&s, &w])?;
         if let Some(r) = rows.first() {
             return Ok(Some(level_from(r, 0)?));
         }
@@ -249,14 +252,8 @@ impl Ledger for PgLedger<'_, '_> {
             to_i64(level.damaged, "damaged")?,
         ];
         let (s, w) = (key.0.as_str(), key.1.as_str());
-        let params: [(&(dyn ToSql + Sync), Type); 6] = [
-            (&s, Type::TEXT),
-            (&w, Type::TEXT),
-            (&counts[0], Type::INT8),
-            (&counts[1], Type::INT8),
-            (&counts[2], Type::INT8),
-            (&counts[3], Type::INT8),
-        ];
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&s, &w, &counts[0], &counts[1], &counts[2], &counts[3]];
         if self.absent.remove(key) {
             let created = self.q(
                 "INSERT INTO inventory (sku, warehouse_id, on_hand, reserved, allocated, damaged)
@@ -287,7 +284,7 @@ impl Ledger for PgLedger<'_, '_> {
             "UPDATE inventory SET reserved = reserved + $3
              WHERE sku = $1 AND warehouse_id = $2 AND on_hand - reserved - allocated >= $3
              RETURNING 1",
-            &[(&s, Type::TEXT), (&w, Type::TEXT), (&q, Type::INT8)],
+            &[&s, &w, &q],
         )?;
         Ok(rows.len() == 1)
     }
@@ -317,7 +314,7 @@ impl Ledger for PgLedger<'_, '_> {
         } else {
             "SELECT document FROM inventory_reservations WHERE id = $1"
         };
-        let rows = self.q(sql, &[(&id, Type::INT8)])?;
+        let rows = self.q(sql, &[&id])?;
         Ok(documents(&rows)?.pop())
     }
 
@@ -331,13 +328,13 @@ impl Ledger for PgLedger<'_, '_> {
              (id, order_id, status, expires_at, created_at, updated_at, document)
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
             &[
-                (&id, Type::INT8),
-                (&order_id, Type::INT8),
-                (&status, Type::TEXT),
-                (&r.expires_at.0, Type::INT8),
-                (&r.created_at.0, Type::INT8),
-                (&r.updated_at.0, Type::INT8),
-                (&doc, Type::TEXT),
+                &id,
+                &order_id,
+                &status,
+                &r.expires_at.0,
+                &r.created_at.0,
+                &r.updated_at.0,
+                &doc,
             ],
         )?;
         if inserted.is_empty() {
@@ -359,20 +356,14 @@ impl Ledger for PgLedger<'_, '_> {
             "UPDATE inventory_reservations
              SET status = $2, expires_at = $3, updated_at = $4, document = $5
              WHERE id = $1",
-            &[
-                (&id, Type::INT8),
-                (&status, Type::TEXT),
-                (&r.expires_at.0, Type::INT8),
-                (&r.updated_at.0, Type::INT8),
-                (&doc, Type::TEXT),
-            ],
+            &[&id, &status, &r.expires_at.0, &r.updated_at.0, &doc],
         )?;
         if shipped_changed {
             let shipped: Vec<&str> = r.shipped_from.iter().map(WarehouseId::as_str).collect();
             self.q(
                 "UPDATE inventory_reservation_items SET shipped = TRUE
                  WHERE reservation_id = $1 AND warehouse_id = ANY($2)",
-                &[(&id, Type::INT8), (&shipped, Type::TEXT_ARRAY)],
+                &[&id, &shipped],
             )?;
         }
         Ok(())
@@ -383,7 +374,7 @@ impl Ledger for PgLedger<'_, '_> {
         let rows = self.q(
             "SELECT document FROM inventory_reservations
              WHERE status IN ($1, $2) AND expires_at <= $3 ORDER BY id FOR UPDATE",
-            &[(&a, Type::TEXT), (&b, Type::TEXT), (&now.0, Type::INT8)],
+            &[&a, &b, &now.0],
         )?;
         documents(&rows)
     }
@@ -394,7 +385,7 @@ impl Ledger for PgLedger<'_, '_> {
         };
         let rows = self.q(
             "SELECT document FROM inventory_reservations WHERE order_id = $1 ORDER BY id",
-            &[(&order_id, Type::INT8)],
+            &[&order_id],
         )?;
         documents(&rows)
     }
