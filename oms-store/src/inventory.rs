@@ -67,6 +67,22 @@ pub(crate) trait Ledger {
         }
         Ok(found)
     }
+    /// The three reads a reserve starts with, which a backend may answer in one round trip:
+    /// the first unknown of `skus`, the first unknown of `warehouses`, and the rows of `keys`.
+    fn lookup<'s, 'w>(
+        &mut self,
+        skus: &[&'s Sku],
+        warehouses: &[&'w WarehouseId],
+        keys: &BTreeSet<Key>,
+    ) -> Result<Lookup<'s, 'w>, Self::Error> {
+        if let Some(sku) = self.unknown_sku(skus)? {
+            return Ok(Lookup::UnknownSku(sku));
+        }
+        if let Some(w) = self.unknown_warehouse(warehouses)? {
+            return Ok(Lookup::UnknownWarehouse(w));
+        }
+        Ok(Lookup::Levels(self.levels_of(keys)?))
+    }
     /// Add `warehouse` if it is not there yet.
     fn add_warehouse(&mut self, warehouse: &WarehouseId) -> Result<(), Self::Error>;
     /// The row of `key`; with `lock`, no other writer can change it until this transaction ends.
@@ -94,6 +110,16 @@ pub(crate) trait Ledger {
     fn expired_open(&mut self, now: Timestamp) -> Result<Vec<Reservation>, Self::Error>;
     /// Every reservation of `order_id`, in id order.
     fn reservations_for_order(&mut self, order_id: u64) -> Result<Vec<Reservation>, Self::Error>;
+}
+
+/// What [`Ledger::lookup`] found.
+pub(crate) enum Lookup<'s, 'w> {
+    /// This sku is unknown (the first such in the request).
+    UnknownSku(&'s Sku),
+    /// Every sku is known; this warehouse is not.
+    UnknownWarehouse(&'w WarehouseId),
+    /// Everything is known; the existing rows of the keys asked for.
+    Levels(BTreeMap<Key, StockLevel>),
 }
 
 /// The status values that can expire, as stored in the `status` column.
@@ -415,17 +441,28 @@ pub(crate) fn reserve<L: Ledger>(
     request.validate()?;
     // Precedence of the error enum: every unknown sku before any unknown warehouse.
     let skus: Vec<&Sku> = request.lines.iter().map(RequestLine::sku).collect();
-    if let Some(sku) = l.unknown_sku(&skus)? {
-        return Err(unknown_sku(sku).into());
-    }
     let warehouses: Vec<&WarehouseId> = request
         .lines
         .iter()
         .flat_map(RequestLine::warehouses)
         .collect();
-    if let Some(w) = l.unknown_warehouse(&warehouses)? {
-        return Err(unknown_warehouse(w).into());
-    }
+    let keys: BTreeSet<Key> = request
+        .lines
+        .iter()
+        .flat_map(|line| {
+            line.warehouses()
+                .into_iter()
+                .map(|w| (line.sku().clone(), w.clone()))
+        })
+        .collect();
+    // The availability check reads without locking; the conditional updates are what hold
+    // the units, and if a concurrent reserver took them first the whole call rolls back
+    // with `InsufficientStock`.
+    let current = match l.lookup(&skus, &warehouses, &keys)? {
+        Lookup::UnknownSku(sku) => return Err(unknown_sku(sku).into()),
+        Lookup::UnknownWarehouse(w) => return Err(unknown_warehouse(w).into()),
+        Lookup::Levels(levels) => levels,
+    };
     let ttl = request.ttl.unwrap_or(config.default_ttl);
     let id = *drawn.get_or_insert_with(|| ids.next_id("reservation"));
     let mut r = Reservation {
@@ -443,19 +480,6 @@ pub(crate) fn reserve<L: Ledger>(
         updated_at: now,
     };
     r.step(ReservationEvent::QueryInventory, now)?;
-    let keys: BTreeSet<Key> = request
-        .lines
-        .iter()
-        .flat_map(|line| {
-            line.warehouses()
-                .into_iter()
-                .map(|w| (line.sku().clone(), w.clone()))
-        })
-        .collect();
-    // The availability check reads without locking; the conditional updates are what hold
-    // the units, and if a concurrent reserver took them first the whole call rolls back
-    // with `InsufficientStock`.
-    let current = l.levels_of(&keys)?;
     r.items = offer(&current, &request.lines);
     if r.shortfall().is_none() {
         r.step(ReservationEvent::AllInStock, now)?;

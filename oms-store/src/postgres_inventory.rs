@@ -22,7 +22,7 @@ use oms_core::order::Sku;
 use oms_core::time::{Duration, IdGenerator, Timestamp};
 
 use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
-use crate::inventory::{self as ops, Key, Ledger, OPEN_STATUSES};
+use crate::inventory::{self as ops, Key, Ledger, Lookup, OPEN_STATUSES};
 use crate::postgres::{PostgresStore, Statements, TxError};
 
 /// An [`InventoryStore`] on PostgreSQL, sharing the connection pool of a [`PostgresStore`].
@@ -170,50 +170,58 @@ impl Ledger for PgLedger<'_, '_> {
         Ok(!rows.is_empty())
     }
 
-    fn unknown_sku<'s>(&mut self, skus: &[&'s Sku]) -> Result<Option<&'s Sku>, TxError> {
-        let wanted: Vec<&str> = skus.iter().map(|s| s.as_str()).collect();
-        let rows = self.q(
-            "SELECT DISTINCT sku FROM inventory WHERE sku = ANY($1)",
-            &[&wanted],
-        )?;
-        let known: BTreeSet<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
-        Ok(skus.iter().copied().find(|s| !known.contains(s.as_str())))
-    }
-
-    fn unknown_warehouse<'w>(
+    fn lookup<'s, 'w>(
         &mut self,
+        skus: &[&'s Sku],
         warehouses: &[&'w WarehouseId],
-    ) -> Result<Option<&'w WarehouseId>, TxError> {
-        let wanted: Vec<&str> = warehouses.iter().map(|w| w.as_str()).collect();
+        keys: &BTreeSet<Key>,
+    ) -> Result<Lookup<'s, 'w>, TxError> {
+        let wanted_skus: Vec<&str> = skus.iter().map(|s| s.as_str()).collect();
+        let wanted_whs: Vec<&str> = warehouses.iter().map(|w| w.as_str()).collect();
+        let key_skus: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let key_whs: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
+        // One round trip: known skus (kind 0), known warehouses (kind 1), stock rows (kind 2).
         let rows = self.q(
-            "SELECT warehouse_id FROM warehouses WHERE warehouse_id = ANY($1)",
-            &[&wanted],
+            "SELECT 0, s.sku::text, ''::text, 0::int8, 0::int8, 0::int8, 0::int8
+               FROM (SELECT DISTINCT sku FROM inventory WHERE sku = ANY($1::text[])) s
+             UNION ALL
+             SELECT 1, warehouse_id::text, ''::text, 0::int8, 0::int8, 0::int8, 0::int8
+               FROM warehouses WHERE warehouse_id = ANY($2::text[])
+             UNION ALL
+             SELECT 2, i.sku::text, i.warehouse_id::text, i.on_hand, i.reserved, i.allocated,
+                    i.damaged
+               FROM inventory i JOIN unnest($3::text[], $4::text[]) AS k(sku, warehouse_id)
+                 ON i.sku = k.sku AND i.warehouse_id = k.warehouse_id",
+            &[&wanted_skus, &wanted_whs, &key_skus, &key_whs],
         )?;
-        let known: BTreeSet<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
-        Ok(warehouses
-            .iter()
-            .copied()
-            .find(|w| !known.contains(w.as_str())))
-    }
-
-    fn levels_of(&mut self, keys: &BTreeSet<Key>) -> Result<BTreeMap<Key, StockLevel>, TxError> {
-        let skus: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-        let whs: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
-        let rows = self.q(
-            "SELECT i.sku, i.warehouse_id, i.on_hand, i.reserved, i.allocated, i.damaged
-             FROM inventory i JOIN unnest($1::text[], $2::text[]) AS k(sku, warehouse_id)
-               ON i.sku = k.sku AND i.warehouse_id = k.warehouse_id",
-            &[&skus, &whs],
-        )?;
-        let mut found = BTreeMap::new();
+        let mut known_skus = BTreeSet::new();
+        let mut known_whs = BTreeSet::new();
+        let mut levels = BTreeMap::new();
         for r in &rows {
-            let key = (
-                Sku::new(r.get::<_, &str>(0)).map_err(storage)?,
-                WarehouseId::new(r.get::<_, &str>(1)).map_err(storage)?,
-            );
-            found.insert(key, level_from(r, 2)?);
+            let name: &str = r.get(1);
+            match r.get::<_, i32>(0) {
+                0 => {
+                    known_skus.insert(name);
+                }
+                1 => {
+                    known_whs.insert(name);
+                }
+                _ => {
+                    let key = (
+                        Sku::new(name).map_err(storage)?,
+                        WarehouseId::new(r.get::<_, &str>(2)).map_err(storage)?,
+                    );
+                    levels.insert(key, level_from(r, 3)?);
+                }
+            }
         }
-        Ok(found)
+        if let Some(sku) = skus.iter().find(|s| !known_skus.contains(s.as_str())) {
+            return Ok(Lookup::UnknownSku(sku));
+        }
+        if let Some(w) = warehouses.iter().find(|w| !known_whs.contains(w.as_str())) {
+            return Ok(Lookup::UnknownWarehouse(w));
+        }
+        Ok(Lookup::Levels(levels))
     }
 
     fn add_warehouse(&mut self, warehouse: &WarehouseId) -> Result<(), TxError> {
