@@ -4,6 +4,9 @@
 //! keep some, release the rest, and accept or decline partial offers. At the end no row is
 //! oversold or negative, and every row is exactly `initial − shipped` on hand with the units
 //! the workers still hold reserved or allocated.
+//!
+//! A second pair of tests races 16 connections creating the same new stock rows: no receipt
+//! is lost (on PostgreSQL the loser of a row-creating race reruns its transaction).
 
 // Helpers outside #[test] functions stop the test on a failed setup, as the tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -274,4 +277,66 @@ fn postgres_never_oversells_under_64_connections() {
     });
     let retries: u64 = stores.iter().map(PostgresInventory::retries).sum();
     println!("postgres: {retries} transactions retried (40001/40P01 or a concurrent insert)");
+}
+
+/// Many connections receiving a sku no row holds yet: each receipt either creates the row or
+/// adds to it, none is lost to a concurrent insert.
+fn concurrent_first_receipts<S: InventoryStore + 'static>(name: &str, stores: &[Arc<S>]) -> u64 {
+    const EACH: u64 = 25;
+    let w = wh(0);
+    stores[0].add_warehouse(&w).unwrap();
+    let n = stores.len();
+    let start = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = stores
+        .iter()
+        .map(|store| {
+            let (store, start, w) = (Arc::clone(store), Arc::clone(&start), w.clone());
+            thread::spawn(move || {
+                start.wait();
+                for k in 0..EACH {
+                    let fresh = Sku::new(&format!("NEW-{k}")).unwrap();
+                    store.receive(&fresh, &w, 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    for k in 0..EACH {
+        let fresh = Sku::new(&format!("NEW-{k}")).unwrap();
+        let l = stores[0].stock(&fresh, &w).unwrap();
+        assert_eq!(l.on_hand, n as u64, "{name}: NEW-{k}");
+    }
+    println!("{name}: {n} connections x {EACH} first receipts, none lost");
+    n as u64 * EACH
+}
+
+#[test]
+fn postgres_first_receipts_race_without_losing_units() {
+    let schema = common::fresh_schema("first_receipts");
+    let stores: Vec<Arc<PostgresInventory>> = (0..16)
+        .map(|_| {
+            Arc::new(PostgresInventory::new(
+                common::postgres_connect(&schema),
+                Arc::new(SequentialIds::default()),
+            ))
+        })
+        .collect();
+    assert_eq!(concurrent_first_receipts("postgres", &stores), 16 * 25);
+    let retries: u64 = stores.iter().map(|s| s.retries()).sum();
+    println!("postgres: {retries} transactions rerun after another connection created the row");
+}
+
+#[test]
+fn sqlite_first_receipts_race_without_losing_units() {
+    let dir = common::temp_dir("sqlite-first-receipts");
+    let path = dir.join("receipts.db");
+    let stores: Vec<Arc<SqliteInventory>> = (0..16)
+        .map(|_| {
+            Arc::new(SqliteInventory::open(&path, Arc::new(SequentialIds::default())).unwrap())
+        })
+        .collect();
+    assert_eq!(concurrent_first_receipts("sqlite", &stores), 16 * 25);
+    let _ = std::fs::remove_dir_all(&dir);
 }
