@@ -10,13 +10,26 @@
 //! Both write an order, its line rows, its new audit rows and its outbox events in one
 //! transaction, so a crash loses none of them and never leaves half an order. Every statement
 //! binds its parameters; no SQL is ever built from input.
+//!
+//! [`SqliteInventory`] and [`PostgresInventory`] implement `oms_core::inventory::InventoryStore`
+//! on the same databases (and the same migration lists). The operations are written once, over
+//! a small row interface each backend provides inside its transaction, and follow
+//! `MemoryInventory` step for step, so all three stores answer a call sequence identically.
+//! A reserve holds each (sku, warehouse) with one conditional
+//! `UPDATE … WHERE on_hand - reserved - allocated >= q`, in key order, inside one transaction
+//! covering every line.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod codec;
+mod inventory;
 pub mod postgres;
+pub mod postgres_inventory;
 pub mod sqlite;
+pub mod sqlite_inventory;
 
 pub use crate::postgres::PostgresStore;
+pub use crate::postgres_inventory::PostgresInventory;
 pub use crate::sqlite::SqliteStore;
+pub use crate::sqlite_inventory::SqliteInventory;

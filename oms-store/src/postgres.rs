@@ -21,7 +21,8 @@ use crate::codec::{
 };
 
 /// Embedded migrations, applied in order on connect; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE orders (
     id               BIGINT PRIMARY KEY,
     order_number     VARCHAR(50) UNIQUE NOT NULL,
@@ -76,7 +77,53 @@ CREATE TABLE idempotency_keys (
     fingerprint TEXT NOT NULL,
     response    TEXT NOT NULL
 );
-"];
+",
+    r"
+CREATE TABLE warehouses (
+    warehouse_id VARCHAR(64) PRIMARY KEY
+);
+CREATE TABLE inventory (
+    sku          VARCHAR(64) NOT NULL,
+    warehouse_id VARCHAR(64) NOT NULL REFERENCES warehouses(warehouse_id),
+    on_hand      BIGINT NOT NULL CHECK (on_hand >= 0),
+    reserved     BIGINT NOT NULL CHECK (reserved >= 0),
+    allocated    BIGINT NOT NULL CHECK (allocated >= 0),
+    damaged      BIGINT NOT NULL CHECK (damaged >= 0),
+    CHECK (reserved + allocated <= on_hand),
+    PRIMARY KEY (sku, warehouse_id)
+);
+CREATE TABLE inventory_reservations (
+    id         BIGINT PRIMARY KEY,
+    order_id   BIGINT NOT NULL,
+    status     VARCHAR(50) NOT NULL,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    document   TEXT NOT NULL
+);
+CREATE INDEX idx_reservations_order ON inventory_reservations(order_id);
+CREATE INDEX idx_reservations_open_expiry ON inventory_reservations(expires_at)
+    WHERE status IN ('reserved', 'awaiting_customer_decision');
+CREATE TABLE inventory_reservation_items (
+    reservation_id BIGINT NOT NULL REFERENCES inventory_reservations(id),
+    line_no        INTEGER NOT NULL,
+    sku            VARCHAR(64) NOT NULL,
+    warehouse_id   VARCHAR(64) NOT NULL REFERENCES warehouses(warehouse_id),
+    quantity       BIGINT NOT NULL CHECK (quantity > 0),
+    shipped        BOOLEAN NOT NULL DEFAULT FALSE,
+    PRIMARY KEY (reservation_id, line_no)
+);
+",
+];
+
+/// Prepared statements of one connection, by their SQL text.
+pub(crate) type Statements = std::collections::BTreeMap<&'static str, postgres::Statement>;
+
+/// A pooled connection and the statements prepared on it.
+struct Pooled {
+    client: Client,
+    statements: Statements,
+}
 
 /// How many times a transaction is retried after a serialization failure or deadlock.
 const MAX_RETRIES: u32 = 8;
@@ -85,7 +132,7 @@ const MAX_RETRIES: u32 = 8;
 pub struct PostgresStore {
     url: String,
     schema: Option<String>,
-    pool: Mutex<Vec<Client>>,
+    pool: Mutex<Vec<Pooled>>,
     retries: std::sync::atomic::AtomicU64,
 }
 
@@ -137,10 +184,13 @@ fn is_retryable(e: &postgres::Error) -> bool {
     )
 }
 
-/// A failure inside a transaction: a database error (maybe retryable) or a domain refusal.
-enum TxError {
+/// A failure inside a transaction: a database error (maybe retryable), a domain refusal, or a
+/// lost race the transaction should simply run again.
+pub(crate) enum TxError {
     Db(postgres::Error),
     Oms(OmsError),
+    /// Another transaction created a row this one found absent: run it again.
+    Retry(&'static str),
 }
 
 impl From<postgres::Error> for TxError {
@@ -180,7 +230,8 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// How many transactions were retried after a serialization failure or deadlock.
+    /// How many transactions were retried after a serialization failure, a deadlock, or a
+    /// concurrent insert of a row they found absent.
     pub fn retries(&self) -> u64 {
         self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -197,7 +248,7 @@ impl PostgresStore {
         Ok(c)
     }
 
-    fn pool(&self) -> OmsResult<MutexGuard<'_, Vec<Client>>> {
+    fn pool(&self) -> OmsResult<MutexGuard<'_, Vec<Pooled>>> {
         self.pool
             .lock()
             .map_err(|_| storage("postgres pool lock poisoned"))
@@ -205,35 +256,58 @@ impl PostgresStore {
 
     /// Run `f` in a transaction on a pooled connection, retrying serialization failures and
     /// deadlocks. A connection that failed is dropped rather than returned to the pool.
-    fn in_tx<T>(
+    pub(crate) fn in_tx<T>(
         &self,
         mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, TxError>,
     ) -> OmsResult<T> {
-        let mut client = match self.pool()?.pop() {
-            Some(c) if !c.is_closed() => c,
-            _ => self.new_client()?,
+        self.in_tx_cached(|tx, _| f(tx))
+    }
+
+    /// [`Self::in_tx`], with the connection's cache of prepared statements: a statement is
+    /// parsed and planned once per connection instead of once per use.
+    pub(crate) fn in_tx_cached<T>(
+        &self,
+        mut f: impl FnMut(&mut Transaction<'_>, &mut Statements) -> Result<T, TxError>,
+    ) -> OmsResult<T> {
+        let mut conn = match self.pool()?.pop() {
+            Some(c) if !c.client.is_closed() => c,
+            _ => Pooled {
+                client: self.new_client()?,
+                statements: Statements::new(),
+            },
         };
         let mut attempt = 0;
         loop {
             let result = (|| {
-                let mut tx = client.transaction()?;
-                let v = f(&mut tx)?;
+                let mut tx = conn.client.transaction()?;
+                let v = f(&mut tx, &mut conn.statements)?;
                 tx.commit()?;
                 Ok(v)
             })();
             match result {
                 Ok(v) => {
-                    self.pool()?.push(client);
+                    self.pool()?.push(conn);
                     return Ok(v);
                 }
                 Err(TxError::Oms(e)) => {
-                    self.pool()?.push(client);
+                    self.pool()?.push(conn);
                     return Err(e);
                 }
                 Err(TxError::Db(e)) if is_retryable(&e) && attempt < MAX_RETRIES => {
                     attempt += 1;
                     self.retries
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(TxError::Retry(_)) if attempt < MAX_RETRIES => {
+                    attempt += 1;
+                    self.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(TxError::Retry(what)) => {
+                    self.pool()?.push(conn);
+                    return Err(storage(format!(
+                        "gave up after {MAX_RETRIES} retries: {what}"
+                    )));
                 }
                 Err(TxError::Db(e)) => return Err(pg(&e)),
             }

@@ -20,7 +20,8 @@ use crate::codec::{
 };
 
 /// Embedded migrations, applied in order on open; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE orders (
     id               INTEGER PRIMARY KEY,
     order_number     TEXT    NOT NULL UNIQUE,
@@ -75,7 +76,44 @@ CREATE TABLE idempotency_keys (
     fingerprint TEXT NOT NULL,
     response    TEXT NOT NULL
 );
-"];
+",
+    r"
+CREATE TABLE warehouses (
+    warehouse_id TEXT PRIMARY KEY
+);
+CREATE TABLE inventory (
+    sku          TEXT    NOT NULL,
+    warehouse_id TEXT    NOT NULL REFERENCES warehouses(warehouse_id),
+    on_hand      INTEGER NOT NULL CHECK (on_hand >= 0),
+    reserved     INTEGER NOT NULL CHECK (reserved >= 0),
+    allocated    INTEGER NOT NULL CHECK (allocated >= 0),
+    damaged      INTEGER NOT NULL CHECK (damaged >= 0),
+    CHECK (reserved + allocated <= on_hand),
+    PRIMARY KEY (sku, warehouse_id)
+);
+CREATE TABLE inventory_reservations (
+    id         INTEGER PRIMARY KEY,
+    order_id   INTEGER NOT NULL,
+    status     TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    document   TEXT    NOT NULL
+);
+CREATE INDEX idx_reservations_order ON inventory_reservations(order_id);
+CREATE INDEX idx_reservations_open_expiry ON inventory_reservations(expires_at)
+    WHERE status IN ('reserved', 'awaiting_customer_decision');
+CREATE TABLE inventory_reservation_items (
+    reservation_id INTEGER NOT NULL REFERENCES inventory_reservations(id),
+    line_no        INTEGER NOT NULL,
+    sku            TEXT    NOT NULL,
+    warehouse_id   TEXT    NOT NULL REFERENCES warehouses(warehouse_id),
+    quantity       INTEGER NOT NULL CHECK (quantity > 0),
+    shipped        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (reservation_id, line_no)
+);
+",
+];
 
 /// An [`OrderStore`] on one SQLite connection (open one store per worker thread).
 #[derive(Debug)]
@@ -112,7 +150,7 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn lock(&self) -> OmsResult<MutexGuard<'_, Connection>> {
+    pub(crate) fn lock(&self) -> OmsResult<MutexGuard<'_, Connection>> {
         self.conn
             .lock()
             .map_err(|_| storage("sqlite connection lock poisoned"))

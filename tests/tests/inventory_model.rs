@@ -1,27 +1,41 @@
-//! Reference-model test of the in-memory inventory: random sequences of receive, adjust,
+//! Reference-model test of the inventory stores: random sequences of receive, adjust,
 //! reserve (exact and spread lines), partial accept/decline, release, commit, ship (whole or
 //! one warehouse at a time), extend, return, clock advances and expiry sweeps, run against a
 //! plain model. After every step the store matches the model,
 //! `on_hand = available + reserved + allocated` with `available >= 0` holds on every row, and
 //! no reservation is released or committed twice.
 //!
-//! 500 cases × 200 steps = 100,000 steps per run.
+//! The model and the step generator are written once; each backend is one test:
+//! - memory: 500 cases × 200 steps = 100,000 steps per run;
+//! - SQLite (in-memory database): 40 cases × 200 steps = 8,000 steps;
+//! - PostgreSQL: 15 cases × 200 steps = 3,000 steps (each step is several round trips).
+//!
+//! `backends_agree_on_seeded_sequences` replays the same seeded step sequences on all three
+//! stores and requires identical results: every outcome and error in full, the final ledger
+//! and every reservation record.
 
 // Helpers outside #[test] functions stop the test on a failed setup, as the tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
 
 use oms_core::inventory::{
-    Adjustment, InventoryStore, MemoryInventory, ReservationItem, ReservationRequest,
-    ReservationStatus, ReserveOutcome, ReturnCondition, StockLevel, WarehouseId,
+    Adjustment, ExpiredReservation, InventoryStore, MemoryInventory, Reservation, ReservationItem,
+    ReservationRequest, ReservationStatus, ReserveOutcome, ReturnCondition, StockLevel, StockRow,
+    WarehouseId,
 };
 use oms_core::order::Sku;
 use oms_core::time::{Duration, SequentialIds, Timestamp};
 use oms_core::OmsError;
+use oms_store::{PostgresInventory, SqliteInventory};
 use proptest::prelude::*;
-use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
+
+mod common;
 
 /// "C" is only known once received; "W9" is never added.
 const SKUS: [&str; 3] = ["A", "B", "C"];
@@ -539,10 +553,50 @@ impl ReferenceStateMachine for InventoryModel {
     }
 }
 
-/// The store under test, used only through the trait: another backend runs this same model
-/// by returning itself here (with reservation ids starting at 1).
-fn new_store() -> Box<dyn InventoryStore> {
-    Box::new(MemoryInventory::new(Arc::new(SequentialIds::default())))
+/// A store under test, used only through the trait, with reservation ids starting at 1.
+trait Backend {
+    /// Cases of 200 steps per run.
+    const CASES: u32;
+    /// A new empty store.
+    fn new_store() -> Box<dyn InventoryStore>;
+}
+
+struct Memory;
+impl Backend for Memory {
+    const CASES: u32 = 500;
+    fn new_store() -> Box<dyn InventoryStore> {
+        Box::new(MemoryInventory::new(Arc::new(SequentialIds::default())))
+    }
+}
+
+struct Sqlite;
+impl Backend for Sqlite {
+    const CASES: u32 = 40;
+    fn new_store() -> Box<dyn InventoryStore> {
+        Box::new(SqliteInventory::open_in_memory(Arc::new(SequentialIds::default())).unwrap())
+    }
+}
+
+/// Every case gets the same schema, emptied: migrating a new schema per case would dominate
+/// the run time.
+struct Postgres;
+impl Backend for Postgres {
+    const CASES: u32 = 15;
+    fn new_store() -> Box<dyn InventoryStore> {
+        static SCHEMA: OnceLock<String> = OnceLock::new();
+        let schema = SCHEMA.get_or_init(|| common::fresh_schema("inventory_model"));
+        let store = common::postgres_connect(schema);
+        let mut c = postgres::Client::connect(&common::postgres_url(), postgres::NoTls).unwrap();
+        c.batch_execute(&format!(
+            "TRUNCATE {schema}.inventory_reservation_items, {schema}.inventory_reservations,
+                      {schema}.inventory, {schema}.warehouses"
+        ))
+        .unwrap();
+        Box::new(PostgresInventory::new(
+            store,
+            Arc::new(SequentialIds::default()),
+        ))
+    }
 }
 
 struct Sut {
@@ -562,47 +616,80 @@ fn item((s, w, q): Item) -> ReservationItem {
     ReservationItem::new(sku(s), wh(w), q)
 }
 
-fn code<T>(r: Result<T, OmsError>) -> Result<T, &'static str> {
-    r.map_err(|e| e.code())
+/// The full result of one step: every value and every error, for comparing backends.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Level(Result<StockLevel, OmsError>),
+    Reserve(Result<ReserveOutcome, OmsError>),
+    Res(Result<Reservation, OmsError>),
+    Expired(Result<Vec<ExpiredReservation>, OmsError>),
+    Nothing,
+}
+
+impl Outcome {
+    fn code(&self) -> Result<(), &'static str> {
+        let err = match self {
+            Outcome::Level(r) => r.as_ref().err(),
+            Outcome::Reserve(r) => r.as_ref().err(),
+            Outcome::Res(r) => r.as_ref().err(),
+            Outcome::Expired(r) => r.as_ref().err(),
+            Outcome::Nothing => None,
+        };
+        err.map_or(Ok(()), |e| Err(e.code()))
+    }
+}
+
+/// Run `step` on `store` at `now`.
+fn exec(s: &dyn InventoryStore, step: &Step, now: Timestamp) -> Outcome {
+    match step.clone() {
+        Step::Receive(k, w, q) => Outcome::Level(s.receive(&sku(k), &wh(w), q)),
+        Step::Count(k, w, n) => Outcome::Level(s.adjust(&sku(k), &wh(w), Adjustment::Count(n))),
+        Step::Delta(k, w, d) => Outcome::Level(s.adjust(&sku(k), &wh(w), Adjustment::Delta(d))),
+        Step::Return(k, w, q, damaged) => {
+            let c = if damaged {
+                ReturnCondition::Damaged
+            } else {
+                ReturnCondition::Sellable
+            };
+            Outcome::Level(s.restock_return(&sku(k), &wh(w), q, c))
+        }
+        Step::Reserve {
+            order,
+            lines,
+            ttl_minutes,
+        } => {
+            let mut req = ReservationRequest::new(order);
+            for l in lines {
+                req = match l {
+                    Line::Exact(k, w, q) => req.item(sku(k), wh(w), q),
+                    Line::Spread(k, q, ws) => {
+                        req.spread(sku(k), q, ws.into_iter().map(wh).collect())
+                    }
+                };
+            }
+            if let Some(m) = ttl_minutes {
+                req = req.with_ttl(Duration::minutes(m));
+            }
+            Outcome::Reserve(s.reserve(&req, now))
+        }
+        Step::Accept(id) => Outcome::Res(s.accept_partial(id, now)),
+        Step::Decline(id) => Outcome::Res(s.decline_partial(id, now)),
+        Step::Release(id) => Outcome::Res(s.release(id, now)),
+        Step::Commit(id) => Outcome::Res(s.commit(id, now)),
+        Step::Ship(id) => Outcome::Res(s.ship(id, now)),
+        Step::ShipFrom(id, w) => Outcome::Res(s.ship_from(id, &wh(w), now)),
+        Step::Extend(id, m) => Outcome::Res(s.extend(id, Duration::minutes(m), now)),
+        Step::Advance(_) => Outcome::Nothing,
+        Step::Expire => Outcome::Expired(s.expire(now)),
+    }
 }
 
 impl Sut {
-    fn run(&mut self, step: Step, now: Timestamp) -> Result<Option<Vec<Expired>>, &'static str> {
-        let s = &self.store;
-        match step {
-            Step::Receive(k, w, q) => code(s.receive(&sku(k), &wh(w), q)).map(|_| None),
-            Step::Count(k, w, n) => {
-                code(s.adjust(&sku(k), &wh(w), Adjustment::Count(n))).map(|_| None)
-            }
-            Step::Delta(k, w, d) => {
-                code(s.adjust(&sku(k), &wh(w), Adjustment::Delta(d))).map(|_| None)
-            }
-            Step::Return(k, w, q, damaged) => {
-                let c = if damaged {
-                    ReturnCondition::Damaged
-                } else {
-                    ReturnCondition::Sellable
-                };
-                code(s.restock_return(&sku(k), &wh(w), q, c)).map(|_| None)
-            }
-            Step::Reserve {
-                order,
-                lines,
-                ttl_minutes,
-            } => {
-                let mut req = ReservationRequest::new(order);
-                for l in lines {
-                    req = match l {
-                        Line::Exact(k, w, q) => req.item(sku(k), wh(w), q),
-                        Line::Spread(k, q, ws) => {
-                            req.spread(sku(k), q, ws.into_iter().map(wh).collect())
-                        }
-                    };
-                }
-                if let Some(m) = ttl_minutes {
-                    req = req.with_ttl(Duration::minutes(m));
-                }
-                let outcome = code(s.reserve(&req, now))?;
+    fn run(&mut self, step: &Step, now: Timestamp) -> Result<Option<Vec<Expired>>, &'static str> {
+        let outcome = exec(&*self.store, step, now);
+        outcome.code()?;
+        match (step, outcome) {
+            (Step::Reserve { .. }, Outcome::Reserve(Ok(outcome))) => {
                 let r = outcome.reservation();
                 let expected = match r.status {
                     ReservationStatus::Reserved => matches!(outcome, ReserveOutcome::Reserved(_)),
@@ -613,26 +700,10 @@ impl Sut {
                     _ => false,
                 };
                 assert!(expected, "outcome {outcome:?} does not match its status");
-                Ok(None)
             }
-            Step::Accept(id) => code(s.accept_partial(id, now)).map(|_| None),
-            Step::Decline(id) => code(s.decline_partial(id, now)).map(|_| None),
-            Step::Release(id) => {
-                code(s.release(id, now))?;
-                *self.released.entry(id).or_default() += 1;
-                Ok(None)
-            }
-            Step::Commit(id) => {
-                code(s.commit(id, now))?;
-                *self.committed.entry(id).or_default() += 1;
-                Ok(None)
-            }
-            Step::Ship(id) => code(s.ship(id, now)).map(|_| None),
-            Step::ShipFrom(id, w) => code(s.ship_from(id, &wh(w), now)).map(|_| None),
-            Step::Extend(id, m) => code(s.extend(id, Duration::minutes(m), now)).map(|_| None),
-            Step::Advance(_) => Ok(None),
-            Step::Expire => {
-                let report = code(s.expire(now))?;
+            (Step::Release(id), _) => *self.released.entry(*id).or_default() += 1,
+            (Step::Commit(id), _) => *self.committed.entry(*id).or_default() += 1,
+            (Step::Expire, Outcome::Expired(Ok(report))) => {
                 for e in &report {
                     assert!(
                         self.expired.insert(e.reservation_id),
@@ -640,14 +711,16 @@ impl Sut {
                     );
                     *self.released.entry(e.reservation_id).or_default() += 1;
                 }
-                Ok(Some(
+                return Ok(Some(
                     report
                         .into_iter()
                         .map(|e| (e.reservation_id, e.order_id, e.items))
                         .collect(),
-                ))
+                ));
             }
+            _ => {}
         }
+        Ok(None)
     }
 
     fn check_reservation(&self, model: &Model, id: u64) {
@@ -664,12 +737,15 @@ impl Sut {
     }
 }
 
-impl StateMachineTest for InventoryModel {
+/// The model test of backend `B`.
+struct InventoryTest<B>(PhantomData<B>);
+
+impl<B: Backend> StateMachineTest for InventoryTest<B> {
     type SystemUnderTest = Sut;
     type Reference = InventoryModel;
 
     fn init_test(_: &Model) -> Sut {
-        let store = new_store();
+        let store = B::new_store();
         for w in &WHS[..KNOWN_WHS] {
             store.add_warehouse(&WarehouseId::new(w).unwrap()).unwrap();
         }
@@ -683,7 +759,7 @@ impl StateMachineTest for InventoryModel {
 
     fn apply(mut sut: Sut, model: &Model, step: Step) -> Sut {
         let now = Timestamp(model.now);
-        let got = sut.run(step.clone(), now);
+        let got = sut.run(&step, now);
         match (&model.last, got) {
             (Expect::Err(want), Err(got)) => assert_eq!(*want, got, "{step:?}"),
             (Expect::Err(want), Ok(_)) => panic!("{step:?}: expected {want}, store accepted"),
@@ -791,27 +867,32 @@ thread_local! {
     static STATS: std::cell::RefCell<Stats> = std::cell::RefCell::new(Stats::default());
 }
 
-prop_state_machine! {
-    #![proptest_config(ProptestConfig {
-        cases: 500,
+/// Run `B::CASES` cases of 200 steps against backend `B` and check every outcome was reached.
+fn run_model<B: Backend>() {
+    let config = ProptestConfig {
+        cases: B::CASES,
         max_shrink_iters: 2_000,
         failure_persistence: None,
-        .. ProptestConfig::default()
-    })]
-
-    fn run_reference_model(sequential 200..=200 => InventoryModel);
-}
-
-#[test]
-fn inventory_matches_reference_model() {
-    run_reference_model();
+        ..ProptestConfig::default()
+    };
+    let mut runner = TestRunner::new(config.clone());
+    let result = runner.run(
+        &InventoryModel::sequential_strategy(200..=200),
+        |(state, steps, seen)| {
+            InventoryTest::<B>::test_sequential(config.clone(), state, steps, seen);
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
     STATS.with(|s| {
         let s = s.borrow();
         println!(
             "{} cases x 200 steps, {} reservations; final states {:?}",
             s.cases, s.reservations, s.by_status
         );
-        assert!(s.cases >= 500);
+        assert!(s.cases >= B::CASES as usize);
         // A generator that never reached an outcome would leave its checks unable to fail.
         for st in [
             "Failed",
@@ -827,4 +908,79 @@ fn inventory_matches_reference_model() {
             );
         }
     });
+}
+
+#[test]
+fn memory_inventory_matches_reference_model() {
+    run_model::<Memory>();
+}
+
+#[test]
+fn sqlite_inventory_matches_reference_model() {
+    run_model::<Sqlite>();
+}
+
+#[test]
+fn postgres_inventory_matches_reference_model() {
+    run_model::<Postgres>();
+}
+
+/// Everything a store holds at the end of a run: the ledger and every reservation record.
+fn final_state(s: &dyn InventoryStore, reservations: u64) -> (Vec<StockRow>, Vec<Reservation>) {
+    let rows = s.levels().unwrap();
+    let records = (1..=reservations)
+        .map(|id| s.reservation(id).unwrap())
+        .collect();
+    (rows, records)
+}
+
+#[test]
+fn backends_agree_on_seeded_sequences() {
+    const SEEDS: u8 = 4;
+    const STEPS: usize = 300;
+    let mut compared = 0;
+    for seed in 0..SEEDS {
+        let mut runner = TestRunner::new_with_rng(
+            ProptestConfig::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]),
+        );
+        let (mut model, steps, _) = InventoryModel::sequential_strategy(STEPS..=STEPS)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let stores: Vec<(&str, Box<dyn InventoryStore>)> = vec![
+            ("memory", Memory::new_store()),
+            ("sqlite", Sqlite::new_store()),
+            ("postgres", Postgres::new_store()),
+        ];
+        for (_, s) in &stores {
+            for w in &WHS[..KNOWN_WHS] {
+                s.add_warehouse(&WarehouseId::new(w).unwrap()).unwrap();
+            }
+        }
+        for (i, step) in steps.iter().enumerate() {
+            let now = Timestamp(model.now);
+            let outcomes: Vec<Outcome> =
+                stores.iter().map(|(_, s)| exec(&**s, step, now)).collect();
+            for ((name, _), got) in stores.iter().zip(&outcomes).skip(1) {
+                assert_eq!(
+                    &outcomes[0], got,
+                    "seed {seed} step {i} {step:?}: {name} differs"
+                );
+            }
+            model = InventoryModel::apply(model, step);
+            compared += 1;
+        }
+        let n = model.res.len() as u64;
+        let want = final_state(&*stores[0].1, n);
+        assert!(!want.0.is_empty() && n > 0, "seed {seed} built nothing");
+        for (name, s) in &stores[1..] {
+            assert_eq!(
+                final_state(&**s, n),
+                want,
+                "seed {seed}: {name} final state"
+            );
+        }
+    }
+    assert_eq!(compared, usize::from(SEEDS) * STEPS);
 }

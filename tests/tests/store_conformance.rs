@@ -6,7 +6,10 @@ use oms_core::money::{Currency, Money};
 use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft};
 use oms_core::store::{IdempotencyRecord, MemoryStore, OrderStore};
 use oms_core::time::{ManualClock, SequentialIds, Timestamp};
-use oms_store::{PostgresStore, SqliteStore};
+use oms_store::SqliteStore;
+
+mod common;
+use common::postgres_store;
 
 fn order(ids: &SequentialIds, sku: &str) -> Order {
     let draft = OrderDraft {
@@ -150,30 +153,9 @@ fn sqlite_file_store_conforms_and_survives_reopen() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The PostgreSQL URL of the throwaway cluster `scripts/test` starts.
-pub fn postgres_url() -> String {
-    std::env::var("OMS_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "OMS_TEST_DATABASE_URL is not set. Run scripts/test (it starts a throwaway PostgreSQL on \
-             127.0.0.1), or start one yourself and export \
-             OMS_TEST_DATABASE_URL=postgresql://USER@127.0.0.1:PORT/DB"
-        )
-    })
-}
-
-/// A fresh schema per test, so tests never see each other's rows.
-pub fn postgres_store(test: &str) -> PostgresStore {
-    let schema = format!("t_{test}_{}", std::process::id());
-    let url = postgres_url();
-    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .unwrap();
-    PostgresStore::connect_with_schema(&url, &schema).unwrap()
-}
-
 #[test]
 fn postgres_store_conforms() {
     let store = postgres_store("conformance");
     conformance(&store);
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
 }
