@@ -1,5 +1,11 @@
 //! A small world for service tests: in-memory stores, a fake gateway, a manual clock.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::unused_self)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unused_self
+)]
 
 use std::sync::Arc;
 
