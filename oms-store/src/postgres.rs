@@ -137,8 +137,10 @@ fn is_retryable(e: &postgres::Error) -> bool {
     )
 }
 
-/// A failure inside a transaction: a database error (maybe retryable) or a domain refusal.
+/// A failure inside a transaction: `BEGIN` failing (nothing ran), a database error (maybe
+/// retryable) or a domain refusal.
 enum TxError {
+    Begin(postgres::Error),
     Db(postgres::Error),
     Oms(OmsError),
 }
@@ -204,19 +206,20 @@ impl PostgresStore {
     }
 
     /// Run `f` in a transaction on a pooled connection, retrying serialization failures and
-    /// deadlocks. A connection that failed is dropped rather than returned to the pool.
+    /// deadlocks. A connection that failed is dropped rather than returned to the pool; a pooled
+    /// connection that died while idle (its `BEGIN` fails) is replaced by a new one.
     fn in_tx<T>(
         &self,
         mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, TxError>,
     ) -> OmsResult<T> {
-        let mut client = match self.pool()?.pop() {
-            Some(c) if !c.is_closed() => c,
-            _ => self.new_client()?,
+        let (mut client, mut pooled) = match self.pool()?.pop() {
+            Some(c) if !c.is_closed() => (c, true),
+            _ => (self.new_client()?, false),
         };
         let mut attempt = 0;
         loop {
             let result = (|| {
-                let mut tx = client.transaction()?;
+                let mut tx = client.transaction().map_err(TxError::Begin)?;
                 let v = f(&mut tx)?;
                 tx.commit()?;
                 Ok(v)
@@ -230,12 +233,17 @@ impl PostgresStore {
                     self.pool()?.push(client);
                     return Err(e);
                 }
+                // Nothing ran on it, so the work can start over on a fresh connection.
+                Err(TxError::Begin(_)) if pooled => {
+                    client = self.new_client()?;
+                    pooled = false;
+                }
                 Err(TxError::Db(e)) if is_retryable(&e) && attempt < MAX_RETRIES => {
                     attempt += 1;
                     self.retries
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Err(TxError::Db(e)) => return Err(pg(&e)),
+                Err(TxError::Begin(e) | TxError::Db(e)) => return Err(pg(&e)),
             }
         }
     }

@@ -312,7 +312,11 @@ fn write_stream(path: &Path, limit: u64, out: &mut dyn Write) {
 #[test]
 fn sqlite_writer_acknowledges_only_committed_orders() {
     if let Ok(path) = std::env::var(WRITER_DB) {
-        write_stream(Path::new(&path), 1_000_000, &mut std::io::stdout().lock());
+        let mut out = std::io::stdout().lock();
+        // The harness has printed `test NAME ... ` without a line end: end it, so the first
+        // ack starts a line of its own.
+        writeln!(out).unwrap();
+        write_stream(Path::new(&path), 1_000_000, &mut out);
         return;
     }
     let dir = temp_dir("writer");
@@ -794,4 +798,37 @@ fn postgres_store_write_cut_off_between_statements_then_next_call_works() {
     let stored = assert_no_torn_order(store.as_ref(), &mut raw);
     assert_eq!(stored, vec![a_cancelled, b, c]);
     assert!(raw.has_key("k-c") && raw.has_key("k-a2"));
+}
+
+#[test]
+fn postgres_store_replaces_a_pooled_connection_that_died_idle() {
+    let (store, mut raw, schema) = postgres("idle");
+    let shadow = Shadow::new(1);
+    let (a, b) = (place(&shadow.svc, 1), place(&shadow.svc, 2));
+    store.insert_order(&a, &shadow.events(&a, 0), None).unwrap();
+    // The pooled connection's backend goes away between calls (restart, idle timeout, admin).
+    let idle: Vec<i32> = raw
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+            &[&schema],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(idle.len(), 1, "one pooled connection");
+    raw.execute("SELECT pg_terminate_backend($1)", &[&idle[0]])
+        .unwrap();
+    wait_until(|| {
+        raw.query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = $1",
+            &[&idle[0]],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+            == 0
+    });
+    // The very next write goes through on a new connection.
+    store.insert_order(&b, &shadow.events(&b, 0), None).unwrap();
+    assert_eq!(assert_no_torn_order(&store, &mut raw), vec![a, b]);
 }
