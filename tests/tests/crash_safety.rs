@@ -20,7 +20,7 @@ use std::time::{Duration as StdDuration, Instant};
 use oms_core::events::{names, Event};
 use oms_core::fraud::InMemoryFraudSignals;
 use oms_core::inventory::{InventoryStore, MemoryInventory, WarehouseId};
-use oms_core::lifecycle::Actor;
+use oms_core::lifecycle::{Actor, OrderStatus};
 use oms_core::money::{Currency, Money};
 use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft, Sku};
 use oms_core::payment::{FakeGateway, NoJitter};
@@ -291,19 +291,42 @@ const WRITER_DB: &str = "OMS_CRASH_WRITER_DB";
 const WRITER_TEST: &str = "sqlite_writer_acknowledges_only_committed_orders";
 
 /// Write orders 1, 2, … to the SQLite file at `path` through the order service, printing
-/// `ack <number> <idempotency key>` after each one the service acknowledged.
+/// `write …` before each `create_order` (and, every third order, a `cancel_order` of the order
+/// before) and `ack <number> <idempotency key>` after each call the service acknowledged.
 fn write_stream(path: &Path, limit: u64, out: &mut dyn Write) {
     let store = Arc::new(SqliteStore::open(path).unwrap());
     let svc = service(store, 1);
+    // A closed pipe means the parent is gone: stop rather than write into the void.
+    let mut say = |line: String| writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();
+    let mut previous: Option<Order> = None;
     for n in 1..=limit {
-        let order = place(&svc, n);
-        // A closed pipe means the parent is gone: stop rather than write into the void.
-        if writeln!(out, "ack {} {}", order.number, key(n))
-            .and_then(|()| out.flush())
-            .is_err()
-        {
+        if !say(format!("write {n}")) {
             return;
         }
+        let order = place(&svc, n);
+        if !say(format!("ack {} {}", order.number, key(n))) {
+            return;
+        }
+        // Every third order, cancel the one before it, so update_order is cut short too.
+        if let (0, Some(before)) = (n % 3, previous.take()) {
+            let cancel_key = format!("cancel-{}", before.id);
+            if !say(format!("write cancel {}", before.number)) {
+                return;
+            }
+            let cancelled = svc
+                .cancel_order(
+                    before.id,
+                    &Actor::Staff("s1".into()),
+                    "changed mind",
+                    Some(&cancel_key),
+                )
+                .unwrap();
+            assert_eq!(cancelled.status, OrderStatus::Cancelled);
+            if !say(format!("ack {} {cancel_key}", before.number)) {
+                return;
+            }
+        }
+        previous = Some(order);
     }
 }
 
@@ -324,7 +347,7 @@ fn sqlite_writer_acknowledges_only_committed_orders() {
     let mut out = Vec::new();
     write_stream(&path, 4, &mut out);
     let acks = parse_acks(&String::from_utf8(out).unwrap());
-    assert_eq!(acks.len(), 4);
+    assert_eq!(acks.len(), 5, "four creates and one cancel: {acks:?}");
     check_reopened(&path, &acks);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -423,6 +446,14 @@ fn check_reopened(path: &Path, acks: &[(String, String)]) -> usize {
             "acknowledged {number} lost"
         );
         assert!(raw.has_key(key), "{number}: idempotency key {key} lost");
+        if key.starts_with("cancel-") {
+            let order = store.order_by_number(number).unwrap();
+            assert_eq!(
+                order.status,
+                OrderStatus::Cancelled,
+                "{number}: cancel lost"
+            );
+        }
     }
     // The outbox as the store reads it: one `order.created` per stored order.
     let created = store
@@ -453,6 +484,7 @@ fn sqlite_kill_mid_stream_keeps_every_acknowledged_order_whole() {
     let mut rng = SplitMix(0x6f6d_735f_6372_6173);
     let exe = std::env::current_exe().unwrap();
     let dir = temp_dir("kill");
+    let mut in_flight = 0;
     for run in 0..5 {
         let kill_after = 3 + rng.next() % 60;
         // A further pause spreads the kill over the next write, not just its start.
@@ -466,6 +498,7 @@ fn sqlite_kill_mid_stream_keeps_every_acknowledged_order_whole() {
             .spawn()
             .unwrap();
         let mut acks = Vec::new();
+        let mut last = String::new();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         while (acks.len() as u64) < kill_after {
             let line = lines
@@ -475,6 +508,7 @@ fn sqlite_kill_mid_stream_keeps_every_acknowledged_order_whole() {
                 })
                 .unwrap();
             acks.extend(parse_ack(&line));
+            last = line;
         }
         // The writer is still streaming: it must not have ended on its own.
         assert!(
@@ -488,19 +522,30 @@ fn sqlite_kill_mid_stream_keeps_every_acknowledged_order_whole() {
             !status.success(),
             "run {run}: killed writer reported success"
         );
-        // Acks the writer printed before dying but the parent had not read yet count too.
-        acks.extend(lines.map_while(Result::ok).filter_map(|l| parse_ack(&l)));
+        // Acks the writer printed before dying but the parent had not read yet count too; the
+        // last line says whether a call was under way when the kill landed.
+        for line in lines.map_while(Result::ok) {
+            acks.extend(parse_ack(&line));
+            last = line;
+        }
+        let writing = last.starts_with("write ");
         let stored = check_reopened(&path, &acks);
+        // A create under way may or may not have committed; otherwise every order is acked.
+        let created = acks.iter().filter(|a| a.1.starts_with("create-")).count();
+        let most = created + usize::from(last.starts_with("write ") && !last.contains("cancel"));
         assert!(
-            stored >= acks.len() && stored <= acks.len() + 1,
-            "run {run}: {stored} stored for {} acknowledged (at most one in flight)",
-            acks.len()
+            (created..=most).contains(&stored),
+            "run {run}: {stored} stored for {created} acknowledged creates (last line {last:?})"
         );
+        in_flight += usize::from(writing);
         eprintln!(
-            "run {run}: killed {pause:?} after {kill_after} read acks; {} acknowledged, {stored} stored",
+            "run {run}: killed {pause:?} after {kill_after} read acks; {} acknowledged \
+             ({created} creates), {stored} orders stored, last line {last:?}",
             acks.len()
         );
     }
+    // The runs must exercise the interesting case: a kill in the middle of a write.
+    assert!(in_flight > 0, "no kill landed during a write");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
