@@ -2,8 +2,9 @@
 //! rows and outbox events, and a write cut short leaves nothing behind.
 //!
 //! SQLite: the test re-executes its own binary as a child process that streams `create_order`
-//! calls into a WAL file and prints each acknowledged order number; the parent kills it with
-//! SIGKILL at a seeded point while it keeps writing, reopens the file and checks every row.
+//! (and some `cancel_order`) calls into a WAL file and prints each acknowledged one; the parent
+//! kills it with SIGKILL at a seeded point while it keeps writing, reopens the file and checks
+//! every row.
 //!
 //! PostgreSQL: a transaction is cut off by terminating its backend (and by dropping the client
 //! without commit), both on a raw connection and inside `PostgresStore` writes held mid-way by
@@ -562,8 +563,9 @@ fn postgres_url() -> String {
     })
 }
 
-/// A fresh schema for `test`, a store on it whose connections carry the application name
-/// `app` (so the test can find its backends), and a raw client reading the same schema.
+/// A fresh schema for `test`, a store on it whose connections carry the schema's name as their
+/// application name (so the test can find its backends), a raw client reading the same schema,
+/// and the schema's name.
 fn postgres(test: &str) -> (PostgresStore, postgres::Client, String) {
     let schema = format!("crash_{test}_{}", std::process::id());
     let base = postgres_url();
@@ -578,8 +580,12 @@ fn postgres(test: &str) -> (PostgresStore, postgres::Client, String) {
     (store, raw, schema)
 }
 
+/// A connection outside the store on `schema`, named `<schema>_raw`.
 fn raw_client(schema: &str) -> postgres::Client {
-    let mut c = postgres::Client::connect(&postgres_url(), postgres::NoTls).unwrap();
+    let base = postgres_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}application_name={schema}_raw");
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     c.batch_execute(&format!("SET search_path TO {schema}"))
         .unwrap();
     c
@@ -693,8 +699,8 @@ fn postgres_connection_lost_mid_transaction_leaves_nothing() {
     // The server notices the closed socket asynchronously: wait until the backend is gone.
     wait_until(|| {
         raw.query_one(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE 'INSERT INTO events_outbox%'",
-            &[],
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!("{schema}_raw")],
         )
         .unwrap()
         .get::<_, i64>(0)
