@@ -487,7 +487,9 @@ fn sqlite_kill_mid_stream_keeps_every_acknowledged_order_whole() {
     let dir = temp_dir("kill");
     let mut in_flight = 0;
     for run in 0..5 {
-        let kill_after = 3 + rng.next() % 60;
+        // The last run goes long enough for SQLite to checkpoint the WAL into the main file
+        // (1,000 pages) at least once before the kill.
+        let kill_after = if run == 4 { 300 } else { 3 } + rng.next() % 60;
         // A further pause spreads the kill over the next write, not just its start.
         let pause = StdDuration::from_micros(rng.next() % 400);
         let path = dir.join(format!("run{run}.db"));
@@ -530,6 +532,9 @@ fn sqlite_kill_mid_stream_keeps_every_acknowledged_order_whole() {
             last = line;
         }
         let writing = last.starts_with("write ");
+        let size =
+            |ext: &str| std::fs::metadata(path.with_extension(ext)).map_or(0, |m| m.len() / 1024);
+        let (db_kib, wal_kib) = (size("db"), size("db-wal"));
         let stored = check_reopened(&path, &acks);
         // A create under way may or may not have committed; otherwise every order is acked.
         let created = acks.iter().filter(|a| a.1.starts_with("create-")).count();
@@ -541,7 +546,8 @@ fn sqlite_kill_mid_stream_keeps_every_acknowledged_order_whole() {
         in_flight += usize::from(writing);
         eprintln!(
             "run {run}: killed {pause:?} after {kill_after} read acks; {} acknowledged \
-             ({created} creates), {stored} orders stored, last line {last:?}",
+             ({created} creates), {stored} orders stored, last line {last:?}; \
+             file {db_kib} KiB + WAL {wal_kib} KiB at the kill",
             acks.len()
         );
     }
