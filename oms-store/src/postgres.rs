@@ -184,9 +184,10 @@ fn is_retryable(e: &postgres::Error) -> bool {
     )
 }
 
-/// A failure inside a transaction: a database error (maybe retryable), a domain refusal, or a
-/// lost race the transaction should simply run again.
+/// A failure inside a transaction: `BEGIN` failing (nothing ran), a database error (maybe
+/// retryable), a domain refusal, or a lost race the transaction should simply run again.
 pub(crate) enum TxError {
+    Begin(postgres::Error),
     Db(postgres::Error),
     Oms(OmsError),
     /// Another transaction created a row this one found absent: run it again.
@@ -255,7 +256,8 @@ impl PostgresStore {
     }
 
     /// Run `f` in a transaction on a pooled connection, retrying serialization failures and
-    /// deadlocks. A connection that failed is dropped rather than returned to the pool.
+    /// deadlocks. A connection that failed is dropped rather than returned to the pool; a pooled
+    /// connection that died while idle (its `BEGIN` fails) is replaced by a new one.
     pub(crate) fn in_tx<T>(
         &self,
         mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, TxError>,
@@ -269,17 +271,20 @@ impl PostgresStore {
         &self,
         mut f: impl FnMut(&mut Transaction<'_>, &mut Statements) -> Result<T, TxError>,
     ) -> OmsResult<T> {
-        let mut conn = match self.pool()?.pop() {
-            Some(c) if !c.client.is_closed() => c,
-            _ => Pooled {
-                client: self.new_client()?,
+        let fresh = |store: &Self| -> OmsResult<Pooled> {
+            Ok(Pooled {
+                client: store.new_client()?,
                 statements: Statements::new(),
-            },
+            })
+        };
+        let (mut conn, mut pooled) = match self.pool()?.pop() {
+            Some(c) if !c.client.is_closed() => (c, true),
+            _ => (fresh(self)?, false),
         };
         let mut attempt = 0;
         loop {
             let result = (|| {
-                let mut tx = conn.client.transaction()?;
+                let mut tx = conn.client.transaction().map_err(TxError::Begin)?;
                 let v = f(&mut tx, &mut conn.statements)?;
                 tx.commit()?;
                 Ok(v)
@@ -292,6 +297,11 @@ impl PostgresStore {
                 Err(TxError::Oms(e)) => {
                     self.pool()?.push(conn);
                     return Err(e);
+                }
+                // Nothing ran on it, so the work can start over on a fresh connection.
+                Err(TxError::Begin(_)) if pooled => {
+                    conn = fresh(self)?;
+                    pooled = false;
                 }
                 Err(TxError::Db(e)) if is_retryable(&e) && attempt < MAX_RETRIES => {
                     attempt += 1;
@@ -309,7 +319,7 @@ impl PostgresStore {
                         "gave up after {MAX_RETRIES} retries: {what}"
                     )));
                 }
-                Err(TxError::Db(e)) => return Err(pg(&e)),
+                Err(TxError::Begin(e) | TxError::Db(e)) => return Err(pg(&e)),
             }
         }
     }
