@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, OmsResult};
 use crate::events::Event;
+use crate::lifecycle::OrderStatus;
 use crate::order::Order;
 
 /// A stored idempotency record: the request fingerprint and the first response.
@@ -59,6 +60,10 @@ pub trait OrderStore: Send + Sync {
 
     /// Ids of every order, ascending.
     fn order_ids(&self) -> OmsResult<Vec<u64>>;
+
+    /// Ids of the orders currently in `status`, ascending (for sweeps such as abandoned
+    /// payments).
+    fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>>;
 
     /// Up to `limit` unacknowledged outbox events, in sequence order.
     fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>>;
@@ -194,6 +199,16 @@ impl OrderStore for MemoryStore {
 
     fn order_ids(&self) -> OmsResult<Vec<u64>> {
         Ok(self.lock()?.orders.keys().copied().collect())
+    }
+
+    fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
+        Ok(self
+            .lock()?
+            .orders
+            .values()
+            .filter(|o| o.status == status)
+            .map(|o| o.id)
+            .collect())
     }
 
     fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {

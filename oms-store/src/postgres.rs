@@ -13,6 +13,7 @@ use postgres::{Client, NoTls, Transaction};
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
+use oms_core::lifecycle::OrderStatus;
 use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
 
@@ -590,6 +591,20 @@ impl OrderStore for PostgresStore {
         let ids: Vec<i64> = self.in_tx(|tx| {
             Ok(tx
                 .query("SELECT id FROM orders ORDER BY id", &[])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })?;
+        ids.into_iter().map(|v| to_u64(v, "order id")).collect()
+    }
+
+    fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
+        let ids: Vec<i64> = self.in_tx(|tx| {
+            Ok(tx
+                .query(
+                    "SELECT id FROM orders WHERE status = $1 ORDER BY id",
+                    &[&status.as_str()],
+                )?
                 .iter()
                 .map(|r| r.get(0))
                 .collect())

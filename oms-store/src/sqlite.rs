@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
+use oms_core::lifecycle::OrderStatus;
 use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
 
@@ -440,6 +441,18 @@ impl OrderStore for SqliteStore {
             .map_err(storage)?;
         let rows = stmt
             .query_map([], |r| r.get::<_, i64>(0))
+            .map_err(storage)?;
+        rows.map(|r| r.map_err(storage).and_then(|v| to_u64(v, "order id")))
+            .collect()
+    }
+
+    fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT id FROM orders WHERE status = ?1 ORDER BY id")
+            .map_err(storage)?;
+        let rows = stmt
+            .query_map(params![status.as_str()], |r| r.get::<_, i64>(0))
             .map_err(storage)?;
         rows.map(|r| r.map_err(storage).and_then(|v| to_u64(v, "order id")))
             .collect()

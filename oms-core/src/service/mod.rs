@@ -449,7 +449,17 @@ impl OrderService {
         idem: Option<(&str, &str)>,
         respond: impl FnOnce(&Order) -> OmsResult<T>,
     ) -> OmsResult<T> {
-        change.advance(self.now());
+        let now = self.now();
+        change.advance(now);
+        // Every version the order passes through is announced at least once, so consumers can
+        // tell a gap (a lost event) from a change that only touched payments or shipments.
+        if !change
+            .events
+            .iter()
+            .any(|e| e.version == change.order.version)
+        {
+            change.event(names::ORDER_UPDATED, now, vec![]);
+        }
         let response = respond(&change.order);
         let record = match idem {
             Some((key, fp)) => Some((

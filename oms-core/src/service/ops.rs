@@ -440,6 +440,8 @@ impl OrderService {
 
     /// The seed's every-minute job: release every expired reservation and cancel the orders
     /// that were still waiting for payment (voiding any hold the gateway placed meanwhile).
+    /// Orders waiting for a payment answer with no stock held (pay-then-reserve) are given up
+    /// after the same window. Reported orders carry `reservation_id` 0 when no hold expired.
     pub fn expire_reservations(&self) -> OmsResult<Vec<ExpiredOrder>> {
         let now = self.now();
         let expired = self.deps.inventory.expire(now)?;
@@ -451,6 +453,26 @@ impl OrderService {
                 reservation_id: e.reservation_id,
                 cancelled,
             });
+        }
+        for id in self
+            .deps
+            .orders
+            .order_ids_with_status(OrderStatus::PaymentPending)?
+        {
+            let order = self.deps.orders.order(id)?;
+            let stale = order.updated_at.plus(self.config.reservation_ttl) <= now;
+            let mut holds = false;
+            for r in &order.reservations {
+                holds |= self.deps.inventory.reservation(*r)?.status.holds_stock();
+            }
+            if stale && !holds {
+                let cancelled = self.cancel_unpaid(id, 0)?;
+                out.push(ExpiredOrder {
+                    order_id: id,
+                    reservation_id: 0,
+                    cancelled,
+                });
+            }
         }
         Ok(out)
     }

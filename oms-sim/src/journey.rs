@@ -1,0 +1,813 @@
+//! The run: orders placed on a simulated clock, later stages scheduled on an agenda, and the
+//! invariant checks at the end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use oms_core::error::{OmsError, OmsResult};
+use oms_core::events::Event;
+use oms_core::fraud::InMemoryFraudSignals;
+use oms_core::fulfillment::FulfillmentStatus;
+use oms_core::inventory::{InventoryStore, ReservationStatus};
+use oms_core::lifecycle::{Actor, OrderStatus};
+use oms_core::metrics::{AlertThresholds, MetricsSnapshot};
+use oms_core::money::{Currency, Money};
+use oms_core::order::{Address, LineItemInput, Order, OrderDraft};
+use oms_core::payment::{FakeGateway, FakeStep, GatewayOp, SeededJitter};
+use oms_core::pricing::charged_total;
+use oms_core::service::{
+    CarrierUpdate, Dependencies, MemoryNotifier, OrderService, PaymentInput, ServiceConfig,
+};
+use oms_core::store::OrderStore;
+use oms_core::time::{Clock, Duration, IdGenerator, ManualClock, SequentialIds, Timestamp};
+
+use crate::rng::Rng;
+use crate::world::{generate, World};
+use crate::{BackendFactory, SimConfig};
+
+/// Units in and out, summed over every SKU and warehouse.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StockTotals {
+    /// On hand before the first order.
+    pub initial: u64,
+    /// Received during the run.
+    pub received: u64,
+    /// Handed to carriers.
+    pub shipped: u64,
+    /// Returned in sellable condition.
+    pub restocked: u64,
+    /// Returned damaged (kept out of on-hand).
+    pub damaged: u64,
+    /// On hand at the end.
+    pub final_on_hand: u64,
+}
+
+/// Money in and out, in minor units of USD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MoneyTotals {
+    /// Captured by the gateway.
+    pub captured: i64,
+    /// Refunded by the gateway.
+    pub refunded: i64,
+    /// What the orders say they net: charges of captured orders minus processed refunds.
+    pub net_charges: i64,
+}
+
+/// The checks run at the end; `violations` lists every failure in words.
+// Five independent verdicts of a report, not an encoded state: separate bools are the honest shape.
+#[allow(clippy::struct_excessive_bools)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Invariants {
+    /// `initial + received − shipped + restocked == final on hand`, and every ledger row
+    /// consistent with `available >= 0`.
+    pub stock_conserved: bool,
+    /// `captured − refunded == net charges`, and the gateway's ledger equals the payments'.
+    pub money_conserved: bool,
+    /// `refunded <= captured <= authorized` on every payment, nothing captured twice.
+    pub payments_bounded: bool,
+    /// Every event once per (order, version, name), and every version announced.
+    pub events_complete: bool,
+    /// Every order in a terminal or valid resting state.
+    pub states_valid: bool,
+    /// Every failure, in words (empty when all hold).
+    pub violations: Vec<String>,
+}
+
+impl Invariants {
+    /// True when every invariant holds.
+    pub fn all_hold(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReport {
+    /// The seed used.
+    pub seed: u64,
+    /// Orders attempted.
+    pub orders: usize,
+    /// How journeys ended or what they met, by name.
+    pub outcomes: BTreeMap<String, u64>,
+    /// The seed 001 §10 dashboard at the end of the run.
+    pub metrics: MetricsSnapshot,
+    /// Stock flow.
+    pub stock: StockTotals,
+    /// Money flow.
+    pub money: MoneyTotals,
+    /// The invariant checks.
+    pub invariants: Invariants,
+    /// Orders created per simulated hour since the start.
+    pub orders_per_hour: Vec<u64>,
+    /// Simulated time covered, in hours.
+    pub simulated_hours: u64,
+    /// Outbox events written.
+    pub events: usize,
+    /// FNV-1a digest of every order, event and stock row at the end.
+    pub digest: String,
+}
+
+/// Later stages of an order, scheduled on the agenda.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Task {
+    Resume(u64),
+    Review(u64),
+    Fulfill(u64),
+    Ship(u64),
+    Transit(u64),
+    Deliver(u64),
+    Return(u64),
+    Receive(u64),
+}
+
+struct Sim {
+    svc: OrderService,
+    orders: Arc<dyn OrderStore>,
+    inventory: Arc<dyn InventoryStore>,
+    gateway: Arc<FakeGateway>,
+    signals: Arc<InMemoryFraudSignals>,
+    clock: Arc<ManualClock>,
+    rng: Rng,
+    world: World,
+    agenda: BTreeMap<(Timestamp, u64), Task>,
+    seq: u64,
+    outcomes: BTreeMap<String, u64>,
+    received: u64,
+    created_hours: Vec<u64>,
+    start: Timestamp,
+}
+
+fn count(outcomes: &mut BTreeMap<String, u64>, what: &str) {
+    *outcomes.entry(what.to_owned()).or_insert(0) += 1;
+}
+
+/// Run a simulation: generate the world from `config.seed`, build the stores with `backend`,
+/// drive `config.orders` orders through the service, and check the invariants. `progress` is
+/// called with the number of orders placed so far.
+pub fn run(
+    config: &SimConfig,
+    backend: Box<BackendFactory<'_>>,
+    progress: &mut dyn FnMut(usize),
+) -> OmsResult<SimReport> {
+    let mut rng = Rng::new(config.seed);
+    let world = generate(&mut rng, config.orders)?;
+    let ids: Arc<dyn IdGenerator> = Arc::new(SequentialIds::default());
+    let stores = backend(ids.clone())?;
+    let clock = Arc::new(ManualClock::new(config.start));
+    let gateway = Arc::new(FakeGateway::honouring_keys());
+    let signals = Arc::new(InMemoryFraudSignals::new());
+    for s in world.shoppers.iter().filter(|s| s.risky) {
+        if s.customer.id.ends_with('0') {
+            signals.blacklist(&Address::new(&s.address)?);
+        }
+        signals.flag_device(&s.device);
+    }
+    let mut initial = 0;
+    for wh in &world.warehouses {
+        stores.inventory.add_warehouse(&wh.id)?;
+        for (i, units) in &wh.stock {
+            stores
+                .inventory
+                .receive(&world.catalog[*i].sku, &wh.id, *units)?;
+            initial += units;
+        }
+    }
+    let mut svc_config = ServiceConfig::new(
+        world.warehouses.iter().map(|w| w.id.clone()).collect(),
+        world.pricing.clone(),
+    );
+    svc_config.flow = config.flow;
+    svc_config.capture = config.capture;
+    let deps = Dependencies {
+        orders: stores.orders.clone(),
+        inventory: stores.inventory.clone(),
+        gateway: gateway.clone(),
+        fraud: signals.clone(),
+        notifier: Arc::new(MemoryNotifier::default()),
+        clock: clock.clone(),
+        ids,
+        pause: clock.clone(),
+        jitter: Arc::new(SeededJitter { seed: config.seed }),
+    };
+    let mut sim = Sim {
+        svc: OrderService::new(deps, svc_config)?,
+        orders: stores.orders,
+        inventory: stores.inventory,
+        gateway,
+        signals,
+        clock,
+        rng,
+        world,
+        agenda: BTreeMap::new(),
+        seq: 0,
+        outcomes: BTreeMap::new(),
+        received: 0,
+        created_hours: Vec::new(),
+        start: config.start,
+    };
+    for i in 0..config.orders {
+        sim.clock.advance(Duration::seconds(
+            i64::try_from(sim.rng.range(20, 600)).unwrap_or(60),
+        ));
+        sim.run_due()?;
+        if i % 10 == 0 {
+            sim.expire()?;
+        }
+        if i % 500 == 499 {
+            sim.restock()?;
+        }
+        sim.place()?;
+        if i % 100 == 99 || i + 1 == config.orders {
+            progress(i + 1);
+        }
+    }
+    // Let every scheduled stage happen, then let abandoned payments expire.
+    while let Some((&(at, _), _)) = sim.agenda.iter().next() {
+        if at > sim.clock.now() {
+            sim.clock.set(at);
+        }
+        sim.run_due()?;
+    }
+    sim.clock.advance(Duration::hours(1));
+    sim.expire()?;
+    sim.finish(config, initial)
+}
+
+impl Sim {
+    fn schedule(&mut self, after: Duration, task: Task) {
+        self.seq += 1;
+        self.agenda
+            .insert((self.clock.now().plus(after), self.seq), task);
+    }
+
+    fn run_due(&mut self) -> OmsResult<()> {
+        let now = self.clock.now();
+        while let Some((&key, &task)) = self.agenda.iter().next() {
+            if key.0 > now {
+                break;
+            }
+            self.agenda.remove(&key);
+            self.step(task)?;
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self) -> OmsResult<()> {
+        for e in self.svc.expire_reservations()? {
+            if e.cancelled {
+                count(&mut self.outcomes, "abandoned_payment_expired");
+            }
+        }
+        Ok(())
+    }
+
+    /// A delivery truck: top up the popular half of the catalog at the first warehouse stocking it.
+    fn restock(&mut self) -> OmsResult<()> {
+        for i in 0..self.world.catalog.len() / 2 {
+            if let Some(wh) = self
+                .world
+                .warehouses
+                .iter()
+                .find(|w| w.stock.iter().any(|(s, _)| *s == i))
+            {
+                let units = self.rng.range(5, 40);
+                self.inventory
+                    .receive(&self.world.catalog[i].sku, &wh.id, units)?;
+                self.received += units;
+            }
+        }
+        Ok(())
+    }
+
+    /// Place one order with the gateway scripted for a realistic mix of answers.
+    fn place(&mut self) -> OmsResult<()> {
+        let shopper =
+            self.world.shoppers[self.rng.below(self.world.shoppers.len() as u64) as usize].clone();
+        let n_lines = self.rng.range(1, 4);
+        let mut lines: Vec<LineItemInput> = Vec::new();
+        for _ in 0..n_lines {
+            let p = &self.world.catalog[self.rng.skewed(self.world.catalog.len())];
+            if lines.iter().any(|l| l.sku == p.sku.as_str()) {
+                continue;
+            }
+            let mut l = LineItemInput::new(
+                p.sku.as_str(),
+                i64::try_from(self.rng.range(1, 3)).unwrap_or(1),
+                p.price,
+            );
+            l.tax_class.clone_from(&p.tax_class);
+            l.weight_grams = p.weight_grams;
+            l.capacity_units = p.capacity_units;
+            lines.push(l);
+        }
+        let promo_codes = if self.rng.chance(150) {
+            vec![self.world.promo_codes
+                [self.rng.below(self.world.promo_codes.len() as u64) as usize]
+                .clone()]
+        } else {
+            vec![]
+        };
+        let draft = OrderDraft {
+            customer: shopper.customer.clone(),
+            shipping_address: shopper.address.clone(),
+            billing_address: None,
+            currency: Currency::USD,
+            lines,
+            promo_codes,
+        };
+        let roll = self.rng.below(1000);
+        let step = match roll {
+            0..=39 => Some(FakeStep::Decline),
+            40..=64 => Some(FakeStep::TimeoutAfterSuccess),
+            65..=79 => Some(FakeStep::TimeoutNothingBehind),
+            80..=94 => Some(FakeStep::DuplicateResponse),
+            _ => None,
+        };
+        if let Some(s) = &step {
+            self.gateway.script([s.clone()]);
+        }
+        // Sometimes the gateway's status endpoint is down too: the answer stays unknown.
+        let lookups_down = step.is_some() && self.rng.chance(300);
+        if lookups_down {
+            self.gateway.time_out_lookups(50);
+        }
+        let payment = PaymentInput {
+            method: shopper.card.clone(),
+            device: Some(shopper.device.clone()),
+        };
+        let key = format!("checkout-{}", self.created_hours.len() + 1);
+        let result = self.svc.create_order(
+            &draft,
+            &payment,
+            &Actor::Customer(shopper.customer.id.clone()),
+            Some(&key),
+        );
+        self.gateway.clear_script();
+        self.gateway.time_out_lookups(0);
+        let now = self.clock.now();
+        let hour = u64::try_from(now.since(self.start).millis() / 3_600_000).unwrap_or(0);
+        self.created_hours.push(hour);
+        match result {
+            Ok(order) => {
+                let address = Address::new(&shopper.address)?;
+                self.signals.record_order(
+                    &shopper.customer.id,
+                    Some(&shopper.device),
+                    &address,
+                    now,
+                );
+                match order.status {
+                    OrderStatus::Confirmed => {
+                        count(&mut self.outcomes, "confirmed");
+                        self.schedule(Duration::minutes(30), Task::Fulfill(order.id));
+                    }
+                    OrderStatus::OnHold => {
+                        count(&mut self.outcomes, "held_for_review");
+                        self.schedule(Duration::hours(2), Task::Review(order.id));
+                    }
+                    OrderStatus::PaymentPending => {
+                        if self.rng.chance(500) {
+                            count(&mut self.outcomes, "payment_unknown_resumed");
+                            self.schedule(Duration::minutes(5), Task::Resume(order.id));
+                        } else {
+                            count(&mut self.outcomes, "payment_unknown_abandoned");
+                        }
+                    }
+                    other => count(&mut self.outcomes, &format!("created_{other}")),
+                }
+            }
+            Err(e) => count(&mut self.outcomes, e.code()),
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, task: Task) -> OmsResult<()> {
+        let staff = Actor::Staff("ops".into());
+        match task {
+            Task::Resume(id) => match self.svc.resume_payment(id, &Actor::System) {
+                Ok(o) if o.status == OrderStatus::Confirmed => {
+                    self.schedule(Duration::minutes(30), Task::Fulfill(id));
+                }
+                Ok(o) if o.status == OrderStatus::OnHold => {
+                    self.schedule(Duration::hours(2), Task::Review(id));
+                }
+                Ok(_) => {}
+                Err(e) => count(&mut self.outcomes, &format!("resume_{}", e.code())),
+            },
+            Task::Review(id) => {
+                if self.rng.chance(600) {
+                    self.svc
+                        .approve_review(id, &staff, "verified by phone", None)?;
+                    count(&mut self.outcomes, "review_approved");
+                    self.schedule(Duration::minutes(30), Task::Fulfill(id));
+                } else {
+                    self.svc
+                        .reject_review(id, &staff, "could not verify", None)?;
+                    count(&mut self.outcomes, "review_rejected");
+                }
+            }
+            Task::Fulfill(id) => {
+                if self.rng.chance(30) {
+                    self.svc
+                        .cancel_order(id, &self.customer_of(id)?, "changed my mind", None)?;
+                    count(&mut self.outcomes, "cancelled_before_packing");
+                    return Ok(());
+                }
+                let mut order = self.svc.request_fulfillment(id, &staff, None)?;
+                for i in 0..order.shipments.len() {
+                    let sid = order.shipments[i].id();
+                    let scans: Vec<String> = order.shipments[i]
+                        .lines()
+                        .iter()
+                        .flat_map(|(sku, q)| {
+                            std::iter::repeat_n(sku.as_str().to_owned(), *q as usize)
+                        })
+                        .collect();
+                    self.svc.record_pick(id, sid, "picker", &scans, &staff)?;
+                    order = self.svc.record_pack(id, sid, None, &staff)?;
+                }
+                if self.rng.chance(20) {
+                    match self
+                        .svc
+                        .cancel_order(id, &self.customer_of(id)?, "too late?", None)
+                    {
+                        Err(e) if e.code() == "not_cancellable" => {
+                            count(&mut self.outcomes, "cancel_refused_after_packing");
+                        }
+                        other => {
+                            return other.map(drop).and(Err(OmsError::Storage {
+                                reason: "cancel after packing was accepted".into(),
+                            }))
+                        }
+                    }
+                }
+                if order.shipments.len() > 1 {
+                    count(&mut self.outcomes, "split_shipments");
+                }
+                self.schedule(Duration::hours(2), Task::Ship(id));
+            }
+            Task::Ship(id) => {
+                let order = self.orders.order(id)?;
+                for s in &order.shipments {
+                    self.svc.notify_shipped(id, s.id(), &staff, None)?;
+                }
+                self.schedule(Duration::hours(3), Task::Transit(id));
+            }
+            Task::Transit(id) => {
+                let order = self.orders.order(id)?;
+                for s in &order.shipments {
+                    self.svc
+                        .update_shipment(id, s.id(), CarrierUpdate::InTransit, &staff, None)?;
+                }
+                self.schedule(Duration::hours(20), Task::Deliver(id));
+            }
+            Task::Deliver(id) => {
+                let order = self.orders.order(id)?;
+                for s in &order.shipments {
+                    if self.rng.chance(10) {
+                        self.gateway.script([FakeStep::CaptureFailure]);
+                    }
+                    self.svc
+                        .update_shipment(id, s.id(), CarrierUpdate::Delivered, &staff, None)?;
+                    self.gateway.clear_script();
+                }
+                let order = self.orders.order(id)?;
+                if order
+                    .payments
+                    .iter()
+                    .any(|p| p.status() == oms_core::payment::PaymentStatus::CaptureFailed)
+                {
+                    count(&mut self.outcomes, "capture_failed");
+                }
+                count(&mut self.outcomes, "delivered");
+                let paid = order.payments.iter().any(|p| !p.captured().is_zero());
+                if paid && self.rng.chance(80) {
+                    self.schedule(Duration::days(2), Task::Return(id));
+                }
+            }
+            Task::Return(id) => {
+                let order = self.orders.order(id)?;
+                let line = &order.lines[self.rng.below(order.lines.len() as u64) as usize];
+                let qty = i64::try_from(self.rng.range(1, u64::from(line.quantity))).unwrap_or(1);
+                let order = self.svc.request_return(
+                    id,
+                    &[(line.line_id, qty)],
+                    &self.customer_of(id)?,
+                    None,
+                )?;
+                let rid = order.returns[order.returns.len() - 1].id();
+                if self.rng.chance(750) {
+                    self.svc
+                        .approve_return(id, rid, self.rng.chance(200), &staff, None)?;
+                    self.schedule(Duration::days(3), Task::Receive(id));
+                } else {
+                    self.svc
+                        .reject_return(id, rid, "outside the policy", &staff, None)?;
+                    count(&mut self.outcomes, "return_rejected");
+                }
+            }
+            Task::Receive(id) => {
+                let order = self.orders.order(id)?;
+                let rid = order.returns[order.returns.len() - 1].id();
+                let ok = self.rng.chance(850);
+                self.svc.receive_return(
+                    id,
+                    rid,
+                    ok,
+                    if ok { "" } else { "damaged in transit" },
+                    &staff,
+                    None,
+                )?;
+                count(
+                    &mut self.outcomes,
+                    if ok {
+                        "return_refunded"
+                    } else {
+                        "return_damaged"
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn customer_of(&self, id: u64) -> OmsResult<Actor> {
+        Ok(Actor::Customer(self.orders.order(id)?.customer.id))
+    }
+
+    fn finish(self, config: &SimConfig, initial: u64) -> OmsResult<SimReport> {
+        let mut inv = Invariants::default();
+        let mut orders = Vec::new();
+        for id in self.orders.order_ids()? {
+            orders.push(self.orders.order(id)?);
+        }
+        let mut events: Vec<Event> = Vec::new();
+        loop {
+            let batch = self.orders.pending_events(10_000)?;
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                break;
+            };
+            events.extend(batch);
+            self.orders.ack_events(last)?;
+        }
+        let stock = check_stock(
+            &self.inventory,
+            &orders,
+            initial,
+            self.received,
+            &mut inv.violations,
+        )?;
+        let money = check_money(&orders, &self.gateway, &mut inv.violations)?;
+        check_payments(&orders, &mut inv.violations);
+        check_events(&orders, &events, &mut inv.violations);
+        check_states(&orders, self.inventory.as_ref(), &mut inv.violations)?;
+        let has = |prefix: &str, v: &[String]| v.iter().any(|x| x.starts_with(prefix));
+        inv.stock_conserved = !has("stock", &inv.violations);
+        inv.money_conserved = !has("money", &inv.violations);
+        inv.payments_bounded = !has("payment", &inv.violations);
+        inv.events_complete = !has("event", &inv.violations);
+        inv.states_valid = !has("state", &inv.violations);
+        let metrics = self.svc.metrics(&AlertThresholds::default())?;
+        let hours =
+            u64::try_from(self.clock.now().since(self.start).millis() / 3_600_000).unwrap_or(0);
+        let mut per_hour = vec![0u64; usize::try_from(hours + 1).unwrap_or(1)];
+        for h in &self.created_hours {
+            if let Some(slot) = per_hour.get_mut(usize::try_from(*h).unwrap_or(usize::MAX)) {
+                *slot += 1;
+            }
+        }
+        let mut digest = Fnv::default();
+        for o in &orders {
+            digest.write(&serde_json::to_string(o).map_err(|e| OmsError::Storage {
+                reason: e.to_string(),
+            })?);
+        }
+        for e in &events {
+            digest.write(&format!(
+                "{}|{}|{}|{}|{}|{:?}",
+                e.seq, e.order_id, e.version, e.name, e.at.0, e.data
+            ));
+        }
+        for row in self.inventory.levels()? {
+            digest.write(&format!("{}|{}|{:?}", row.sku, row.warehouse, row.level));
+        }
+        Ok(SimReport {
+            seed: config.seed,
+            orders: config.orders,
+            outcomes: self.outcomes,
+            metrics,
+            stock,
+            money,
+            invariants: inv,
+            orders_per_hour: per_hour,
+            simulated_hours: hours,
+            events: events.len(),
+            digest: format!("{:016x}", digest.0),
+        })
+    }
+}
+
+/// FNV-1a 64 over text, for the state digest.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, s: &str) {
+        for b in s.as_bytes().iter().chain(b"\n") {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn check_stock(
+    inventory: &Arc<dyn InventoryStore>,
+    orders: &[Order],
+    initial: u64,
+    received: u64,
+    v: &mut Vec<String>,
+) -> OmsResult<StockTotals> {
+    let mut t = StockTotals {
+        initial,
+        received,
+        ..StockTotals::default()
+    };
+    for o in orders {
+        for s in &o.shipments {
+            if s.status() >= FulfillmentStatus::HandedToCarrier
+                && s.status() != FulfillmentStatus::Cancelled
+            {
+                t.shipped += s.lines().iter().map(|(_, q)| u64::from(*q)).sum::<u64>();
+            }
+        }
+        for r in &o.returns {
+            let units: u64 = r.lines().iter().map(|l| u64::from(l.quantity)).sum();
+            match r.order_status() {
+                OrderStatus::Refunded => t.restocked += units,
+                OrderStatus::Completed => t.damaged += units,
+                _ => {}
+            }
+        }
+    }
+    let mut damaged = 0;
+    for row in inventory.levels()? {
+        if !row.level.is_consistent() {
+            v.push(format!(
+                "stock row {} at {} inconsistent: {:?}",
+                row.sku, row.warehouse, row.level
+            ));
+        }
+        t.final_on_hand += row.level.on_hand;
+        damaged += row.level.damaged;
+    }
+    let expected = (t.initial + t.received + t.restocked).checked_sub(t.shipped);
+    if expected != Some(t.final_on_hand) {
+        v.push(format!("stock not conserved: initial {} + received {} − shipped {} + restocked {} ≠ on hand {}", t.initial, t.received, t.shipped, t.restocked, t.final_on_hand));
+    }
+    if damaged != t.damaged {
+        v.push(format!(
+            "stock damaged bucket {damaged} ≠ damaged returns {}",
+            t.damaged
+        ));
+    }
+    Ok(t)
+}
+
+fn check_money(
+    orders: &[Order],
+    gateway: &FakeGateway,
+    v: &mut Vec<String>,
+) -> OmsResult<MoneyTotals> {
+    let mut t = MoneyTotals::default();
+    let (mut captured, mut refunded) = (0i64, 0i64);
+    for o in orders {
+        let cap: Money = Money::checked_sum(
+            o.currency,
+            &o.payments
+                .iter()
+                .map(oms_core::payment::Payment::captured)
+                .collect::<Vec<_>>(),
+        )?;
+        let refd: Money = Money::checked_sum(
+            o.currency,
+            &o.payments
+                .iter()
+                .map(oms_core::payment::Payment::refunded)
+                .collect::<Vec<_>>(),
+        )?;
+        captured += cap.to_minor()?;
+        refunded += refd.to_minor()?;
+        let processed: Money = Money::checked_sum(
+            o.currency,
+            &o.returns
+                .iter()
+                .filter(|r| r.order_status() == OrderStatus::Refunded)
+                .filter_map(|r| r.refund().map(|p| p.total))
+                .collect::<Vec<_>>(),
+        )?;
+        let charge = if cap.is_zero() {
+            Money::zero(o.currency)
+        } else {
+            charged_total(o)?
+        };
+        let net = charge.checked_sub(&processed)?;
+        if cap.checked_sub(&refd)? != net {
+            v.push(format!(
+                "money: order {} nets {} but its charges say {}",
+                o.number,
+                cap.checked_sub(&refd)?,
+                net
+            ));
+        }
+        t.net_charges += net.to_minor()?;
+    }
+    t.captured = captured;
+    t.refunded = refunded;
+    if gateway.total(GatewayOp::Capture) != captured {
+        v.push(format!(
+            "money: gateway captured {} but payments say {captured}",
+            gateway.total(GatewayOp::Capture)
+        ));
+    }
+    if gateway.total(GatewayOp::Refund) != refunded {
+        v.push(format!(
+            "money: gateway refunded {} but payments say {refunded}",
+            gateway.total(GatewayOp::Refund)
+        ));
+    }
+    if captured - refunded != t.net_charges {
+        v.push(format!(
+            "money not conserved: captured {captured} − refunded {refunded} ≠ net charges {}",
+            t.net_charges
+        ));
+    }
+    Ok(t)
+}
+
+fn check_payments(orders: &[Order], v: &mut Vec<String>) {
+    for o in orders {
+        for p in &o.payments {
+            if let Err(e) = p.check_invariants() {
+                v.push(format!("payment {} of {}: {e}", p.id(), o.number));
+            }
+        }
+    }
+}
+
+fn check_events(orders: &[Order], events: &[Event], v: &mut Vec<String>) {
+    let mut seen = BTreeSet::new();
+    let mut versions: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    for e in events {
+        if !seen.insert((e.order_id, e.version, e.name.clone())) {
+            v.push(format!(
+                "event {} v{} of order {} published twice",
+                e.name, e.version, e.order_id
+            ));
+        }
+        versions.entry(e.order_id).or_default().insert(e.version);
+    }
+    for o in orders {
+        let got = versions.get(&o.id).cloned().unwrap_or_default();
+        let want: BTreeSet<u64> = (1..=o.version).collect();
+        if got != want {
+            v.push(format!(
+                "event versions of {} are {:?}, expected 1..={}",
+                o.number,
+                got.len(),
+                o.version
+            ));
+        }
+    }
+}
+
+fn check_states(
+    orders: &[Order],
+    inventory: &dyn InventoryStore,
+    v: &mut Vec<String>,
+) -> OmsResult<()> {
+    for o in orders {
+        let resting = o.status.is_terminal() || o.status == OrderStatus::Delivered;
+        if !resting {
+            v.push(format!("state: order {} left in {}", o.number, o.status));
+        }
+        if o.status == OrderStatus::Cancelled {
+            for id in &o.reservations {
+                let r = inventory.reservation(*id)?;
+                if r.status != ReservationStatus::Released {
+                    v.push(format!(
+                        "state: cancelled order {} still holds reservation {id} ({:?})",
+                        o.number, r.status
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
