@@ -425,8 +425,9 @@ impl Sim {
                             std::iter::repeat_n(sku.as_str().to_owned(), *q as usize)
                         })
                         .collect();
-                    self.svc.record_pick(id, sid, "picker", &scans, &staff)?;
-                    order = self.svc.record_pack(id, sid, None, &staff)?;
+                    self.svc
+                        .record_pick(id, sid, "picker", &scans, &staff, None)?;
+                    order = self.svc.record_pack(id, sid, None, &staff, None)?;
                 }
                 if self.rng.chance(20) {
                     match self

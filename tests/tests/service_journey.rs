@@ -30,9 +30,9 @@ fn ship_all(w: &World, mut order: Order) -> Order {
         let id = order.shipments[i].id();
         order = w
             .svc
-            .record_pick(order.id, id, "picker-1", &units(&order, i), &staff)
+            .record_pick(order.id, id, "picker-1", &units(&order, i), &staff, None)
             .unwrap();
-        order = w.svc.record_pack(order.id, id, None, &staff).unwrap();
+        order = w.svc.record_pack(order.id, id, None, &staff, None).unwrap();
     }
     for i in 0..order.shipments.len() {
         let id = order.shipments[i].id();
@@ -69,27 +69,30 @@ fn seed_004_eight_stages_capture_on_delivery() {
     // a wrong scan is refused and changes nothing
     let bad = w
         .svc
-        .record_pick(order.id, sid, "p1", &["Z".into()], &staff)
+        .record_pick(order.id, sid, "p1", &["Z".into()], &staff, None)
         .unwrap_err();
     assert_eq!(bad.code(), "scan_mismatch");
     // missing units: refused
     let short = w
         .svc
-        .record_pick(order.id, sid, "p1", &["A".into()], &staff)
+        .record_pick(order.id, sid, "p1", &["A".into()], &staff, None)
         .unwrap_err();
     assert_eq!(short.code(), "guard_failed");
     let order = w
         .svc
-        .record_pick(order.id, sid, "p1", &units(&order, 0), &staff)
+        .record_pick(order.id, sid, "p1", &units(&order, 0), &staff, None)
         .unwrap();
     assert_eq!(order.status, OrderStatus::Picked);
     // 6: packed & labeled; a scale reading far off is refused
     let heavy = w
         .svc
-        .record_pack(order.id, sid, Some(999_999), &staff)
+        .record_pack(order.id, sid, Some(999_999), &staff, None)
         .unwrap_err();
     assert_eq!(heavy.code(), "weight_mismatch");
-    let order = w.svc.record_pack(order.id, sid, None, &staff).unwrap();
+    let order = w
+        .svc
+        .record_pack(order.id, sid, None, &staff, None)
+        .unwrap();
     assert_eq!(order.status, OrderStatus::AwaitingShipment);
     assert!(order.shipments[0]
         .tracking_number()
@@ -166,9 +169,9 @@ fn split_order_ships_in_two_parcels_and_status_follows() {
         let id = order.shipments[i].id();
         order = w
             .svc
-            .record_pick(order.id, id, "p", &units(&order, i), &staff)
+            .record_pick(order.id, id, "p", &units(&order, i), &staff, None)
             .unwrap();
-        order = w.svc.record_pack(order.id, id, None, &staff).unwrap();
+        order = w.svc.record_pack(order.id, id, None, &staff, None).unwrap();
     }
     let (s1, s2) = (order.shipments[0].id(), order.shipments[1].id());
     let order = w.svc.notify_shipped(order.id, s1, &staff, None).unwrap();

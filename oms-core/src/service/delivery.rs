@@ -372,6 +372,22 @@ impl OrderService {
         picker: &str,
         scans: &[String],
         actor: &Actor,
+        idempotency_key: Option<&str>,
+    ) -> OmsResult<Order> {
+        let request = (order_id, shipment_id, picker, scans, actor);
+        self.idempotent(idempotency_key, "record_pick", &request, |idem| {
+            self.pick(order_id, shipment_id, picker, scans, actor, idem)
+        })
+    }
+
+    fn pick(
+        &self,
+        order_id: u64,
+        shipment_id: u64,
+        picker: &str,
+        scans: &[String],
+        actor: &Actor,
+        idem: Option<(&str, &str)>,
     ) -> OmsResult<Order> {
         Self::staff_only(actor, "record picking")?;
         let mut ch = self.load(order_id, actor)?;
@@ -418,7 +434,7 @@ impl OrderService {
                 vec![],
             )?;
         }
-        self.commit(ch, None, |o| Ok(o.clone()))
+        self.commit(ch, idem, |o| Ok(o.clone()))
     }
 
     /// Pack one shipment: the smallest fitting box, a label with a tracking number, the scale
@@ -431,6 +447,21 @@ impl OrderService {
         shipment_id: u64,
         measured_grams: Option<u64>,
         actor: &Actor,
+        idempotency_key: Option<&str>,
+    ) -> OmsResult<Order> {
+        let request = (order_id, shipment_id, measured_grams, actor);
+        self.idempotent(idempotency_key, "record_pack", &request, |idem| {
+            self.pack(order_id, shipment_id, measured_grams, actor, idem)
+        })
+    }
+
+    fn pack(
+        &self,
+        order_id: u64,
+        shipment_id: u64,
+        measured_grams: Option<u64>,
+        actor: &Actor,
+        idem: Option<(&str, &str)>,
     ) -> OmsResult<Order> {
         Self::staff_only(actor, "record packing")?;
         let mut ch = self.load(order_id, actor)?;
@@ -487,7 +518,7 @@ impl OrderService {
                 vec![],
             )?;
         }
-        self.commit(ch, None, |o| Ok(o.clone()))
+        self.commit(ch, idem, |o| Ok(o.clone()))
     }
 
     /// A shipment was handed to the carrier (seed 003 `notify_shipped`): its units leave the
