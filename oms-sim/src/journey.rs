@@ -82,6 +82,19 @@ impl Invariants {
     }
 }
 
+/// Sourcing cost of the run's orders under each strategy, in USD (decimal strings).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AllocationSummary {
+    /// Orders sourced.
+    pub orders: u64,
+    /// Total cost with the exact optimiser.
+    pub optimal_cost: String,
+    /// Total cost with the nearest-warehouse baseline.
+    pub nearest_cost: String,
+    /// Total cost with the priority-list baseline (what most platforms do).
+    pub priority_cost: String,
+}
+
 /// The outcome of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct SimReport {
@@ -107,6 +120,8 @@ pub struct SimReport {
     pub events: usize,
     /// FNV-1a digest of every order, event and stock row at the end.
     pub digest: String,
+    /// Sourcing cost of the run's orders: optimal against the greedy baselines.
+    pub allocation: Option<AllocationSummary>,
 }
 
 /// Later stages of an order, scheduled on the agenda.
@@ -606,6 +621,7 @@ impl Sim {
             simulated_hours: hours,
             events: events.len(),
             digest: format!("{:016x}", digest.0),
+            allocation: None,
         })
     }
 }

@@ -25,7 +25,7 @@ use oms_core::service::CheckoutFlow;
 use oms_core::store::OrderStore;
 use oms_core::time::{IdGenerator, Timestamp};
 
-pub use journey::{run, Invariants, MoneyTotals, SimReport, StockTotals};
+pub use journey::{run, AllocationSummary, Invariants, MoneyTotals, SimReport, StockTotals};
 pub use rng::Rng;
 pub use world::{generate, Product, Shopper, Warehouse, World};
 
