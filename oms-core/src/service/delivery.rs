@@ -145,6 +145,25 @@ pub enum CarrierUpdate {
     Delivered,
 }
 
+/// Each shipment of `order` as the customer sees it, delivery estimated `transit` after handover.
+pub(super) fn shipment_tracking(order: &Order, transit: Duration) -> Vec<ShipmentTracking> {
+    order
+        .shipments
+        .iter()
+        .map(|s| ShipmentTracking {
+            shipment_id: s.id(),
+            warehouse: s.warehouse().map(str::to_owned),
+            carrier: s.carrier().map(str::to_owned),
+            tracking_number: s.tracking_number().map(str::to_owned),
+            status: s.status(),
+            estimated_delivery: s
+                .entered_at(FulfillmentStatus::HandedToCarrier)
+                .map(|t| t.plus(transit)),
+            delivered_at: s.entered_at(FulfillmentStatus::Delivered),
+        })
+        .collect()
+}
+
 fn shipment_mut(order: &mut Order, shipment_id: u64) -> OmsResult<&mut Shipment> {
     order
         .shipments
@@ -185,24 +204,6 @@ impl OrderService {
             all_delivered,
             fully_refunded,
         }
-    }
-
-    pub(super) fn shipment_tracking(&self, order: &Order) -> Vec<ShipmentTracking> {
-        order
-            .shipments
-            .iter()
-            .map(|s| ShipmentTracking {
-                shipment_id: s.id(),
-                warehouse: s.warehouse().map(str::to_owned),
-                carrier: s.carrier().map(str::to_owned),
-                tracking_number: s.tracking_number().map(str::to_owned),
-                status: s.status(),
-                estimated_delivery: s
-                    .entered_at(FulfillmentStatus::HandedToCarrier)
-                    .map(|t| t.plus(self.config.fulfillment.transit_estimate)),
-                delivered_at: s.entered_at(FulfillmentStatus::Delivered),
-            })
-            .collect()
     }
 
     /// Move the order to what its shipments say (PartiallyShipped … Delivered), through the

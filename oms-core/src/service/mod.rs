@@ -34,7 +34,7 @@ use crate::time::{Clock, Duration, IdGenerator, Timestamp};
 pub use delivery::{CarrierUpdate, FulfillmentConfig, ShipmentTracking};
 pub use intake::PaymentInput;
 pub use ops::ExpiredOrder;
-pub use views::{Timeline, TimelineEntry, Tracking};
+pub use views::{tracking, Timeline, TimelineEntry, Tracking};
 
 /// Which comes first at checkout (DESIGN §4: a policy, not a fork in the code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use crate::lifecycle::{Actor, OrderStatus};
 use crate::metrics::{compute, AlertThresholds, MetricsInput, MetricsSnapshot};
 use crate::order::Order;
 use crate::pricing::{get_total_price, PriceBreakdown};
-use crate::time::Timestamp;
+use crate::time::{Duration, Timestamp};
 
 /// One line of the customer-facing timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,25 @@ fn describe(status: OrderStatus) -> &'static str {
     }
 }
 
+/// The customer-facing view of `order`, with deliveries estimated `transit` after handover.
+pub fn tracking(order: &Order, transit: Duration) -> Tracking {
+    let timeline = order
+        .history
+        .iter()
+        .map(|h| TimelineEntry {
+            at: h.at,
+            status: h.to,
+            description: describe(h.to).to_owned(),
+        })
+        .collect();
+    Tracking {
+        number: order.number.clone(),
+        status: order.status,
+        timeline,
+        shipments: super::delivery::shipment_tracking(order, transit),
+    }
+}
+
 impl OrderService {
     /// One order by id (seed 003 `get_order`); customers see only their own.
     pub fn get_order(&self, order_id: u64, actor: &Actor) -> OmsResult<Order> {
@@ -85,21 +104,7 @@ impl OrderService {
     /// changes and each shipment's carrier, tracking number and estimated delivery.
     pub fn track_order(&self, number: &str, actor: &Actor) -> OmsResult<Tracking> {
         let order = self.get_order_by_number(number, actor)?;
-        let timeline = order
-            .history
-            .iter()
-            .map(|h| TimelineEntry {
-                at: h.at,
-                status: h.to,
-                description: describe(h.to).to_owned(),
-            })
-            .collect();
-        Ok(Tracking {
-            number: order.number.clone(),
-            status: order.status,
-            timeline,
-            shipments: self.shipment_tracking(&order),
-        })
+        Ok(tracking(&order, self.config.fulfillment.transit_estimate))
     }
 
     /// The price breakdown of an order (seed 003 `get_total_price`), as priced at placement.
