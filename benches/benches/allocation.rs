@@ -1,0 +1,3 @@
+//! Allocation benches.
+
+fn main() {}

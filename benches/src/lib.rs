@@ -1,0 +1,1 @@
+//! Seeded allocation instances for benches and peer comparisons.

@@ -1,0 +1,3 @@
+//! The `oms` command-line tool.
+
+fn main() {}
