@@ -1,6 +1,9 @@
 //! End-to-end tests of the `oms` binary: the plan on stdout, and one-line errors naming the
 //! field for bad input.
 
+// Test helpers outside `#[test]` functions may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 

@@ -1,6 +1,11 @@
 //! Seed scenarios of the allocation engine: seed 004 stage 4's worked example (WH-NY, drivers
 //! D1/D2, estimated pickup and delivery) and seed 001 §6's multi-warehouse split.
 
+// Test helpers outside `#[test]` functions may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
 use oms_core::allocation::{
     allocate, AllocationOptions, AllocationOrder, AllocationProblem, Driver, OrderLine, Plan,
     PlanStatus, Reason, ShippingRates, Sla, Strategy, Subject, Warehouse,
@@ -67,15 +72,15 @@ fn seed_004_wh_ny_and_driver_d1() {
                 stock: [(sku("WATER-5L"), 100), (sku("PHONE-X"), 100)]
                     .into_iter()
                     .collect(),
-                item_cost: Default::default(),
+                item_cost: BTreeMap::new(),
                 parcel_cost: dec!(4),
                 parcel_capacity: None,
             },
             Warehouse {
                 id: "WH-EMPTY".into(),
                 location: customer,
-                stock: Default::default(),
-                item_cost: Default::default(),
+                stock: BTreeMap::new(),
+                item_cost: BTreeMap::new(),
                 parcel_cost: dec!(4),
                 parcel_capacity: None,
             },
