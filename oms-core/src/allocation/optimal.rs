@@ -29,6 +29,20 @@ pub(crate) fn decide(
         force_open: None,
         only,
     };
+    // The nearest-first greedy plan, when it is one, gives branch and bound an incumbent to
+    // prune against from the first node (the solver ignores a start that breaks a constraint).
+    let ranking = super::greedy::nearest_ranking(pairs);
+    let start = super::greedy::decide(
+        problem,
+        options,
+        order_index,
+        pairs.to_vec(),
+        state,
+        &ranking,
+    )
+    .ok()
+    .filter(|_| restrict.only.is_none())
+    .map(|d| vec![d]);
     let solve = |restrict: &Restrict| {
         mip::solve(
             problem,
@@ -38,7 +52,7 @@ pub(crate) fn decide(
             &state.loads,
             restrict,
             Limits::default(),
-            None,
+            start.as_deref().filter(|_| restrict.force_open.is_none()),
         )
     };
     let mut decision = match solve(&restrict) {
