@@ -77,6 +77,7 @@ struct OptionsInput {
     same_day_radius_km: Option<f64>,
     next_day_radius_km: Option<f64>,
     mip_gap: Option<f64>,
+    batch_rounds: Option<u32>,
     #[serde(default)]
     priority: Vec<String>,
     now_ms: Option<i64>,
@@ -96,6 +97,7 @@ impl OptionsInput {
             next_day_radius_km: self.next_day_radius_km,
             time_limit_ms,
             mip_gap: self.mip_gap.unwrap_or(d.mip_gap),
+            batch_rounds: self.batch_rounds.unwrap_or(d.batch_rounds),
             priority: self.priority,
             now: self.now_ms.map_or_else(wall_clock, Timestamp),
             handling: self.handling_minutes.map_or(d.handling, Duration::minutes),

@@ -128,6 +128,9 @@ pub struct AllocationOptions {
     pub time_limit_ms: Option<u64>,
     /// Relative MIP gap at which the batch solver may stop.
     pub mip_gap: f64,
+    /// Price-and-repair rounds that build the batch solver's starting plan (0: start from the
+    /// plain per-order plan). Each round solves every order twice.
+    pub batch_rounds: u32,
     /// Warehouse ids in priority order for the `priority` strategy (none: input order).
     pub priority: Vec<String>,
     /// When the plan is made; estimated times count from here.
@@ -151,6 +154,7 @@ impl Default for AllocationOptions {
             next_day_radius_km: None,
             time_limit_ms: None,
             mip_gap: 0.0,
+            batch_rounds: 6,
             priority: Vec::new(),
             now: Timestamp(0),
             handling: Duration::minutes(30),
