@@ -240,6 +240,42 @@ mod tests {
     }
 
     #[test]
+    fn batch_is_no_dearer_than_serving_orders_in_turn() {
+        use oms_core::allocation::{allocate, AllocationOptions, PlanStatus, Strategy};
+        let p = generate(Spec::new(3, 8, 12, TIGHT)).unwrap();
+        let options = AllocationOptions {
+            explain_alternatives: false,
+            time_limit_ms: Some(50),
+            ..AllocationOptions::default()
+        };
+        let seq = allocate(&p, Strategy::Optimal, &options).unwrap();
+        let batch = allocate(&p, Strategy::Batch, &options).unwrap();
+        assert!(batch.total_cost <= seq.total_cost);
+        assert!(matches!(
+            batch.status,
+            PlanStatus::Optimal | PlanStatus::TimeLimit
+        ));
+        assert!((0.0..=1.0).contains(&batch.gap), "{}", batch.gap);
+        if batch.status == PlanStatus::Optimal {
+            assert!(batch.gap.abs() < f64::EPSILON);
+        }
+        let shipped = |plan: &oms_core::allocation::Plan| -> u64 {
+            plan.parcels
+                .iter()
+                .flat_map(|x| &x.lines)
+                .map(|l| u64::from(l.quantity))
+                .sum()
+        };
+        let demand: u64 = p
+            .orders
+            .iter()
+            .flat_map(|o| &o.lines)
+            .map(|l| u64::from(l.quantity))
+            .sum();
+        assert_eq!(shipped(&batch), demand);
+    }
+
+    #[test]
     fn popularity_is_skewed() {
         let p = generate(Spec::new(1, 4, 400, AMPLE)).unwrap();
         let count = |name: &str| {

@@ -1,13 +1,14 @@
-//! The `batch` strategy: one MIP over many orders competing for shared stock, warm-started
-//! from the per-order plan, with a time limit and a gap target.
+//! The `batch` strategy: many orders competing for shared stock. A Lagrangian price-and-repair
+//! pass builds a good plan and a lower bound from small per-order MIPs; one MIP over all orders
+//! then starts from that plan, under a time limit and a gap target.
 
 use std::collections::BTreeMap;
 
-use super::explain::{build_plan, OrderDecision, Plan, PlanStatus, Strategy};
-use super::mip::{self, Limits, MipFailure, MipStatus, OrderInput, Restrict};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
+use super::explain::{build_plan, OrderDecision, Plan, PlanStatus, Strategy};
+use super::mip::{self, Limits, MipFailure, MipStatus, OrderInput, Restrict};
 use super::model::{AllocationOptions, AllocationProblem, CostTable, PairCost};
 use super::optimal;
 use super::sequential::{self, short_lines, unfulfillable, State};
@@ -18,8 +19,8 @@ fn total(
     problem: &AllocationProblem,
     options: &AllocationOptions,
     ds: &[OrderDecision],
-) -> OmsResult<rust_decimal::Decimal> {
-    ds.iter().try_fold(rust_decimal::Decimal::ZERO, |acc, d| {
+) -> OmsResult<Decimal> {
+    ds.iter().try_fold(Decimal::ZERO, |acc, d| {
         acc.checked_add(d.cost(problem, options)?)
             .ok_or_else(|| OmsError::overflow("allocation cost"))
     })

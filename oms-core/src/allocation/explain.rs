@@ -32,7 +32,7 @@ pub enum PlanStatus {
 pub enum Strategy {
     /// Exact MIP per order, orders served in turn against the remaining stock.
     Optimal,
-    /// One MIP over all orders competing for shared stock.
+    /// All orders at once, competing for shared stock (price-and-repair, then one MIP).
     Batch,
     /// Greedy fill from the nearest warehouse outwards.
     Nearest,
