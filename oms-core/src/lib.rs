@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod allocation;
 pub mod diagram;
 pub mod error;
 pub mod events;
