@@ -1,5 +1,9 @@
 //! The `oms` command-line tool.
 //!
+//! `oms simulate` runs the main job (a seeded world, N orders through the whole service on the
+//! embedded SQLite store, the dashboard at the end, an optional HTML report); `oms track`,
+//! `oms metrics` and `oms diagram` read the result.
+//!
 //! `oms allocate --input problem.json [--strategy optimal|batch|nearest|priority]
 //! [--time-limit-ms N]` reads an allocation problem as JSON and prints the plan as JSON. Bad
 //! input gets one line on stderr naming the field, and a non-zero exit; never a panic.
@@ -9,6 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod inspect;
+mod simulate;
 use oms_core::allocation::{allocate, AllocationOptions, AllocationProblem, Strategy};
 use oms_core::time::{Duration, Timestamp};
 use oms_core::OmsError;
@@ -26,8 +33,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run N orders through the whole service on a seeded world (the main job).
+    Simulate(simulate::SimulateArgs),
     /// Source orders from warehouses and drivers at least cost; prints a JSON plan.
     Allocate(AllocateArgs),
+    /// Show an order's customer-facing timeline.
+    Track {
+        /// The order number (ORD-…).
+        number: String,
+        /// SQLite database file.
+        #[arg(long, default_value = "oms.db")]
+        db: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the operations dashboard of a database.
+    Metrics {
+        /// SQLite database file.
+        #[arg(long, default_value = "oms.db")]
+        db: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = inspect::FormatArg::Text)]
+        format: inspect::FormatArg,
+    },
+    /// Print a state machine as a Mermaid stateDiagram.
+    Diagram {
+        /// Which machine.
+        #[arg(value_enum, default_value_t = inspect::MachineArg::Order)]
+        machine: inspect::MachineArg,
+    },
 }
 
 #[derive(clap::Args)]
@@ -235,9 +270,40 @@ fn run_allocate(args: &AllocateArgs) -> ExitCode {
     }
 }
 
+/// Print a command's text or its one-line error.
+fn emit(command: &str, result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("oms {command}: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
+        Command::Simulate(args) => match simulate::simulate(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("oms simulate: invariants violated (listed above)");
+                ExitCode::from(1)
+            }
+            Err(msg) => {
+                eprintln!("oms simulate: {msg}");
+                ExitCode::from(2)
+            }
+        },
         Command::Allocate(args) => run_allocate(args),
+        Command::Track { number, db, json } => emit("track", inspect::track(number, db, *json)),
+        Command::Metrics { db, format } => emit("metrics", inspect::metrics(db, *format)),
+        Command::Diagram { machine } => emit("diagram", Ok(inspect::diagram(*machine))),
     }
 }

@@ -2,6 +2,7 @@
 //! embedded SQLite store (or PostgreSQL), a live progress bar, the seed 001 §10 dashboard at the
 //! end, and an optional self-contained HTML report.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,8 +46,9 @@ pub struct SimulateArgs {
 
 /// True when `path` is a SQLite file written by oms (it has our schema table).
 fn is_oms_database(path: &Path) -> Result<bool, String> {
-    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let found: Result<i64, _> = conn.query_row(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('schema_version', 'orders')",
         [],
@@ -58,27 +60,46 @@ fn is_oms_database(path: &Path) -> Result<bool, String> {
 /// Check every flag before anything is written, so a bad flag never leaves a half-made database.
 fn validate(args: &SimulateArgs) -> Result<(), String> {
     if args.orders == 0 || args.orders > 10_000_000 {
-        return Err(format!("--orders must be between 1 and 10000000, got {}", args.orders));
+        return Err(format!(
+            "--orders must be between 1 and 10000000, got {}",
+            args.orders
+        ));
     }
     if let Some(report) = &args.report {
-        let parent = report.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = report
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !parent.is_dir() {
-            return Err(format!("--report: directory {} does not exist", parent.display()));
+            return Err(format!(
+                "--report: directory {} does not exist",
+                parent.display()
+            ));
         }
         if report.is_dir() {
             return Err(format!("--report: {} is a directory", report.display()));
         }
     }
     if args.postgres.is_none() {
-        let parent = args.db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = args
+            .db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !parent.is_dir() {
-            return Err(format!("--db: directory {} does not exist", parent.display()));
+            return Err(format!(
+                "--db: directory {} does not exist",
+                parent.display()
+            ));
         }
         if args.db.is_dir() {
             return Err(format!("--db: {} is a directory", args.db.display()));
         }
         if args.db.exists() && !is_oms_database(&args.db)? {
-            return Err(format!("--db: {} exists and is not an oms database; refusing to replace it", args.db.display()));
+            return Err(format!(
+                "--db: {} exists and is not an oms database; refusing to replace it",
+                args.db.display()
+            ));
         }
     }
     Ok(())
@@ -102,11 +123,23 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
     let config = SimConfig {
         orders: args.orders,
         seed: args.seed,
-        flow: if args.pay_first { CheckoutFlow::PayThenReserve } else { CheckoutFlow::ReserveThenPay },
-        capture: if args.capture_on_shipment { CapturePolicy::OnShipment } else { CapturePolicy::OnDelivery },
+        flow: if args.pay_first {
+            CheckoutFlow::PayThenReserve
+        } else {
+            CheckoutFlow::ReserveThenPay
+        },
+        capture: if args.capture_on_shipment {
+            CapturePolicy::OnShipment
+        } else {
+            CapturePolicy::OnDelivery
+        },
         ..SimConfig::default()
     };
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(args.orders as u64) };
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.orders as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} orders  {per_sec}  eta {eta}")
             .map_err(|e| e.to_string())?,
@@ -125,7 +158,10 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
                 Box::new(move |ids| {
                     let orders = SqliteStore::open(&path)?;
                     let inventory = SqliteInventory::new(SqliteStore::open(&path)?, ids);
-                    Ok(Backend { orders: Arc::new(orders), inventory: Arc::new(inventory) })
+                    Ok(Backend {
+                        orders: Arc::new(orders),
+                        inventory: Arc::new(inventory),
+                    })
                 }),
                 &mut |n| bar.set_position(n as u64),
             )
@@ -135,14 +171,26 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
             run(
                 &config,
                 Box::new(move |ids| {
-                    let mut admin = postgres::Client::connect(&url, postgres::NoTls)
-                        .map_err(|e| oms_core::OmsError::Storage { reason: e.to_string() })?;
+                    let mut admin =
+                        postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
+                            oms_core::OmsError::Storage {
+                                reason: e.to_string(),
+                            }
+                        })?;
                     admin
                         .batch_execute("DROP SCHEMA IF EXISTS oms_sim CASCADE")
-                        .map_err(|e| oms_core::OmsError::Storage { reason: e.to_string() })?;
+                        .map_err(|e| oms_core::OmsError::Storage {
+                            reason: e.to_string(),
+                        })?;
                     let orders = PostgresStore::connect_with_schema(&url, "oms_sim")?;
-                    let inventory = PostgresInventory::new(PostgresStore::connect_with_schema(&url, "oms_sim")?, ids);
-                    Ok(Backend { orders: Arc::new(orders), inventory: Arc::new(inventory) })
+                    let inventory = PostgresInventory::new(
+                        PostgresStore::connect_with_schema(&url, "oms_sim")?,
+                        ids,
+                    );
+                    Ok(Backend {
+                        orders: Arc::new(orders),
+                        inventory: Arc::new(inventory),
+                    })
                 }),
                 &mut |n| bar.set_position(n as u64),
             )
@@ -153,7 +201,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
     let secs = started.elapsed().as_secs_f64();
     let throughput = args.orders as f64 / secs.max(1e-9);
     if let Some(path) = &args.report {
-        let html = oms_sim::report::render_html(&report, &all_diagrams(), Some(throughput));
+        let html = render_html(&report, &all_diagrams(), Some(throughput));
         let tmp = path.with_extension("html.tmp");
         std::fs::write(&tmp, html).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -162,9 +210,15 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
         let mut v = serde_json::to_value(&report).map_err(|e| e.to_string())?;
         v["throughput_orders_per_s"] = serde_json::json!(format!("{throughput:.0}"));
         v["wall_seconds"] = serde_json::json!(format!("{secs:.3}"));
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        );
     } else {
-        println!("oms simulate: {} orders, seed {}, {where_}", report.orders, report.seed);
+        println!(
+            "oms simulate: {} orders, seed {}, {where_}",
+            report.orders, report.seed
+        );
         println!("  throughput           {throughput:.0} orders/s ({secs:.2} s wall clock)");
         print!("{}", dashboard(&report.metrics));
         println!("  simulated time       {} h", report.simulated_hours);
@@ -201,7 +255,11 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
 }
 
 fn outcomes_line(r: &SimReport) -> String {
-    r.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    r.outcomes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn cents(minor: i64) -> String {
@@ -222,6 +280,18 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The HTML report (a plain page until the full report renderer is wired in).
+fn render_html(report: &SimReport, diagrams: &[(&str, String)], throughput: Option<f64>) -> String {
+    let json = serde_json::to_string_pretty(report)
+        .unwrap_or_default()
+        .replace('<', "&lt;");
+    let mut d = String::new();
+    for (n, m) in diagrams {
+        let _ = write!(d, "<h2>{n}</h2><pre>{}</pre>", m.replace('<', "&lt;"));
+    }
+    format!("<!doctype html><meta charset=utf-8><title>oms simulate</title><p>{throughput:?} orders/s</p><pre>{json}</pre>{d}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,7 +300,13 @@ mod tests {
     fn helpers() {
         assert_eq!(cents(12345), "123.45");
         assert_eq!(cents(-5), "-0.05");
-        assert_eq!(redact("postgresql://u:secret@127.0.0.1:5/db"), "postgresql://u@127.0.0.1:5/db");
-        assert_eq!(redact("postgresql://127.0.0.1/db"), "postgresql://127.0.0.1/db");
+        assert_eq!(
+            redact("postgresql://u:secret@127.0.0.1:5/db"),
+            "postgresql://u@127.0.0.1:5/db"
+        );
+        assert_eq!(
+            redact("postgresql://127.0.0.1/db"),
+            "postgresql://127.0.0.1/db"
+        );
     }
 }

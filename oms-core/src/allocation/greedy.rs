@@ -50,9 +50,9 @@ pub(crate) fn decide(
             let eligible = pairs
                 .get(wi)
                 .is_some_and(|p| p.ineligible.get(li).copied().flatten().is_none());
-            let splits_left = options.max_splits.map_or(true, |m| {
-                opened.contains(&wi) || (opened.len() as u64) < u64::from(m)
-            });
+            let splits_left = options
+                .max_splits
+                .is_none_or(|m| opened.contains(&wi) || (opened.len() as u64) < u64::from(m));
             if !eligible || !splits_left {
                 continue;
             }

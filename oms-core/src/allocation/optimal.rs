@@ -73,7 +73,7 @@ pub(crate) fn decide(
                 .qty
                 .iter()
                 .any(|r| r.get(wi).copied().unwrap_or(0) > 0);
-            let allowed = restrict.only.as_ref().map_or(true, |o| o.contains(&wi));
+            let allowed = restrict.only.as_ref().is_none_or(|o| o.contains(&wi));
             if used || !allowed || pair.ineligible.iter().all(Option::is_some) {
                 continue;
             }

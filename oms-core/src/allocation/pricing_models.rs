@@ -109,7 +109,7 @@ pub fn buy_box(
     let mut quotes = Vec::new();
     for w in &problem.warehouses {
         let km = haversine_km(w.location, location);
-        let in_sla = options.radius_km(sla).map_or(true, |r| km <= r);
+        let in_sla = options.radius_km(sla).is_none_or(|r| km <= r);
         if !in_sla || w.stock.get(sku).copied().unwrap_or(0) < quantity {
             continue;
         }

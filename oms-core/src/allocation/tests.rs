@@ -596,7 +596,7 @@ fn brute_force(p: &AllocationProblem) -> Option<Decimal> {
                 cost += p.warehouses[w].parcel_cost;
             }
         }
-        if ok && best.map_or(true, |b| cost < b) {
+        if ok && best.is_none_or(|b| cost < b) {
             best = Some(cost);
         }
         // Next combination.

@@ -67,6 +67,13 @@ impl Default for FulfillmentConfig {
                     max_weight_grams: 30_000,
                     tare_grams: 900,
                 },
+                // Bulky orders (cases of water, seed 004) go on a pallet rather than fail.
+                BoxSpec {
+                    id: "PALLET".into(),
+                    volume_cm3: 1_500_000,
+                    max_weight_grams: 500_000,
+                    tare_grams: 20_000,
+                },
             ],
             items: BTreeMap::new(),
             carrier: "OMSX".into(),
