@@ -20,8 +20,9 @@ fn report(name: &str, rig: &Rig, lifecycles: u64, calls: usize) -> OmsResult<()>
         // A short warm-up fills caches and the connection pools.
         rig.run(&workers, (n as u64) * 20)?;
         let took = rig.run(&workers, lifecycles)?;
+        let measure = format!("lifecycles/s, {n:>2} workers");
         println!(
-            "| {name:<10} | lifecycles/s, {n:>2} workers | {:>10.0} |",
+            "| {name:<10} | {measure:<27} | {:>10.0} |",
             lifecycles as f64 / took.as_secs_f64()
         );
     }
