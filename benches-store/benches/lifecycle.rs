@@ -1,0 +1,51 @@
+//! Full order lifecycles per second (criterion reports them as elements/s) on SQLite and on
+//! PostgreSQL with 1, 8 and 16 concurrent workers. Latency percentiles live in the
+//! `store-latency` binary: criterion's estimates are means, not a p99.
+#![allow(clippy::expect_used)] // a benchmark that cannot set up has nothing to report
+
+use std::time::Duration;
+
+use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
+use oms_store_benches::{postgres_url, Rig};
+
+const WORKERS: [usize; 3] = [1, 8, 16];
+
+fn bench_rig(c: &mut Criterion, name: &str, rig: &Rig) {
+    let mut group = c.benchmark_group(name);
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for n in WORKERS {
+        let workers = rig.workers(n).expect("worker services");
+        group.bench_with_input(BenchmarkId::new("workers", n), &n, |b, _| {
+            b.iter_custom(|iters| rig.run(&workers, iters).expect("lifecycles"));
+        });
+    }
+    group.finish();
+}
+
+fn lifecycles(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = Rig::sqlite(dir.path()).expect("sqlite rig");
+    bench_rig(c, "lifecycle/sqlite", &sqlite);
+    match postgres_url() {
+        Some(url) => {
+            let pg = Rig::postgres(&url, "bench_lifecycle").expect("postgres rig");
+            bench_rig(c, "lifecycle/postgres", &pg);
+        }
+        None => eprintln!(
+            "lifecycle/postgres not run: set OMS_BENCH_DATABASE_URL (or OMS_TEST_DATABASE_URL), \
+             e.g. eval \"$(scripts/pg-start /tmp/pg-bench)\", or use scripts/bench-store"
+        ),
+    }
+}
+
+/// The criterion group; its macro makes a public fn that cannot carry a doc line.
+mod group {
+    #![allow(missing_docs)]
+    criterion::criterion_group!(benches, super::lifecycles);
+}
+
+criterion_main!(group::benches);
