@@ -248,8 +248,8 @@ impl Rig {
             })
             .collect();
         for (id, units) in &shipments {
-            order = svc.record_pick(order.id, *id, "picker-1", units, &staff)?;
-            order = svc.record_pack(order.id, *id, None, &staff)?;
+            order = svc.record_pick(order.id, *id, "picker-1", units, &staff, None)?;
+            order = svc.record_pack(order.id, *id, None, &staff, None)?;
             order = svc.notify_shipped(order.id, *id, &staff, None)?;
             order = svc.update_shipment(order.id, *id, CarrierUpdate::Delivered, &staff, None)?;
         }
