@@ -240,9 +240,7 @@ impl Rig {
                 let units: Vec<String> = s
                     .lines()
                     .iter()
-                    .flat_map(|(sku, q)| {
-                        std::iter::repeat(sku.as_str().to_owned()).take(*q as usize)
-                    })
+                    .flat_map(|(sku, q)| std::iter::repeat_n(sku.as_str().to_owned(), *q as usize))
                     .collect();
                 (s.id(), units)
             })
