@@ -239,7 +239,8 @@ fn bar_chart(id: &str, title: &str, bars: &[(String, f64, String)]) -> String {
     let gap = 14.0_f64;
     let (left, top, plot_h, bottom) = (50.0_f64, 40.0_f64, 220.0_f64, 110.0_f64);
     let n = bars.len().max(1) as f64;
-    let width = left + n * (bar_w + gap) + 20.0;
+    // Wide enough for the bars and for the title.
+    let width = (left + n * (bar_w + gap) + 20.0).max(left + title.chars().count() as f64 * 9.0);
     let height = top + plot_h + bottom;
     let max = bars.iter().map(|b| b.1).fold(0.0_f64, f64::max);
     let mut s = String::new();
@@ -516,7 +517,7 @@ fn layers(d: &Diagram) -> Vec<usize> {
 const CHAR_W: f64 = 7.4;
 const BOX_H: f64 = 30.0;
 const LAYER_GAP: f64 = 96.0;
-const COL_GAP: f64 = 36.0;
+const COL_GAP: f64 = 56.0;
 const MARGIN: f64 = 30.0;
 
 fn node_width(name: &str, kind: Kind) -> f64 {
@@ -550,9 +551,31 @@ fn draw(d: &Diagram, index: usize) -> String {
     let width = widest + 2.0 * MARGIN + 120.0;
     let height = rows.len() as f64 * (BOX_H + LAYER_GAP) - LAYER_GAP + 2.0 * MARGIN;
 
-    // Centre of each node, and its half width.
+    // Centre of each node, and its half width. Each row is ordered by the mean centre of the
+    // node's already placed predecessors (the barycentre heuristic), which removes most
+    // crossings; nodes without one keep their order of first mention. Ties keep that order
+    // too (stable sort), so the layout is deterministic.
     let mut pos = vec![(0.0_f64, 0.0_f64, 0.0_f64); d.nodes.len()];
-    for (r, row) in rows.iter().enumerate() {
+    let mut placed = vec![false; d.nodes.len()];
+    for (r, row) in rows.iter_mut().enumerate() {
+        let mut keyed: Vec<(f64, usize)> = Vec::with_capacity(row.len());
+        for (j, i) in row.iter().enumerate() {
+            let (sum, count) = d
+                .edges
+                .iter()
+                .filter(|(a, b, _)| b == i && placed.get(*a).copied().unwrap_or(false))
+                .filter_map(|(a, _, _)| pos.get(*a))
+                .fold((0.0_f64, 0_u32), |(s, c), p| (s + p.0, c + 1));
+            let key = if count == 0 {
+                width * (j as f64 + 0.5) / row.len() as f64
+            } else {
+                sum / f64::from(count)
+            };
+            keyed.push((key, *i));
+        }
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        *row = keyed.into_iter().map(|(_, i)| i).collect();
+        let row: &Vec<usize> = row;
         let mut x = (width - row_width(row)) / 2.0;
         let y = MARGIN + r as f64 * (BOX_H + LAYER_GAP) + BOX_H / 2.0;
         for i in row {
@@ -560,6 +583,9 @@ fn draw(d: &Diagram, index: usize) -> String {
                 let w = node_width(name, *kind);
                 *p = (x + w / 2.0, y, w / 2.0);
                 x += w + COL_GAP;
+            }
+            if let Some(done) = placed.get_mut(*i) {
+                *done = true;
             }
         }
     }
