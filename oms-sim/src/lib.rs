@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod journey;
+pub mod report;
 mod rng;
 mod world;
 
