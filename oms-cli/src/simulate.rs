@@ -2,7 +2,6 @@
 //! embedded SQLite store (or PostgreSQL), a live progress bar, the seed 001 §10 dashboard at the
 //! end, and an optional self-contained HTML report.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -201,7 +200,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
     let secs = started.elapsed().as_secs_f64();
     let throughput = args.orders as f64 / secs.max(1e-9);
     if let Some(path) = &args.report {
-        let html = render_html(&report, &all_diagrams(), Some(throughput));
+        let html = oms_sim::report::render_html(&report, &all_diagrams(), Some(throughput));
         let tmp = path.with_extension("html.tmp");
         std::fs::write(&tmp, html).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -278,18 +277,6 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-/// The HTML report (a plain page until the full report renderer is wired in).
-fn render_html(report: &SimReport, diagrams: &[(&str, String)], throughput: Option<f64>) -> String {
-    let json = serde_json::to_string_pretty(report)
-        .unwrap_or_default()
-        .replace('<', "&lt;");
-    let mut d = String::new();
-    for (n, m) in diagrams {
-        let _ = write!(d, "<h2>{n}</h2><pre>{}</pre>", m.replace('<', "&lt;"));
-    }
-    format!("<!doctype html><meta charset=utf-8><title>oms simulate</title><p>{throughput:?} orders/s</p><pre>{json}</pre>{d}")
 }
 
 #[cfg(test)]

@@ -107,8 +107,19 @@ fn chromium(profile: &Path, args: &[&str], page: &Path) -> String {
 fn report_of_a_run_has_every_chart_and_machine() {
     let report = simulate();
     assert!(report.invariants.all_hold(), "{:?}", report.invariants);
-    // The run itself leaves the sourcing comparison to its caller: a note stands in for it.
-    let html = render_html(&report, &diagrams(), None);
+    // The run sources its orders with every strategy: the optimiser never costs more.
+    let a = report.allocation.clone().expect("sourcing comparison");
+    assert!(a.orders > 0);
+    let cost = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    assert!(
+        cost(&a.optimal_cost) <= cost(&a.nearest_cost)
+            && cost(&a.optimal_cost) <= cost(&a.priority_cost),
+        "{a:?}"
+    );
+    // Without one, a note stands in for the chart.
+    let mut bare = report.clone();
+    bare.allocation = None;
+    let html = render_html(&bare, &diagrams(), None);
     assert_eq!(html.matches("<svg class=\"chart\"").count(), 2);
     assert!(html.contains("sourcing-cost comparison is not available"));
 
