@@ -462,7 +462,13 @@ impl Sim {
                 if order.shipments.len() > 1 {
                     count(&mut self.outcomes, "split_shipments");
                 }
-                self.schedule(Duration::hours(2), Task::Ship(id));
+                // A few parcels wait in the warehouse past the 7-day payment hold.
+                let wait = if self.rng.chance(10) {
+                    Duration::days(8)
+                } else {
+                    Duration::hours(2)
+                };
+                self.schedule(wait, Task::Ship(id));
             }
             Task::Ship(id) => {
                 let order = self.orders.order(id)?;
@@ -496,6 +502,13 @@ impl Sim {
                     .any(|p| p.status() == oms_core::payment::PaymentStatus::CaptureFailed)
                 {
                     count(&mut self.outcomes, "capture_failed");
+                }
+                if order
+                    .payments
+                    .iter()
+                    .any(|p| p.status() == oms_core::payment::PaymentStatus::Expired)
+                {
+                    count(&mut self.outcomes, "authorization_expired");
                 }
                 count(&mut self.outcomes, "delivered");
                 let paid = order.payments.iter().any(|p| !p.captured().is_zero());

@@ -314,3 +314,32 @@ fn capture_on_shipment_policy_captures_at_handover() {
     assert_eq!(w.gateway.total(GatewayOp::Capture), 1000);
     let _ = Actor::System;
 }
+
+#[test]
+fn an_expired_authorization_is_recorded_and_delivery_still_completes() {
+    let w = World::new(CheckoutFlow::ReserveThenPay);
+    let staff = w.staff();
+    let order = w
+        .svc
+        .create_order(&w.draft(&[("A", 1)]), &w.card(), &w.customer(), None)
+        .unwrap();
+    let order = ship_all(&w, order);
+    // the parcel sits for 8 days: the 7-day hold lapses before delivery
+    w.clock.advance(oms_core::time::Duration::days(8));
+    let sid = order.shipments[0].id();
+    let order = w
+        .svc
+        .update_shipment(order.id, sid, CarrierUpdate::Delivered, &staff, None)
+        .unwrap();
+    assert_eq!(order.status, OrderStatus::Delivered);
+    assert_eq!(order.payments[0].status(), PaymentStatus::Expired);
+    assert_eq!(w.gateway.total(GatewayOp::Capture), 0);
+    let events: Vec<String> = w
+        .svc
+        .drain_events(1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(events.contains(&"payment.failed".to_owned()));
+}

@@ -257,6 +257,22 @@ impl OrderService {
             if amount.is_zero() {
                 continue;
             }
+            let now = self.now();
+            if p.is_expired(now) {
+                // The hold lapsed before the goods reached the milestone: record it and escalate
+                // (the goods are gone; shipping and delivery must still be recorded).
+                let id = p.id().to_owned();
+                ch.order.payments[i].expire(now)?;
+                ch.event(
+                    names::PAYMENT_FAILED,
+                    now,
+                    vec![
+                        ("payment".into(), id),
+                        ("capture".into(), "authorization expired".into()),
+                    ],
+                );
+                continue;
+            }
             let processed = processor.capture(p, amount, true)?;
             self.count_gateway(&processed.attempts);
             let id = p.id().to_owned();
