@@ -28,6 +28,8 @@ pub mod names {
     pub const ORDER_UPDATED: &str = "order.updated";
     /// Fraud screening decided (the data carries the verdict and score).
     pub const ORDER_SCREENED: &str = "order.screened";
+    /// The post-payment fork prepared the parcels (warehouse → box).
+    pub const FULFILLMENT_PREPARED: &str = "order.fulfillment_prepared";
     /// Stock was reserved for the order.
     pub const ORDER_RESERVED: &str = "order.reserved";
     /// A shipment changed state (the data carries the shipment and its status).

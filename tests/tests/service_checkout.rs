@@ -68,6 +68,7 @@ fn seed_001_happy_path_reserves_pays_confirms_and_notifies() {
             names::ORDER_RESERVED,
             "order.payment_pending",
             names::PAYMENT_AUTHORIZED,
+            names::FULFILLMENT_PREPARED,
             "order.authorized",
             "order.confirmed"
         ]
@@ -460,5 +461,30 @@ fn stale_writes_are_conflicts_not_overwrites() {
             .unwrap_err()
             .code(),
         "conflict"
+    );
+}
+
+#[test]
+fn post_payment_fork_compensates_when_fulfillment_cannot_be_prepared() {
+    // No box fits: the fulfillment branch fails, so the committed stock is released and the
+    // payment hold voided; nothing of the order is kept.
+    let mut w = World::new(CheckoutFlow::ReserveThenPay);
+    w.set_boxes(vec![oms_core::fulfillment::pack::BoxSpec {
+        id: "TINY".into(),
+        volume_cm3: 10,
+        max_weight_grams: 10,
+        tare_grams: 1,
+    }]);
+    let err = w
+        .svc
+        .create_order(&w.draft(&[("A", 2)]), &w.card(), &w.customer(), None)
+        .unwrap_err();
+    assert_eq!(err.code(), "no_box_fits");
+    assert_eq!(w.available("A", "WH1"), 10, "stock released");
+    assert!(w.orders.order_ids().unwrap().is_empty());
+    assert_eq!(
+        w.gateway.total(oms_core::payment::GatewayOp::Void),
+        w.gateway.total(oms_core::payment::GatewayOp::Authorize),
+        "hold voided"
     );
 }

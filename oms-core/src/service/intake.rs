@@ -192,7 +192,7 @@ impl OrderService {
                 )?;
                 match self
                     .reserve(&mut ch)
-                    .and_then(|()| self.commit_holds(&ch.order))
+                    .and_then(|()| self.post_payment_fork(&mut ch))
                 {
                     Ok(()) => {}
                     Err(e @ OmsError::InsufficientStock { .. }) => {
@@ -366,7 +366,7 @@ impl OrderService {
     /// Reserve-then-pay after a successful authorization: the payment confirms the
     /// reservation (seed 001 §4: "confirm reservation, deduct stock").
     fn confirm_stock(&self, ch: &mut Change, actor: &Actor) -> OmsResult<()> {
-        self.commit_holds(&ch.order)?;
+        self.post_payment_fork(ch)?;
         self.step(
             ch,
             OrderEvent::PaymentAuthorized,
@@ -375,6 +375,58 @@ impl OrderService {
             "payment authorized",
             vec![],
         )
+    }
+
+    /// Seed 000 §1's post-payment fork: commit the stock (inventory branch) and prepare the
+    /// parcels — one per warehouse, each with a pick list and a box that fits (fulfillment
+    /// branch). The join needs both; if either fails, the one that completed is compensated
+    /// (committed stock is released) and the error is returned.
+    pub(super) fn post_payment_fork(&self, ch: &mut Change) -> OmsResult<()> {
+        let inventory = self.commit_holds(&ch.order);
+        let prepared = self.prepare_fulfillment(&ch.order);
+        match (inventory, prepared) {
+            (Ok(()), Ok(parcels)) => {
+                ch.event(names::FULFILLMENT_PREPARED, self.now(), parcels);
+                Ok(())
+            }
+            (Ok(()), Err(e)) => {
+                self.release_holds(&ch.order);
+                Err(e)
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// The fulfillment branch of the fork: group the held units by warehouse and check each
+    /// parcel can be picked (slotting) and packed (a box fits). Pure: nothing is written.
+    fn prepare_fulfillment(&self, order: &Order) -> OmsResult<Vec<(String, String)>> {
+        use std::collections::BTreeMap;
+        let fc = &self.config.fulfillment;
+        let mut per_wh: BTreeMap<String, BTreeMap<crate::order::Sku, u32>> = BTreeMap::new();
+        for id in &order.reservations {
+            let r = self.deps.inventory.reservation(*id)?;
+            for item in r.unshipped_items() {
+                let q = u32::try_from(item.quantity)
+                    .map_err(|_| OmsError::overflow("parcel quantity"))?;
+                let slot = per_wh
+                    .entry(item.warehouse.as_str().to_owned())
+                    .or_default()
+                    .entry(item.sku.clone())
+                    .or_insert(0);
+                *slot = slot
+                    .checked_add(q)
+                    .ok_or_else(|| OmsError::overflow("parcel quantity"))?;
+            }
+        }
+        let items = fc.item_specs(order);
+        let mut parcels = Vec::with_capacity(per_wh.len());
+        for (wh, lines) in per_wh {
+            let lines: Vec<(crate::order::Sku, u32)> = lines.into_iter().collect();
+            let contents = crate::fulfillment::pack::contents(&lines, &items)?;
+            let chosen = crate::fulfillment::pack::choose_box(&fc.boxes, contents)?;
+            parcels.push((wh, chosen.id.clone()));
+        }
+        Ok(parcels)
     }
 
     /// Commit every open hold of the order (reserved → allocated).

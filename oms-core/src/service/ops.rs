@@ -313,9 +313,9 @@ impl OrderService {
                         vec![],
                     )?;
                     self.reserve(&mut ch)?;
-                    self.commit_holds(&ch.order)?;
+                    self.post_payment_fork(&mut ch)?;
                 } else {
-                    self.commit_holds(&ch.order)?;
+                    self.post_payment_fork(&mut ch)?;
                     self.step(
                         &mut ch,
                         OrderEvent::PaymentAuthorized,

@@ -175,6 +175,14 @@ impl World {
         self.svc = OrderService::new(deps, config).unwrap();
     }
 
+    /// Rebuild the service with other boxes at packing (same stores and gateway).
+    pub fn set_boxes(&mut self, boxes: Vec<oms_core::fulfillment::pack::BoxSpec>) {
+        let deps = self.svc.dependencies().clone();
+        let mut config = self.svc.config().clone();
+        config.fulfillment.boxes = boxes;
+        self.svc = OrderService::new(deps, config).unwrap();
+    }
+
     pub fn only_order(&self) -> Order {
         let ids = self.orders.order_ids().unwrap();
         assert_eq!(ids.len(), 1);
