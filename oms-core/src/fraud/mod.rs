@@ -584,7 +584,8 @@ pub fn assess(
     let mut contributions = Vec::with_capacity(facts.len());
     for (signal, strength, detail) in facts {
         let weight = config.weights.of(signal);
-        let mut contribution = Rounding::HalfEven.apply(
+        // Rounded toward zero: weights sum to at most 1, so the score can never exceed 1.
+        let mut contribution = Rounding::Down.apply(
             weight
                 .checked_mul(strength)
                 .ok_or_else(|| OmsError::overflow("fraud contribution"))?,
