@@ -30,6 +30,8 @@ pub mod names {
     pub const ORDER_SCREENED: &str = "order.screened";
     /// The post-payment fork prepared the parcels (warehouse → box).
     pub const FULFILLMENT_PREPARED: &str = "order.fulfillment_prepared";
+    /// The sourcing plan chosen at reservation (strategy and cost).
+    pub const ORDER_SOURCED: &str = "order.sourced";
     /// Stock was reserved for the order.
     pub const ORDER_RESERVED: &str = "order.reserved";
     /// A shipment changed state (the data carries the shipment and its status).

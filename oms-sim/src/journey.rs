@@ -194,6 +194,25 @@ pub fn run(
         world.pricing.clone(),
     );
     svc_config.flow = config.flow;
+    // Reserve where the optimal sourcing plan takes stock: parcel 8, 0.50 + 0.01/km per unit.
+    svc_config.sourcing = Some(oms_core::service::SourcingNetwork {
+        sites: world
+            .warehouses
+            .iter()
+            .map(|w| {
+                Ok(oms_core::service::Site {
+                    warehouse: w.id.clone(),
+                    location: oms_core::order::GeoPoint::new(w.location.0, w.location.1)?,
+                    parcel_cost: rust_decimal::Decimal::new(8, 0),
+                    item_cost: BTreeMap::new(),
+                })
+            })
+            .collect::<OmsResult<_>>()?,
+        shipping: oms_core::allocation::ShippingRates {
+            base_per_unit: rust_decimal::Decimal::new(5, 1),
+            per_unit_km: rust_decimal::Decimal::new(1, 2),
+        },
+    });
     svc_config.capture = config.capture;
     let deps = Dependencies {
         orders: stores.orders.clone(),

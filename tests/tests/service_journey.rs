@@ -343,3 +343,64 @@ fn an_expired_authorization_is_recorded_and_delivery_still_completes() {
         .collect();
     assert!(events.contains(&"payment.failed".to_owned()));
 }
+
+#[test]
+fn with_a_sourcing_network_stock_is_reserved_where_the_optimal_plan_takes_it() {
+    // Priority order alone would take A from WH1 (first in the list, far away in Newark).
+    let mut w = World::new(CheckoutFlow::ReserveThenPay);
+    let plain = w
+        .svc
+        .create_order(&w.draft(&[("A", 2)]), &w.card(), &w.customer(), None)
+        .unwrap();
+    let r = w.inventory_reservation(plain.reservations[0]);
+    assert!(
+        r.items.iter().all(|i| i.warehouse.as_str() == "WH1"),
+        "{:?}",
+        r.items
+    );
+
+    // With locations and costs, the nearer WH2 wins; the plan's cost is on the event.
+    w.set_sourcing();
+    let order = w
+        .svc
+        .create_order(&w.draft(&[("A", 2)]), &w.card(), &w.customer(), None)
+        .unwrap();
+    let r = w.inventory_reservation(order.reservations[0]);
+    assert!(
+        r.items.iter().all(|i| i.warehouse.as_str() == "WH2"),
+        "{:?}",
+        r.items
+    );
+    let events = w.svc.drain_events(1000).unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.order_id == order.id && e.name == "order.sourced"));
+    // and fulfillment ships from there
+    let order = w
+        .svc
+        .request_fulfillment(order.id, &w.staff(), None)
+        .unwrap();
+    assert_eq!(order.shipments[0].warehouse(), Some("WH2"));
+
+    // Five units now come cheaper from WH1 alone (one parcel) than split; nine can only be
+    // had from both warehouses (WH1 has 8 left, WH2 3).
+    let single = w
+        .svc
+        .create_order(&w.draft(&[("A", 5)]), &w.card(), &w.customer(), None)
+        .unwrap();
+    assert_eq!(
+        w.inventory_reservation(single.reservations[0]).items.len(),
+        1
+    );
+    w.svc
+        .cancel_order(single.id, &w.customer(), "", None)
+        .unwrap();
+    let split = w
+        .svc
+        .create_order(&w.draft(&[("A", 9)]), &w.card(), &w.customer(), None)
+        .unwrap();
+    let r = w.inventory_reservation(split.reservations[0]);
+    let whs: std::collections::BTreeSet<&str> =
+        r.items.iter().map(|i| i.warehouse.as_str()).collect();
+    assert_eq!(whs.len(), 2, "{:?}", r.items);
+}

@@ -240,16 +240,36 @@ impl OrderService {
         assess(&input, self.deps.fraud.as_ref(), &self.config.fraud)
     }
 
-    /// Hold every line's units, spreading each over the warehouses in priority order.
+    /// Hold every line's units where the optimal sourcing plan takes them (when a sourcing
+    /// network is configured and the address is geocoded), else spread over the warehouses in
+    /// priority order.
     pub(super) fn reserve(&self, ch: &mut Change) -> OmsResult<()> {
         let mut request =
             ReservationRequest::new(ch.order.id).with_ttl(self.config.reservation_ttl);
-        for line in &ch.order.lines {
-            request = request.spread(
-                line.sku.clone(),
-                u64::from(line.quantity),
-                self.config.warehouses.clone(),
+        let planned = self.sourcing_plan(&ch.order)?;
+        if let Some(plan) = &planned {
+            for parcel in &plan.parcels {
+                let wh = crate::inventory::WarehouseId::new(&parcel.warehouse)?;
+                for l in &parcel.lines {
+                    request = request.item(l.sku.clone(), wh.clone(), u64::from(l.quantity));
+                }
+            }
+            ch.event(
+                names::ORDER_SOURCED,
+                self.now(),
+                vec![
+                    ("strategy".into(), "optimal".into()),
+                    ("cost".into(), plan.total_cost.to_string()),
+                ],
             );
+        } else {
+            for line in &ch.order.lines {
+                request = request.spread(
+                    line.sku.clone(),
+                    u64::from(line.quantity),
+                    self.config.warehouses.clone(),
+                );
+            }
         }
         let outcome = self.deps.inventory.reserve(&request, self.now())?;
         if let ReserveOutcome::PartiallyAvailable(r) = &outcome {
@@ -265,6 +285,69 @@ impl OrderService {
             .collect();
         ch.event(names::ORDER_RESERVED, self.now(), items);
         Ok(())
+    }
+
+    /// The optimal plan for `order` against current availability, or `None` when sourcing is
+    /// not configured, the address has no location, or no full plan exists (the priority
+    /// spread then decides, and reports any shortage).
+    fn sourcing_plan(&self, order: &Order) -> OmsResult<Option<crate::allocation::Plan>> {
+        use crate::allocation::{
+            allocate, AllocationOptions, AllocationOrder, AllocationProblem, OrderLine, Sla,
+            Strategy, Warehouse,
+        };
+        let (Some(net), Some(location)) = (&self.config.sourcing, order.shipping_address.location)
+        else {
+            return Ok(None);
+        };
+        let mut warehouses = Vec::with_capacity(net.sites.len());
+        for site in &net.sites {
+            let mut stock = std::collections::BTreeMap::new();
+            for l in &order.lines {
+                let available = self
+                    .deps
+                    .inventory
+                    .stock(&l.sku, &site.warehouse)
+                    .map_or(0, |s| s.available());
+                stock.insert(l.sku.clone(), u32::try_from(available).unwrap_or(u32::MAX));
+            }
+            warehouses.push(Warehouse {
+                id: site.warehouse.as_str().to_owned(),
+                location: site.location,
+                stock,
+                item_cost: site.item_cost.clone(),
+                parcel_cost: site.parcel_cost,
+                parcel_capacity: None,
+            });
+        }
+        let problem = AllocationProblem {
+            warehouses,
+            drivers: vec![],
+            orders: vec![AllocationOrder {
+                id: order.number.clone(),
+                customer_location: location,
+                sla: Sla::Standard,
+                lines: order
+                    .lines
+                    .iter()
+                    .map(|l| OrderLine {
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                        capacity: l.capacity_units,
+                    })
+                    .collect(),
+            }],
+            shipping: net.shipping.clone(),
+        };
+        let options = AllocationOptions {
+            now: self.now(),
+            explain_alternatives: false,
+            ..AllocationOptions::default()
+        };
+        match allocate(&problem, Strategy::Optimal, &options) {
+            Ok(plan) if plan.unfilled.is_empty() => Ok(Some(plan)),
+            Ok(_) | Err(OmsError::Unfulfillable { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Authorize the order's charge (or what an edit added on top of earlier payments).

@@ -72,6 +72,34 @@ pub struct ServiceConfig {
     /// Return window and non-returnable SKUs.
     #[serde(default)]
     pub returns: crate::returns::ReturnPolicy,
+    /// Where the warehouses are and what shipping costs: when set, stock is reserved where the
+    /// allocation engine's optimal plan sources it (cheapest by item, shipping and parcel cost);
+    /// otherwise it is spread over `warehouses` in priority order.
+    #[serde(default)]
+    pub sourcing: Option<SourcingNetwork>,
+}
+
+/// One warehouse of the sourcing network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Site {
+    /// The warehouse.
+    pub warehouse: WarehouseId,
+    /// Where it is.
+    pub location: crate::order::GeoPoint,
+    /// Cost of opening a parcel there.
+    pub parcel_cost: rust_decimal::Decimal,
+    /// Cost of one unit of a SKU there (missing: 0).
+    #[serde(default)]
+    pub item_cost: std::collections::BTreeMap<crate::order::Sku, rust_decimal::Decimal>,
+}
+
+/// The warehouses' locations and the shipping rates the allocation engine sources with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourcingNetwork {
+    /// The sites.
+    pub sites: Vec<Site>,
+    /// Shipping cost per unit: base plus per km.
+    pub shipping: crate::allocation::ShippingRates,
 }
 
 impl ServiceConfig {
@@ -88,6 +116,7 @@ impl ServiceConfig {
             warehouses,
             fulfillment: FulfillmentConfig::default(),
             returns: crate::returns::ReturnPolicy::default(),
+            sourcing: None,
         }
     }
 }

@@ -175,6 +175,28 @@ impl World {
         self.svc = OrderService::new(deps, config).unwrap();
     }
 
+    /// Rebuild the service with a sourcing network: WH1 in Newark, WH2 in Manhattan (next to
+    /// the customers), parcel cost 8, shipping 0.50 + 0.01/km per unit.
+    pub fn set_sourcing(&mut self) {
+        use oms_core::service::{Site, SourcingNetwork};
+        let deps = self.svc.dependencies().clone();
+        let mut config = self.svc.config().clone();
+        let site = |wh: &str, lat: f64, lng: f64| Site {
+            warehouse: WarehouseId::new(wh).unwrap(),
+            location: oms_core::order::GeoPoint::new(lat, lng).unwrap(),
+            parcel_cost: Decimal::new(8, 0),
+            item_cost: std::collections::BTreeMap::new(),
+        };
+        config.sourcing = Some(SourcingNetwork {
+            sites: vec![site("WH1", 40.735, -74.172), site("WH2", 40.754, -73.984)],
+            shipping: oms_core::allocation::ShippingRates {
+                base_per_unit: Decimal::new(5, 1),
+                per_unit_km: Decimal::new(1, 2),
+            },
+        });
+        self.svc = OrderService::new(deps, config).unwrap();
+    }
+
     /// Rebuild the service with other boxes at packing (same stores and gateway).
     pub fn set_boxes(&mut self, boxes: Vec<oms_core::fulfillment::pack::BoxSpec>) {
         let deps = self.svc.dependencies().clone();
