@@ -304,6 +304,34 @@ impl OrderService {
         Ok(())
     }
 
+    /// The units the order's live holds keep, per warehouse and SKU, not yet shipped: what its
+    /// parcels will carry.
+    pub(super) fn held_by_warehouse(
+        &self,
+        order: &Order,
+    ) -> OmsResult<BTreeMap<String, BTreeMap<Sku, u32>>> {
+        let mut per_wh: BTreeMap<String, BTreeMap<Sku, u32>> = BTreeMap::new();
+        for id in &order.reservations {
+            let r = self.deps.inventory.reservation(*id)?;
+            if !r.status.holds_stock() {
+                continue;
+            }
+            for item in r.unshipped_items() {
+                let q = u32::try_from(item.quantity)
+                    .map_err(|_| OmsError::overflow("parcel quantity"))?;
+                let slot = per_wh
+                    .entry(item.warehouse.as_str().to_owned())
+                    .or_default()
+                    .entry(item.sku.clone())
+                    .or_insert(0);
+                *slot = slot
+                    .checked_add(q)
+                    .ok_or_else(|| OmsError::overflow("parcel quantity"))?;
+            }
+        }
+        Ok(per_wh)
+    }
+
     /// Start fulfillment (seed 003 `request_fulfillment`): one shipment per warehouse the
     /// order's stock is held in, each with its pick list ordered for the shortest walk; the
     /// order moves Confirmed → Processing → Allocated.
@@ -323,22 +351,7 @@ impl OrderService {
                 let now = self.now();
                 let guard = Self::guard(&ch.order);
                 next_status(ch.order.status, OrderEvent::StartFulfillment, &guard)?;
-                let mut per_wh: BTreeMap<String, BTreeMap<Sku, i64>> = BTreeMap::new();
-                for id in &ch.order.reservations {
-                    let r = self.deps.inventory.reservation(*id)?;
-                    if !r.status.holds_stock() {
-                        continue;
-                    }
-                    for item in r.unshipped_items() {
-                        let q = i64::try_from(item.quantity)
-                            .map_err(|_| OmsError::overflow("shipment quantity"))?;
-                        *per_wh
-                            .entry(item.warehouse.as_str().to_owned())
-                            .or_default()
-                            .entry(item.sku.clone())
-                            .or_insert(0) += q;
-                    }
-                }
+                let per_wh = self.held_by_warehouse(&ch.order)?;
                 if per_wh.is_empty() {
                     return Err(OmsError::GuardFailed {
                         from: ch.order.status.to_string(),
@@ -349,7 +362,10 @@ impl OrderService {
                 let fc = &self.config.fulfillment;
                 let mut plan = Vec::new();
                 for (wh, lines) in per_wh {
-                    let lines: Vec<(Sku, i64)> = lines.into_iter().collect();
+                    let lines: Vec<(Sku, i64)> = lines
+                        .into_iter()
+                        .map(|(sku, q)| (sku, i64::from(q)))
+                        .collect();
                     let mut s =
                         Shipment::request(ch.order.id, &lines, self.deps.ids.as_ref(), now)?;
                     s.assign_warehouse(&wh, now)?;

@@ -483,24 +483,8 @@ impl OrderService {
     /// The fulfillment branch of the fork: group the held units by warehouse and check each
     /// parcel can be picked (slotting) and packed (a box fits). Pure: nothing is written.
     fn prepare_fulfillment(&self, order: &Order) -> OmsResult<Vec<(String, String)>> {
-        use std::collections::BTreeMap;
         let fc = &self.config.fulfillment;
-        let mut per_wh: BTreeMap<String, BTreeMap<crate::order::Sku, u32>> = BTreeMap::new();
-        for id in &order.reservations {
-            let r = self.deps.inventory.reservation(*id)?;
-            for item in r.unshipped_items() {
-                let q = u32::try_from(item.quantity)
-                    .map_err(|_| OmsError::overflow("parcel quantity"))?;
-                let slot = per_wh
-                    .entry(item.warehouse.as_str().to_owned())
-                    .or_default()
-                    .entry(item.sku.clone())
-                    .or_insert(0);
-                *slot = slot
-                    .checked_add(q)
-                    .ok_or_else(|| OmsError::overflow("parcel quantity"))?;
-            }
-        }
+        let per_wh = self.held_by_warehouse(order)?;
         let items = fc.item_specs(order);
         let mut parcels = Vec::with_capacity(per_wh.len());
         for (wh, lines) in per_wh {

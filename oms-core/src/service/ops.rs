@@ -355,6 +355,14 @@ impl OrderService {
         }
     }
 
+    /// The order's fraud review, or `NotFound` when it has none.
+    fn open_review(order: &Order) -> OmsResult<crate::fraud::FraudReview> {
+        order.review.clone().ok_or_else(|| OmsError::NotFound {
+            kind: "fraud review".into(),
+            id: order.number.clone(),
+        })
+    }
+
     /// Approve an order held for manual fraud review (staff only): it is confirmed.
     pub fn approve_review(
         &self,
@@ -371,10 +379,7 @@ impl OrderService {
                 Self::staff_only(actor, "approve a fraud review")?;
                 let mut ch = self.load(order_id, actor)?;
                 let now = self.now();
-                let mut review = ch.order.review.clone().ok_or_else(|| OmsError::NotFound {
-                    kind: "fraud review".into(),
-                    id: ch.order.number.clone(),
-                })?;
+                let mut review = Self::open_review(&ch.order)?;
                 review.approve(actor, reason, now)?;
                 ch.order.review = Some(review);
                 self.step(
@@ -408,10 +413,7 @@ impl OrderService {
                 Self::staff_only(actor, "reject a fraud review")?;
                 let mut ch = self.load(order_id, actor)?;
                 let now = self.now();
-                let mut review = ch.order.review.clone().ok_or_else(|| OmsError::NotFound {
-                    kind: "fraud review".into(),
-                    id: ch.order.number.clone(),
-                })?;
+                let mut review = Self::open_review(&ch.order)?;
                 review.reject(actor, reason, now)?;
                 next_status(
                     ch.order.status,
