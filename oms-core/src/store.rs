@@ -76,6 +76,20 @@ pub trait OrderStore: Send + Sync {
 
     /// Store the record for a new idempotency key; storing a key twice keeps the first.
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()>;
+
+    /// Start grouping writes: until [`OrderStore::commit_batch`], a store may keep the writes
+    /// made through it (and through an inventory store sharing its connection) in one
+    /// transaction that becomes durable at the commit, saving a commit per operation. Each
+    /// operation stays atomic on its own. A store that makes every write durable at once
+    /// ignores batches (the default), which is the stronger guarantee.
+    fn begin_batch(&self) -> OmsResult<()> {
+        Ok(())
+    }
+
+    /// Make every write since [`OrderStore::begin_batch`] durable, together.
+    fn commit_batch(&self) -> OmsResult<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default)]

@@ -241,7 +241,15 @@ pub fn run(
         created_hours: Vec::new(),
         start: config.start,
     };
+    let group = config.orders_per_commit;
+    if group > 0 {
+        sim.orders.begin_batch()?;
+    }
     for i in 0..config.orders {
+        if group > 0 && i > 0 && i % group == 0 {
+            sim.orders.commit_batch()?;
+            sim.orders.begin_batch()?;
+        }
         sim.clock.advance(Duration::seconds(
             i64::try_from(sim.rng.range(20, 600)).unwrap_or(60),
         ));
@@ -266,6 +274,9 @@ pub fn run(
     }
     sim.clock.advance(Duration::hours(1));
     sim.expire()?;
+    if group > 0 {
+        sim.orders.commit_batch()?;
+    }
     sim.finish(config, initial)
 }
 

@@ -43,6 +43,9 @@ pub struct SimConfig {
     pub capture: CapturePolicy,
     /// When the simulated day starts.
     pub start: Timestamp,
+    /// Orders placed between two commits of the store's batch
+    /// ([`OrderStore::begin_batch`]); 0 makes every operation durable on its own.
+    pub orders_per_commit: usize,
 }
 
 impl Default for SimConfig {
@@ -53,6 +56,7 @@ impl Default for SimConfig {
             flow: CheckoutFlow::ReserveThenPay,
             capture: CapturePolicy::OnDelivery,
             start: Timestamp::from_civil(2026, 5, 6, 8, 0, 0),
+            orders_per_commit: 0,
         }
     }
 }

@@ -4,11 +4,12 @@
 //! being killed at any instant (the WAL is written before commit returns); only an operating
 //! system crash or power loss may drop the last few commits, and never leaves a torn one.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
@@ -114,12 +115,40 @@ CREATE TABLE inventory_reservation_items (
     PRIMARY KEY (reservation_id, line_no)
 );
 ",
+    // Per-order bookkeeping so a write need not count audit rows or compare line rows.
+    r"
+ALTER TABLE orders ADD COLUMN history_len INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE orders ADD COLUMN lines_digest INTEGER;
+UPDATE orders SET history_len =
+    (SELECT COUNT(*) FROM order_state_transitions t WHERE t.order_id = orders.id);
+",
 ];
 
+/// How many decoded orders a store keeps to skip re-parsing their documents.
+const DECODED_LIMIT: usize = 2048;
+
+/// Prepared statements kept per connection: more than the order and inventory stores use.
+const STATEMENT_CACHE: usize = 96;
+
+/// The page cache per connection, in KiB (a negative `cache_size` is KiB): large enough that a
+/// simulation's working set of order and index pages stays in memory.
+const CACHE_KIB: i64 = 65_536;
+
+/// WAL frames between automatic checkpoints. Hot pages (the newest index leaves, the outbox
+/// tail) are rewritten by many commits; a longer interval copies each back to the database
+/// once instead of many times.
+const AUTOCHECKPOINT_PAGES: i64 = 8_192;
+
 /// An [`OrderStore`] on one SQLite connection (open one store per worker thread).
+///
+/// Writes are atomic one by one: each runs in its own `BEGIN IMMEDIATE` transaction, or, inside
+/// a batch ([`SqliteStore::begin_batch`]), in a savepoint of the batch's transaction, so a failed
+/// operation rolls back alone. Decoded orders are kept by version: a read checks the stored
+/// version and parses the document only when another writer has moved it on.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    decoded: Mutex<HashMap<u64, (u64, Order)>>,
 }
 
 impl SqliteStore {
@@ -138,14 +167,21 @@ impl SqliteStore {
     fn setup(conn: Connection) -> OmsResult<SqliteStore> {
         conn.busy_timeout(StdDuration::from_secs(10))
             .map_err(storage)?;
+        // Every statement of the order and inventory stores stays prepared (rusqlite keeps 16
+        // by default, fewer than the stores use, so they were re-parsed in turn).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // journal_mode returns a row, so it is read rather than executed.
         let _mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(storage)?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(storage)?;
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -{CACHE_KIB}; PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES};"
+        ))
+        .map_err(storage)?;
         let store = SqliteStore {
             conn: Mutex::new(conn),
+            decoded: Mutex::new(HashMap::new()),
         };
         store.migrate()?;
         Ok(store)
@@ -157,6 +193,23 @@ impl SqliteStore {
             .map_err(|_| storage("sqlite connection lock poisoned"))
     }
 
+    fn decoded(&self) -> OmsResult<MutexGuard<'_, HashMap<u64, (u64, Order)>>> {
+        self.decoded
+            .lock()
+            .map_err(|_| storage("sqlite order cache lock poisoned"))
+    }
+
+    /// Remember `order` as the decoded form of its stored version.
+    fn remember(&self, order: &Order) -> OmsResult<()> {
+        let mut decoded = self.decoded()?;
+        if decoded.len() >= DECODED_LIMIT && !decoded.contains_key(&order.id) {
+            // Dropping everything is cheap and keeps the bound; the next reads re-parse.
+            decoded.clear();
+        }
+        decoded.insert(order.id, (order.version, order.clone()));
+        Ok(())
+    }
+
     /// The schema version after migrations.
     pub fn schema_version(&self) -> OmsResult<u32> {
         let conn = self.lock()?;
@@ -166,6 +219,53 @@ impl SqliteStore {
             |r| r.get(0),
         )
         .map_err(storage)
+    }
+
+    /// Start a batch: every write from now until [`SqliteStore::commit_batch`] (on this store
+    /// and on a [`crate::SqliteInventory`] sharing its connection) joins one transaction and
+    /// becomes durable with it, which saves a commit per operation. Each operation still runs
+    /// in its own savepoint, so a refused one rolls back alone. The database's write lock is
+    /// held for the whole batch, so keep batches short when other connections write too.
+    pub fn begin_batch(&self) -> OmsResult<()> {
+        let conn = self.lock()?;
+        if !conn.is_autocommit() {
+            return Err(OmsError::invalid("batch", "a batch is already open"));
+        }
+        exec(&conn, "BEGIN IMMEDIATE")
+    }
+
+    /// Commit the open batch: all its operations become durable together.
+    pub fn commit_batch(&self) -> OmsResult<()> {
+        let conn = self.lock()?;
+        if conn.is_autocommit() {
+            // Nothing open: either no batch began, or the database rolled it back after an
+            // error such as a full disk; either way its writes are not stored.
+            self.decoded()?.clear();
+            return Err(storage("no open batch to commit"));
+        }
+        if let Err(e) = exec(&conn, "COMMIT") {
+            if !conn.is_autocommit() {
+                let _ = exec(&conn, "ROLLBACK");
+            }
+            self.decoded()?.clear();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Roll back the open batch: none of its operations are stored.
+    pub fn rollback_batch(&self) -> OmsResult<()> {
+        let conn = self.lock()?;
+        self.decoded()?.clear();
+        if conn.is_autocommit() {
+            return Ok(());
+        }
+        exec(&conn, "ROLLBACK")
+    }
+
+    /// Whether a batch is open on this connection.
+    pub fn in_batch(&self) -> OmsResult<bool> {
+        Ok(!self.lock()?.is_autocommit())
     }
 
     fn migrate(&self) -> OmsResult<()> {
@@ -194,38 +294,164 @@ impl SqliteStore {
     }
 }
 
+/// Run one cached statement that takes no parameters and returns no rows.
+pub(crate) fn exec(conn: &Connection, sql: &str) -> OmsResult<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(storage)
+}
+
+/// Whether SQLite gave up waiting for another connection's lock.
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// How many times a write retries `BEGIN IMMEDIATE` after the busy timeout ran out.
+const MAX_BUSY_RETRIES: u32 = 8;
+
+/// Run `f` atomically on `conn`: in a transaction of its own (`BEGIN IMMEDIATE` when `write`,
+/// so the write lock is taken before the first read), or in a savepoint when a batch is open.
+/// `f`'s writes are kept only if it succeeds. `on_busy` is called for each retried `BEGIN`.
+pub(crate) fn atomically<T>(
+    conn: &Connection,
+    write: bool,
+    on_busy: &dyn Fn(),
+    f: impl FnOnce(&Connection) -> OmsResult<T>,
+) -> OmsResult<T> {
+    let nested = !conn.is_autocommit();
+    if nested {
+        exec(conn, "SAVEPOINT oms_op")?;
+    } else {
+        let begin = if write {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN DEFERRED"
+        };
+        let mut attempt = 0;
+        loop {
+            match conn.prepare_cached(begin).and_then(|mut s| s.execute([])) {
+                Ok(_) => break,
+                Err(e) if is_busy(&e) && attempt < MAX_BUSY_RETRIES => {
+                    attempt += 1;
+                    on_busy();
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        }
+    }
+    // Rolls back if `f` fails or unwinds, so the connection never keeps a half-done scope.
+    let mut scope = Scope {
+        conn,
+        nested,
+        done: false,
+    };
+    let value = f(conn)?;
+    scope.finish()?;
+    Ok(value)
+}
+
+/// An open transaction or savepoint, rolled back on drop unless finished.
+struct Scope<'a> {
+    conn: &'a Connection,
+    nested: bool,
+    done: bool,
+}
+
+impl Scope<'_> {
+    fn finish(&mut self) -> OmsResult<()> {
+        self.done = true;
+        let end = if self.nested {
+            "RELEASE oms_op"
+        } else {
+            "COMMIT"
+        };
+        if let Err(e) = exec(self.conn, end) {
+            self.done = false;
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Scope<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // Errors here mean SQLite already rolled back (the connection is back in autocommit);
+        // there is nothing left to undo.
+        if self.nested {
+            if !self.conn.is_autocommit() {
+                let _ = exec(self.conn, "ROLLBACK TO oms_op");
+                let _ = exec(self.conn, "RELEASE oms_op");
+            }
+        } else if !self.conn.is_autocommit() {
+            let _ = exec(self.conn, "ROLLBACK");
+        }
+    }
+}
+
+/// A stable 64-bit FNV-1a digest of an order's lines as stored in `order_items`, so a write
+/// rewrites those rows only when the lines changed.
+fn lines_digest(order: &Order) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes.iter().chain(&[0xff]) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for l in &order.lines {
+        eat(&l.line_id.to_le_bytes());
+        eat(l.sku.as_str().as_bytes());
+        eat(&l.quantity.to_le_bytes());
+        eat(l.unit_price.amount().to_string().as_bytes());
+        eat(l.discount.amount().to_string().as_bytes());
+        eat(l.tax_class.as_bytes());
+    }
+    i64::from_le_bytes(h.to_le_bytes())
+}
+
 fn write_children(
-    tx: &rusqlite::Transaction<'_>,
+    conn: &Connection,
     order: &Order,
     events: &[Event],
     stored_history: usize,
+    rewrite_items: bool,
     idempotency: Option<Keyed<'_>>,
 ) -> OmsResult<()> {
     if let Some((key, record)) = idempotency {
-        put_key(tx, key, record)?;
+        put_key(conn, key, record)?;
     }
     let id = to_i64(order.id, "order id")?;
-    tx.execute("DELETE FROM order_items WHERE order_id = ?1", params![id])
-        .map_err(storage)?;
-    let mut item = tx
-        .prepare_cached(
-            "INSERT INTO order_items (order_id, line_id, sku, quantity, unit_price, discount, tax_class)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .map_err(storage)?;
-    for l in &order.lines {
-        item.execute(params![
-            id,
-            l.line_id,
-            l.sku.as_str(),
-            l.quantity,
-            l.unit_price.amount().to_string(),
-            l.discount.amount().to_string(),
-            l.tax_class,
-        ])
-        .map_err(storage)?;
+    if rewrite_items {
+        conn.prepare_cached("DELETE FROM order_items WHERE order_id = ?1")
+            .and_then(|mut s| s.execute(params![id]))
+            .map_err(storage)?;
+        let mut item = conn
+            .prepare_cached(
+                "INSERT INTO order_items (order_id, line_id, sku, quantity, unit_price, discount, tax_class)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(storage)?;
+        for l in &order.lines {
+            item.execute(params![
+                id,
+                l.line_id,
+                l.sku.as_str(),
+                l.quantity,
+                l.unit_price.amount().to_string(),
+                l.discount.amount().to_string(),
+                l.tax_class,
+            ])
+            .map_err(storage)?;
+        }
     }
-    let mut audit = tx
+    let mut audit = conn
         .prepare_cached(
             "INSERT INTO order_state_transitions
              (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)
@@ -236,7 +462,7 @@ fn write_children(
         audit
             .execute(params![
                 id,
-                h.from.map(oms_core::lifecycle::OrderStatus::as_str),
+                h.from.map(OrderStatus::as_str),
                 h.to.as_str(),
                 h.event,
                 h.reason,
@@ -246,7 +472,7 @@ fn write_children(
             ])
             .map_err(storage)?;
     }
-    let mut outbox = tx
+    let mut outbox = conn
         .prepare_cached(
             "INSERT INTO events_outbox (order_id, version, name, at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
@@ -284,6 +510,50 @@ fn order_row_values(order: &Order) -> OmsResult<(String, String, String, String)
     ))
 }
 
+fn history_len(order: &Order) -> OmsResult<i64> {
+    to_i64(order.history.len() as u64, "history length")
+}
+
+impl SqliteStore {
+    /// Read one order's document by a cached statement keyed on `sql`'s single parameter,
+    /// reusing the decoded copy when its version is still the stored one.
+    fn load(
+        &self,
+        sql_version: &str,
+        sql_document: &str,
+        key: &dyn rusqlite::ToSql,
+        missing: &dyn Fn() -> String,
+    ) -> OmsResult<Order> {
+        let conn = self.lock()?;
+        let found: Option<(i64, i64)> = conn
+            .prepare_cached(sql_version)
+            .and_then(|mut s| {
+                s.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(storage)?;
+        let Some((id, version)) = found else {
+            return Err(OmsError::OrderNotFound { order: missing() });
+        };
+        let (id, version) = (to_u64(id, "order id")?, to_u64(version, "version")?);
+        if let Some((v, order)) = self.decoded()?.get(&id) {
+            if *v == version {
+                return Ok(order.clone());
+            }
+        }
+        let doc: String = conn
+            .prepare_cached(sql_document)
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)))
+            .map_err(storage)?;
+        let order = order_from_json(&doc)?;
+        drop(conn);
+        if order.version == version {
+            self.remember(&order)?;
+        }
+        Ok(order)
+    }
+}
+
 impl OrderStore for SqliteStore {
     fn insert_order(
         &self,
@@ -292,48 +562,54 @@ impl OrderStore for SqliteStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let (total, ship, bill, doc) = order_row_values(order)?;
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(storage)?;
         let id = to_i64(order.id, "order id")?;
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT version FROM orders WHERE id = ?1 OR order_number = ?2",
-                params![id, order.number],
-                |r| r.get(0),
+        let version = to_i64(order.version, "version")?;
+        let new_history = history_len(order)?;
+        let conn = self.lock()?;
+        atomically(&conn, true, &|| {}, |conn| {
+            let exists: Option<i64> = conn
+                .prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![id, order.number], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(storage)?;
+            if let Some(found) = exists {
+                return Err(OmsError::Conflict {
+                    entity: format!("order {}", order.number),
+                    expected: 0,
+                    found: to_u64(found, "version")?,
+                });
+            }
+            conn.prepare_cached(
+                "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount,
+                                     version, shipping_address, billing_address, created_at,
+                                     updated_at, document, history_len, lines_digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
-            .optional()
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    order.number,
+                    order.customer.id,
+                    order.status.as_str(),
+                    order.currency.code(),
+                    total,
+                    version,
+                    ship,
+                    bill,
+                    order.created_at.0,
+                    order.updated_at.0,
+                    doc,
+                    new_history,
+                    lines_digest(order),
+                ])
+            })
             .map_err(storage)?;
-        if let Some(found) = exists {
-            return Err(OmsError::Conflict {
-                entity: format!("order {}", order.number),
-                expected: 0,
-                found: to_u64(found, "version")?,
-            });
-        }
-        tx.execute(
-            "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount, version,
-                                 shipping_address, billing_address, created_at, updated_at, document)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                id,
-                order.number,
-                order.customer.id,
-                order.status.as_str(),
-                order.currency.code(),
-                total,
-                to_i64(order.version, "version")?,
-                ship,
-                bill,
-                order.created_at.0,
-                order.updated_at.0,
-                doc
-            ],
-        )
-        .map_err(storage)?;
-        write_children(&tx, order, events, 0, idempotency)?;
-        tx.commit().map_err(storage)
+            write_children(conn, order, events, 0, true, idempotency)
+        })?;
+        drop(conn);
+        self.remember(order)
     }
 
     fn update_order(
@@ -344,93 +620,90 @@ impl OrderStore for SqliteStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let (total, ship, bill, doc) = order_row_values(order)?;
-        let mut conn = self.lock()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(storage)?;
         let id = to_i64(order.id, "order id")?;
-        let found: Option<i64> = tx
-            .query_row(
-                "SELECT version FROM orders WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(storage)?;
-        let found = match found {
-            None => {
+        let version = to_i64(order.version, "version")?;
+        let new_history = history_len(order)?;
+        let digest = lines_digest(order);
+        let conn = self.lock()?;
+        atomically(&conn, true, &|| {}, |conn| {
+            let found: Option<(i64, i64, Option<i64>)> = conn
+                .prepare_cached(
+                    "SELECT version, history_len, lines_digest FROM orders WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
+                .map_err(storage)?;
+            let Some((found, stored_history, stored_digest)) = found else {
                 return Err(OmsError::OrderNotFound {
                     order: order.id.to_string(),
-                })
+                });
+            };
+            let found = to_u64(found, "version")?;
+            if found != expected_version || order.version <= expected_version {
+                return Err(OmsError::Conflict {
+                    entity: format!("order {}", order.number),
+                    expected: expected_version,
+                    found,
+                });
             }
-            Some(v) => to_u64(v, "version")?,
-        };
-        if found != expected_version || order.version <= expected_version {
-            return Err(OmsError::Conflict {
-                entity: format!("order {}", order.number),
-                expected: expected_version,
-                found,
-            });
-        }
-        let stored_history: usize = tx
-            .query_row(
-                "SELECT COUNT(*) FROM order_state_transitions WHERE order_id = ?1",
-                params![id],
-                |r| r.get(0),
+            let stored_history = usize::try_from(stored_history)
+                .map_err(|_| storage("negative history length in storage"))?;
+            conn.prepare_cached(
+                "UPDATE orders SET status = ?2, total_amount = ?3, version = ?4,
+                        shipping_address = ?5, billing_address = ?6, updated_at = ?7,
+                        document = ?8, history_len = ?9, lines_digest = ?10
+                 WHERE id = ?1",
             )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    order.status.as_str(),
+                    total,
+                    version,
+                    ship,
+                    bill,
+                    order.updated_at.0,
+                    doc,
+                    new_history,
+                    digest,
+                ])
+            })
             .map_err(storage)?;
-        tx.execute(
-            "UPDATE orders SET status = ?2, total_amount = ?3, version = ?4, shipping_address = ?5,
-                    billing_address = ?6, updated_at = ?7, document = ?8
-             WHERE id = ?1",
-            params![
-                id,
-                order.status.as_str(),
-                total,
-                to_i64(order.version, "version")?,
-                ship,
-                bill,
-                order.updated_at.0,
-                doc
-            ],
-        )
-        .map_err(storage)?;
-        write_children(&tx, order, events, stored_history, idempotency)?;
-        tx.commit().map_err(storage)
+            write_children(
+                conn,
+                order,
+                events,
+                stored_history,
+                stored_digest != Some(digest),
+                idempotency,
+            )
+        })?;
+        drop(conn);
+        self.remember(order)
     }
 
     fn order(&self, id: u64) -> OmsResult<Order> {
-        let conn = self.lock()?;
-        let doc: Option<String> = conn
-            .prepare_cached("SELECT document FROM orders WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row(params![to_i64(id, "order id").unwrap_or(-1)], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(storage)?;
-        doc.map_or_else(
-            || {
-                Err(OmsError::OrderNotFound {
-                    order: id.to_string(),
-                })
-            },
-            |d| order_from_json(&d),
+        let Ok(key) = i64::try_from(id) else {
+            return Err(OmsError::OrderNotFound {
+                order: id.to_string(),
+            });
+        };
+        self.load(
+            "SELECT id, version FROM orders WHERE id = ?1",
+            "SELECT document FROM orders WHERE id = ?1",
+            &key,
+            &|| id.to_string(),
         )
     }
 
     fn order_by_number(&self, number: &str) -> OmsResult<Order> {
-        let conn = self.lock()?;
-        let doc: Option<String> = conn
-            .prepare_cached("SELECT document FROM orders WHERE order_number = ?1")
-            .and_then(|mut s| s.query_row(params![number], |r| r.get(0)).optional())
-            .map_err(storage)?;
-        doc.map_or_else(
-            || {
-                Err(OmsError::OrderNotFound {
-                    order: number.to_owned(),
-                })
-            },
-            |d| order_from_json(&d),
+        self.load(
+            "SELECT id, version FROM orders WHERE order_number = ?1",
+            "SELECT document FROM orders WHERE order_number = ?1",
+            &number,
+            &|| number.to_owned(),
         )
     }
 
@@ -496,10 +769,10 @@ impl OrderStore for SqliteStore {
 
     fn ack_events(&self, up_to: u64) -> OmsResult<()> {
         let conn = self.lock()?;
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE events_outbox SET published = 1 WHERE published = 0 AND seq <= ?1",
-            params![i64::try_from(up_to).unwrap_or(i64::MAX)],
         )
+        .and_then(|mut s| s.execute(params![i64::try_from(up_to).unwrap_or(i64::MAX)]))
         .map_err(storage)?;
         Ok(())
     }
@@ -520,7 +793,16 @@ impl OrderStore for SqliteStore {
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
-        put_key(&*self.lock()?, key, record)
+        let conn = self.lock()?;
+        atomically(&conn, true, &|| {}, |conn| put_key(conn, key, record))
+    }
+
+    fn begin_batch(&self) -> OmsResult<()> {
+        SqliteStore::begin_batch(self)
+    }
+
+    fn commit_batch(&self) -> OmsResult<()> {
+        SqliteStore::commit_batch(self)
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::inventory::{
@@ -21,17 +21,14 @@ use oms_core::time::{Duration, IdGenerator, Timestamp};
 
 use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
 use crate::inventory::{self as ops, Key, Ledger, OPEN_STATUSES};
-use crate::sqlite::SqliteStore;
-
-/// How many times a write retries `BEGIN IMMEDIATE` after the busy timeout ran out.
-const MAX_BUSY_RETRIES: u32 = 8;
+use crate::sqlite::{atomically, SqliteStore};
 
 /// An [`InventoryStore`] on one SQLite connection (open one per worker thread).
 ///
 /// It wraps a [`SqliteStore`], so one database file holds orders and inventory together and
 /// the same migrations create both.
 pub struct SqliteInventory {
-    store: SqliteStore,
+    store: Arc<SqliteStore>,
     ids: Arc<dyn IdGenerator>,
     config: ReservationConfig,
     busy_retries: AtomicU64,
@@ -68,6 +65,16 @@ impl SqliteInventory {
         ids: Arc<dyn IdGenerator>,
         config: ReservationConfig,
     ) -> SqliteInventory {
+        Self::sharing(Arc::new(store), ids, config)
+    }
+
+    /// Keep inventory on the same connection as an order store the host also uses, so both
+    /// join one batch ([`SqliteStore::begin_batch`]) and never wait on each other's lock.
+    pub fn sharing(
+        store: Arc<SqliteStore>,
+        ids: Arc<dyn IdGenerator>,
+        config: ReservationConfig,
+    ) -> SqliteInventory {
         SqliteInventory {
             store,
             ids,
@@ -81,47 +88,31 @@ impl SqliteInventory {
         &self.store
     }
 
+    /// The order store on the same connection, to hand to an order service.
+    pub fn shared_store(&self) -> Arc<SqliteStore> {
+        Arc::clone(&self.store)
+    }
+
     /// How many write transactions had to retry `BEGIN IMMEDIATE` because the database stayed
     /// locked past the busy timeout.
     pub fn busy_retries(&self) -> u64 {
         self.busy_retries.load(Ordering::Relaxed)
     }
 
-    /// Run `f` in one transaction: `BEGIN IMMEDIATE` for writes (`write`), deferred for reads.
-    /// The transaction commits only if `f` succeeds; dropping it rolls back.
+    /// Run `f` atomically: in a transaction of its own (`BEGIN IMMEDIATE` for writes, deferred
+    /// for reads), or in a savepoint of the store's open batch. The writes are kept only if `f`
+    /// succeeds.
     fn run<T>(
         &self,
         write: bool,
         f: impl FnOnce(&mut SqliteLedger<'_>) -> OmsResult<T>,
     ) -> OmsResult<T> {
-        let mut conn = self.store.lock()?;
-        let behavior = if write {
-            TransactionBehavior::Immediate
-        } else {
-            TransactionBehavior::Deferred
+        let conn = self.store.lock()?;
+        let on_busy = || {
+            self.busy_retries.fetch_add(1, Ordering::Relaxed);
         };
-        let mut attempt = 0;
-        let tx = loop {
-            match conn.transaction_with_behavior(behavior) {
-                Ok(tx) => break tx,
-                Err(e) if is_busy(&e) && attempt < MAX_BUSY_RETRIES => {
-                    attempt += 1;
-                    self.busy_retries.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => return Err(storage(e)),
-            }
-        };
-        let value = f(&mut SqliteLedger { conn: &tx })?;
-        tx.commit().map_err(storage)?;
-        Ok(value)
+        atomically(&conn, write, &on_busy, |conn| f(&mut SqliteLedger { conn }))
     }
-}
-
-fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
 }
 
 /// The ledger rows inside one SQLite transaction.
@@ -366,18 +357,24 @@ impl Ledger for SqliteLedger<'_> {
     }
 
     fn expired_open(&mut self, now: Timestamp) -> OmsResult<Vec<Reservation>> {
+        // The open statuses are written as literals (they are constants, not input) so the
+        // partial index on open reservations applies; without statistics the planner would
+        // rather scan every reservation in id order than sort the few due, so it is named.
+        debug_assert_eq!(
+            [OPEN_STATUSES[0].as_str(), OPEN_STATUSES[1].as_str()],
+            ["reserved", "awaiting_customer_decision"]
+        );
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT document FROM inventory_reservations
-                 WHERE status IN (?1, ?2) AND expires_at <= ?3 ORDER BY id",
+                 INDEXED BY idx_reservations_open_expiry
+                 WHERE status IN ('reserved', 'awaiting_customer_decision') AND expires_at <= ?1
+                 ORDER BY id",
             )
             .map_err(storage)?;
         let docs = stmt
-            .query_map(
-                params![OPEN_STATUSES[0].as_str(), OPEN_STATUSES[1].as_str(), now.0],
-                |r| r.get::<_, String>(0),
-            )
+            .query_map(params![now.0], |r| r.get::<_, String>(0))
             .map_err(storage)?;
         docs.map(|d| d.map_err(storage).and_then(|d| from_json(&d)))
             .collect()

@@ -14,7 +14,8 @@ struct SignalData {
     blacklist: BTreeSet<String>,
     known_methods: BTreeSet<(String, String)>,
     flagged_devices: BTreeSet<String>,
-    orders: Vec<(Timestamp, VelocityKey)>,
+    /// Each key's order times, kept sorted so a velocity count is a binary search.
+    orders: BTreeMap<VelocityKey, Vec<Timestamp>>,
 }
 
 /// [`FraudSignals`] held in memory, for tests, simulations and small hosts.
@@ -61,13 +62,17 @@ impl InMemoryFraudSignals {
         at: Timestamp,
     ) {
         let mut d = self.data();
-        d.orders
-            .push((at, VelocityKey::Customer(customer_id.to_owned())));
+        let mut keys = vec![VelocityKey::Customer(customer_id.to_owned())];
         if let Some(dev) = device {
-            d.orders.push((at, VelocityKey::Device(dev.to_owned())));
+            keys.push(VelocityKey::Device(dev.to_owned()));
         }
-        d.orders
-            .push((at, VelocityKey::Address(address_key(address))));
+        keys.push(VelocityKey::Address(address_key(address)));
+        for key in keys {
+            let times = d.orders.entry(key).or_default();
+            // Orders usually arrive in time order; an earlier one is inserted in place.
+            let at_index = times.partition_point(|t| *t <= at);
+            times.insert(at_index, at);
+        }
     }
 }
 
@@ -93,12 +98,10 @@ impl FraudSignals for InMemoryFraudSignals {
         Ok(self.data().flagged_devices.contains(fingerprint))
     }
     fn orders_since(&self, key: &VelocityKey, since: Timestamp) -> OmsResult<u32> {
-        let n = self
-            .data()
-            .orders
-            .iter()
-            .filter(|(at, k)| k == key && *at >= since)
-            .count();
+        let d = self.data();
+        let n = d.orders.get(key).map_or(0, |times| {
+            times.len() - times.partition_point(|t| *t < since)
+        });
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
