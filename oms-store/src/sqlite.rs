@@ -270,6 +270,15 @@ impl SqliteStore {
 
     fn migrate(&self) -> OmsResult<()> {
         let mut conn = self.lock()?;
+        // A database already at the newest version needs no write lock, so opening a store
+        // does not wait for (or time out behind) another connection's long batch.
+        let current: Option<usize> = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .ok()
+            .flatten();
+        if current == Some(MIGRATIONS.len()) {
+            return Ok(());
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(storage)?;
@@ -828,5 +837,220 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_possible_wrap)]
+mod batch_tests {
+    use super::*;
+    use oms_core::events::names;
+    use oms_core::lifecycle::Actor;
+    use oms_core::money::{Currency, Money};
+    use oms_core::order::{AddressInput, Customer, LineItemInput, OrderDraft};
+    use oms_core::time::{ManualClock, SequentialIds, Timestamp};
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("oms-sqlite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("t.db")
+    }
+
+    fn order(ids: &SequentialIds) -> Order {
+        let usd = Currency::from_code("USD").unwrap();
+        let draft = OrderDraft {
+            customer: Customer {
+                id: "c1".into(),
+                email: "c1@example.com".into(),
+                name: "C One".into(),
+            },
+            shipping_address: AddressInput {
+                name: "C One".into(),
+                line1: "1 Main St".into(),
+                city: "Springfield".into(),
+                postal_code: "12345".into(),
+                country: "US".into(),
+                ..AddressInput::default()
+            },
+            billing_address: None,
+            currency: usd,
+            lines: vec![LineItemInput::new(
+                "SKU-1",
+                2,
+                Money::parse("9.95", usd).unwrap(),
+            )],
+            promo_codes: vec![],
+        };
+        let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 12, 0, 0));
+        Order::create(&draft, &Actor::System, &clock, ids).unwrap()
+    }
+
+    fn count(store: &SqliteStore, sql: &str) -> i64 {
+        store
+            .lock()
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_invisible_until_committed_and_gone_when_rolled_back() {
+        let path = temp_db("batch-visibility");
+        let (a, b) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        let ids = SequentialIds::default();
+        let first = order(&ids);
+        a.begin_batch().unwrap();
+        assert!(a.in_batch().unwrap());
+        a.insert_order(&first, &[], None).unwrap();
+        // The batch reads its own writes; another connection does not see them yet.
+        assert_eq!(a.order(first.id).unwrap(), first);
+        assert_eq!(b.order(first.id).unwrap_err().code(), "order_not_found");
+        a.commit_batch().unwrap();
+        assert!(!a.in_batch().unwrap());
+        assert_eq!(b.order(first.id).unwrap(), first);
+
+        let second = order(&ids);
+        a.begin_batch().unwrap();
+        a.insert_order(&second, &[], None).unwrap();
+        a.rollback_batch().unwrap();
+        assert_eq!(a.order(second.id).unwrap_err().code(), "order_not_found");
+        assert_eq!(b.order_ids().unwrap(), vec![first.id]);
+    }
+
+    #[test]
+    fn batch_misuse_is_a_typed_error() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.commit_batch().unwrap_err().code(), "storage");
+        store.begin_batch().unwrap();
+        assert_eq!(store.begin_batch().unwrap_err().code(), "invalid_field");
+        store.commit_batch().unwrap();
+        // Rolling back with nothing open is harmless.
+        store.rollback_batch().unwrap();
+    }
+
+    #[test]
+    fn a_refused_write_inside_a_batch_rolls_back_alone() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let ids = SequentialIds::default();
+        let o = order(&ids);
+        store.begin_batch().unwrap();
+        store.insert_order(&o, &[], None).unwrap();
+        let mut next = o.clone();
+        next.version = 2;
+        let ev = Event::new(o.id, 2, names::ORDER_UPDATED, o.created_at);
+        let rec = IdempotencyRecord {
+            fingerprint: "f".into(),
+            response: "r".into(),
+        };
+        // A stale write: refused, and neither its event nor its key is kept.
+        let err = store
+            .update_order(&next, 7, std::slice::from_ref(&ev), Some(("k", &rec)))
+            .unwrap_err();
+        assert_eq!(err.code(), "conflict");
+        store
+            .update_order(&next, 1, std::slice::from_ref(&ev), None)
+            .unwrap();
+        store.commit_batch().unwrap();
+        assert_eq!(store.order(o.id).unwrap().version, 2);
+        assert_eq!(store.idempotency("k").unwrap(), None);
+        assert_eq!(store.pending_events(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_read_never_returns_a_version_another_connection_replaced() {
+        let path = temp_db("cache");
+        let (a, b) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        let ids = SequentialIds::default();
+        let o = order(&ids);
+        a.insert_order(&o, &[], None).unwrap();
+        assert_eq!(b.order(o.id).unwrap().version, 1);
+        let mut next = o.clone();
+        next.version = 2;
+        next.promo_codes = vec!["CHANGED".into()];
+        a.update_order(&next, 1, &[], None).unwrap();
+        // `b` decoded version 1 earlier; it must see version 2's content now.
+        assert_eq!(b.order(o.id).unwrap(), next);
+        assert_eq!(b.order_by_number(&o.number).unwrap(), next);
+    }
+
+    #[test]
+    fn line_rows_and_audit_rows_follow_the_order() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let ids = SequentialIds::default();
+        let o = order(&ids);
+        store.insert_order(&o, &[], None).unwrap();
+        let audit = "SELECT COUNT(*) FROM order_state_transitions";
+        assert_eq!(count(&store, audit), o.history.len() as i64);
+        // Same lines: no rewrite needed, still exactly the order's rows.
+        let mut v2 = o.clone();
+        v2.version = 2;
+        store.update_order(&v2, 1, &[], None).unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM order_items"), 1);
+        assert_eq!(count(&store, audit), o.history.len() as i64);
+        // Changed quantity: the row is rewritten.
+        let mut v3 = v2.clone();
+        v3.version = 3;
+        v3.lines[0].quantity = 5;
+        store.update_order(&v3, 2, &[], None).unwrap();
+        assert_eq!(count(&store, "SELECT SUM(quantity) FROM order_items"), 5);
+        // A new audit entry is appended once.
+        let mut v4 = v3.clone();
+        v4.version = 4;
+        v4.history.push(v4.history[0].clone());
+        store.update_order(&v4, 3, &[], None).unwrap();
+        assert_eq!(count(&store, audit), v4.history.len() as i64);
+    }
+
+    #[test]
+    fn the_bookkeeping_migration_counts_audit_rows_already_stored() {
+        let path = temp_db("migrate-v3");
+        let ids = SequentialIds::default();
+        let o = order(&ids);
+        {
+            // A database at schema version 2 with one order and its audit rows.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY);
+                 INSERT INTO schema_version VALUES (1), (2);",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            let (total, ship, bill, doc) = order_row_values(&o).unwrap();
+            conn.execute(
+                "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount,
+                     version, shipping_address, billing_address, created_at, updated_at, document)
+                 VALUES (?1, ?2, 'c1', 'pending', 'USD', ?3, 1, ?4, ?5, 0, 0, ?6)",
+                params![o.id as i64, o.number, total, ship, bill, doc],
+            )
+            .unwrap();
+            for _ in &o.history {
+                conn.execute(
+                    "INSERT INTO order_state_transitions
+                     (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)
+                     VALUES (?1, NULL, 'pending', 'create', '', '[]', 'system', 0)",
+                    params![o.id as i64],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap() as usize, MIGRATIONS.len());
+        let mut v2 = o.clone();
+        v2.version = 2;
+        store.update_order(&v2, 1, &[], None).unwrap();
+        // No audit row written twice, and the line rows appear on the first write.
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM order_state_transitions"),
+            o.history.len() as i64
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM order_items"), 1);
     }
 }

@@ -9,9 +9,9 @@ mod common;
 
 use std::sync::Arc;
 
-use oms_core::inventory::MemoryInventory;
+use oms_core::inventory::{MemoryInventory, ReservationConfig};
 use oms_core::service::CheckoutFlow;
-use oms_core::store::MemoryStore;
+use oms_core::store::{MemoryStore, OrderStore};
 use oms_sim::{run, Backend, SimConfig, SimReport};
 use oms_store::{PostgresInventory, SqliteInventory, SqliteStore};
 
@@ -125,6 +125,37 @@ fn memory_sqlite_and_postgres_give_identical_results() {
     .unwrap();
     assert_sound(&sqlite);
     assert_eq!(mem.digest, sqlite.digest, "SQLite differs from memory");
+
+    // Grouping the commits (every 20 orders, one connection for orders and inventory) changes
+    // when writes become durable, never what is written.
+    let batched_path = dir.join("batched.db");
+    let batched = run(
+        &SimConfig {
+            orders_per_commit: 20,
+            ..config.clone()
+        },
+        Box::new(|ids| {
+            let orders = Arc::new(SqliteStore::open(&batched_path)?);
+            let inventory =
+                SqliteInventory::sharing(orders.clone(), ids, ReservationConfig::default());
+            Ok(Backend {
+                orders,
+                inventory: Arc::new(inventory),
+            })
+        }),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_sound(&batched);
+    assert_eq!(
+        mem.digest, batched.digest,
+        "batched SQLite differs from memory"
+    );
+    let reopened = SqliteStore::open(&batched_path).unwrap();
+    assert!(!reopened.in_batch().unwrap());
+    let unbatched = SqliteStore::open(&path).unwrap().order_ids().unwrap();
+    assert!(!unbatched.is_empty());
+    assert_eq!(reopened.order_ids().unwrap(), unbatched);
 
     let pg = run(
         &config,

@@ -154,6 +154,37 @@ fn sqlite_file_store_conforms_and_survives_reopen() {
 }
 
 #[test]
+fn sqlite_store_conforms_inside_one_batch() {
+    // Inside a batch every operation runs in a savepoint: a refused write must roll back
+    // alone and leave the batch's other writes in place, exactly as on its own.
+    let dir = common::temp_dir("conformance-batch");
+    let path = dir.join("batch.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.begin_batch().unwrap();
+    conformance(&store);
+    // Not visible to another connection until the batch commits.
+    assert!(SqliteStore::open(&path)
+        .unwrap()
+        .order_ids()
+        .unwrap()
+        .is_empty());
+    store.commit_batch().unwrap();
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(reopened.order_ids().unwrap().len(), 2);
+    assert_eq!(reopened.idempotency("k-stale").unwrap(), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stores_without_batches_conform_between_begin_and_commit() {
+    // The default batch is no batch at all: every write is durable by itself.
+    let store = MemoryStore::new();
+    store.begin_batch().unwrap();
+    conformance(&store);
+    store.commit_batch().unwrap();
+}
+
+#[test]
 fn postgres_store_conforms() {
     let store = postgres_store("conformance");
     conformance(&store);
