@@ -8,7 +8,11 @@
 //!   connection pool, bounded retries of serialization failures and deadlocks.
 //!
 //! Both write an order, its line rows, its new audit rows and its outbox events in one
-//! transaction, so a crash loses none of them and never leaves half an order. Every statement
+//! transaction, so a crash loses none of them and never leaves half an order. On SQLite a host
+//! may also group many operations into one commit ([`SqliteStore::begin_batch`] /
+//! [`SqliteStore::commit_batch`], through `OrderStore::begin_batch`): each operation still runs
+//! in a savepoint of its own, so a refused one rolls back alone, and the group becomes durable
+//! together — a crash before the commit loses the whole group and never part of an operation. Every statement
 //! binds its parameters; no SQL is ever built from input.
 //!
 //! [`SqliteInventory`] and [`PostgresInventory`] implement `oms_core::inventory::InventoryStore`
