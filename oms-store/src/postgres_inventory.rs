@@ -124,13 +124,17 @@ impl Pending {
 
 /// Every buffered write in one statement: stock rows, reservation rows, shipped item rows.
 /// Returns how many stock rows were updated, which must be all of them (they are locked).
+///
+/// Each `UPDATE … FROM unnest(…)` also states its keys as `= ANY(array)`, an index condition
+/// whatever join the planner picks, so that a plan cached by PostgreSQL for the statement
+/// (after a few runs it may keep one generic plan) cannot fall back to scanning a large table.
 const FLUSH: &str = "
 WITH lv AS (
     UPDATE inventory i
     SET on_hand = u.on_hand, reserved = u.reserved, allocated = u.allocated, damaged = u.damaged
     FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
         AS u(sku, warehouse_id, on_hand, reserved, allocated, damaged)
-    WHERE i.sku = u.sku AND i.warehouse_id = u.warehouse_id
+    WHERE i.sku = ANY($1::text[]) AND i.sku = u.sku AND i.warehouse_id = u.warehouse_id
     RETURNING 1
 ), res AS (
     UPDATE inventory_reservations r
@@ -138,11 +142,12 @@ WITH lv AS (
         document = u.document
     FROM unnest($7::int8[], $8::text[], $9::int8[], $10::int8[], $11::text[])
         AS u(id, status, expires_at, updated_at, document)
-    WHERE r.id = u.id
+    WHERE r.id = ANY($7::int8[]) AND r.id = u.id
 ), shipped AS (
     UPDATE inventory_reservation_items it SET shipped = TRUE
     FROM unnest($12::int8[], $13::text[]) AS u(reservation_id, warehouse_id)
-    WHERE it.reservation_id = u.reservation_id AND it.warehouse_id = u.warehouse_id
+    WHERE it.reservation_id = ANY($12::int8[]) AND it.reservation_id = u.reservation_id
+      AND it.warehouse_id = u.warehouse_id
       AND NOT it.shipped
 )
 SELECT COUNT(*) FROM lv";
