@@ -1,10 +1,14 @@
 //! PostgreSQL: seed 002's tables (`orders`, `order_items`, `order_state_transitions`, …) plus
 //! the events outbox and idempotency keys, with migrations applied on connect.
 //!
-//! Writes run in one transaction each; an order row is locked with `SELECT … FOR UPDATE` before
-//! its version is checked, so two writers of the same order serialize and the loser gets a typed
-//! `Conflict`. Serialization failures (40001) and deadlocks (40P01) are retried a bounded number
-//! of times.
+//! Every order write is one statement, and so one transaction: the order row, its line rows,
+//! its new audit rows, its outbox events and its idempotency record go in together through
+//! data-modifying CTEs (child rows as unnested arrays), or none of them do. The version check
+//! is the `UPDATE`'s own `WHERE version = $2`: at READ COMMITTED a second writer of the same
+//! row waits for the first and re-checks against the committed row, so the loser gets a typed
+//! `Conflict`. Statements are prepared once per pooled connection; each write or read is one
+//! round trip (plus an empty query before a write on a pooled connection). Serialization
+//! failures (40001) and deadlocks (40P01) are retried a bounded number of times.
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -6,6 +6,10 @@
 //! line with one conditional `UPDATE`. A row found absent and created concurrently by another
 //! writer makes the transaction run again (counted in [`PostgresInventory::retries`]), as do
 //! serialization failures and deadlocks.
+//!
+//! Writes to rows the transaction has locked (stock counts, reservation rewrites) are buffered
+//! and sent together in one statement before the next statement or just before `COMMIT`, so
+//! the hot stock rows stay locked for as few round trips as possible.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
