@@ -1,15 +1,20 @@
 //! PostgreSQL: seed 002's tables (`orders`, `order_items`, `order_state_transitions`, …) plus
 //! the events outbox and idempotency keys, with migrations applied on connect.
 //!
-//! Writes run in one transaction each; an order row is locked with `SELECT … FOR UPDATE` before
-//! its version is checked, so two writers of the same order serialize and the loser gets a typed
-//! `Conflict`. Serialization failures (40001) and deadlocks (40P01) are retried a bounded number
-//! of times.
+//! Every order write is one statement, and so one transaction: the order row, its line rows,
+//! its new audit rows, its outbox events and its idempotency record go in together through
+//! data-modifying CTEs (child rows as unnested arrays), or none of them do. The version check
+//! is the `UPDATE`'s own `WHERE version = $2`: at READ COMMITTED a second writer of the same
+//! row waits for the first and re-checks against the committed row, so the loser gets a typed
+//! `Conflict`. Statements are prepared once per pooled connection; each write or read is one
+//! round trip (plus an empty query before a write on a pooled connection). Serialization
+//! failures (40001) and deadlocks (40P01) are retried a bounded number of times.
 
 use std::sync::{Mutex, MutexGuard};
 
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Transaction};
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, NoTls, Statement, Transaction};
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
@@ -178,6 +183,20 @@ fn pg(e: &postgres::Error) -> OmsError {
     }
 }
 
+/// `sql` prepared on this connection: parsed and planned by the server once, then reused.
+pub(crate) fn prepared<C: GenericClient>(
+    client: &mut C,
+    statements: &mut Statements,
+    sql: &'static str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = statements.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare(sql)?;
+    statements.insert(sql, s.clone());
+    Ok(s)
+}
+
 fn is_retryable(e: &postgres::Error) -> bool {
     matches!(
         e.code(),
@@ -188,6 +207,8 @@ fn is_retryable(e: &postgres::Error) -> bool {
 /// A failure inside a transaction: `BEGIN` failing (nothing ran), a database error (maybe
 /// retryable), a domain refusal, or a lost race the transaction should simply run again.
 pub(crate) enum TxError {
+    /// A pooled connection found dead before anything with an effect ran on it (`BEGIN`, the
+    /// empty query before a write, or a read): the work starts over on a new connection.
     Begin(postgres::Error),
     Db(postgres::Error),
     Oms(OmsError),
@@ -240,6 +261,10 @@ impl PostgresStore {
 
     fn new_client(&self) -> OmsResult<Client> {
         let mut c = Client::connect(&self.url, NoTls).map_err(|e| pg(&e))?;
+        // Order documents are large enough to be compressed on every write; lz4 compresses
+        // them several times faster than the default pglz. A server built without lz4 keeps
+        // pglz, so a refusal is not an error.
+        let _ = c.batch_execute("SET default_toast_compression = lz4");
         if let Some(s) = &self.schema {
             // The name was validated in connect_with_schema.
             c.batch_execute(&format!(
@@ -254,6 +279,23 @@ impl PostgresStore {
         self.pool
             .lock()
             .map_err(|_| storage("postgres pool lock poisoned"))
+    }
+
+    /// A connection from the pool, or a new one; the flag says whether it came from the pool.
+    fn checkout(&self) -> OmsResult<(Pooled, bool)> {
+        if let Some(c) = self.pool()?.pop() {
+            if !c.client.is_closed() {
+                return Ok((c, true));
+            }
+        }
+        Ok((self.fresh()?, false))
+    }
+
+    fn fresh(&self) -> OmsResult<Pooled> {
+        Ok(Pooled {
+            client: self.new_client()?,
+            statements: Statements::new(),
+        })
     }
 
     /// Run `f` in a transaction on a pooled connection, retrying serialization failures and
@@ -272,25 +314,63 @@ impl PostgresStore {
         &self,
         mut f: impl FnMut(&mut Transaction<'_>, &mut Statements) -> Result<T, TxError>,
     ) -> OmsResult<T> {
-        let fresh = |store: &Self| -> OmsResult<Pooled> {
-            Ok(Pooled {
-                client: store.new_client()?,
-                statements: Statements::new(),
-            })
-        };
-        let (mut conn, mut pooled) = match self.pool()?.pop() {
-            Some(c) if !c.client.is_closed() => (c, true),
-            _ => (fresh(self)?, false),
-        };
+        self.run_pooled(|conn, _| {
+            let mut tx = conn.client.transaction().map_err(TxError::Begin)?;
+            let v = f(&mut tx, &mut conn.statements)?;
+            tx.commit()?;
+            Ok(v)
+        })
+    }
+
+    /// Run `f`, one write statement, on a pooled connection outside a transaction block:
+    /// PostgreSQL runs a lone statement as a transaction of its own, so it commits or rolls
+    /// back whole, and the client reports success only after the server's ReadyForQuery,
+    /// which follows the commit. This saves the `COMMIT` round trip.
+    ///
+    /// A pooled connection is first checked with an empty query (the round trip `BEGIN`
+    /// would have cost): a backend that went away while the connection sat idle is then
+    /// replaced before the write is sent, since once a write has been sent, a lost
+    /// connection no longer says whether it committed. Retries as [`Self::in_tx`] does.
+    pub(crate) fn autocommit<T>(
+        &self,
+        mut f: impl FnMut(&mut Client, &mut Statements) -> Result<T, TxError>,
+    ) -> OmsResult<T> {
+        self.run_pooled(|conn, first_use_of_pooled| {
+            if first_use_of_pooled {
+                conn.client.batch_execute("").map_err(TxError::Begin)?;
+            }
+            f(&mut conn.client, &mut conn.statements)
+        })
+    }
+
+    /// Run `f`, statements that only read, on a pooled connection outside a transaction
+    /// block, with no check first: a read that fails because its pooled connection had died
+    /// changed nothing, so it runs again on a new connection.
+    pub(crate) fn read_only<T>(
+        &self,
+        mut f: impl FnMut(&mut Client, &mut Statements) -> Result<T, TxError>,
+    ) -> OmsResult<T> {
+        self.run_pooled(|conn, first_use_of_pooled| {
+            match f(&mut conn.client, &mut conn.statements) {
+                Err(TxError::Db(e)) if first_use_of_pooled && conn.client.is_closed() => {
+                    Err(TxError::Begin(e))
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// Run `attempt_once` on a connection until it succeeds, is refused, or fails for good.
+    /// Its flag is true on the first attempt on a connection taken from the pool.
+    fn run_pooled<T>(
+        &self,
+        mut attempt_once: impl FnMut(&mut Pooled, bool) -> Result<T, TxError>,
+    ) -> OmsResult<T> {
+        let (mut conn, mut pooled) = self.checkout()?;
         let mut attempt = 0;
         loop {
-            let result = (|| {
-                let mut tx = conn.client.transaction().map_err(TxError::Begin)?;
-                let v = f(&mut tx, &mut conn.statements)?;
-                tx.commit()?;
-                Ok(v)
-            })();
-            match result {
+            let first_use_of_pooled = pooled && attempt == 0;
+            match attempt_once(&mut conn, first_use_of_pooled) {
                 Ok(v) => {
                     self.pool()?.push(conn);
                     return Ok(v);
@@ -301,7 +381,7 @@ impl PostgresStore {
                 }
                 // Nothing ran on it, so the work can start over on a fresh connection.
                 Err(TxError::Begin(_)) if pooled => {
-                    conn = fresh(self)?;
+                    conn = self.fresh()?;
                     pooled = false;
                 }
                 Err(TxError::Db(e)) if is_retryable(&e) && attempt < MAX_RETRIES => {
@@ -359,85 +439,251 @@ impl PostgresStore {
     }
 }
 
-fn put_key(tx: &mut Transaction<'_>, key: &str, record: &IdempotencyRecord) -> Result<(), TxError> {
-    tx.execute(
-        "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES ($1, $2, $3)
-         ON CONFLICT (key) DO NOTHING",
-        &[&key, &record.fingerprint, &record.response],
-    )?;
-    Ok(())
+/// Store an idempotency record unless its key is taken.
+const PUT_KEY: &str =
+    "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES ($1, $2, $3)
+     ON CONFLICT (key) DO NOTHING";
+
+/// A new order with its lines, audit rows, outbox events and idempotency record, as one
+/// statement. Every child insert reads `ins`, which holds a row only if the order row was
+/// inserted, so a taken id or number writes nothing. Arrays are unnested into rows
+/// server-side: one round trip whatever the number of lines, audit rows and events.
+const INSERT_ORDER: &str = "
+WITH ins AS (
+    INSERT INTO orders (id, order_number, user_id, status, currency, total_amount, version,
+                        shipping_address, billing_address, created_at, updated_at, document)
+    VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7, $8::text::jsonb, $9::text::jsonb,
+            $10, $11, $12)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), items AS (
+    INSERT INTO order_items (order_id, line_id, sku, quantity, unit_price, discount, tax_class)
+    SELECT ins.id, l.line_id, l.sku, l.quantity, l.unit_price::numeric, l.discount::numeric,
+           l.tax_class
+    FROM ins, unnest($13::int4[], $14::text[], $15::int4[], $16::text[], $17::text[], $18::text[])
+        AS l(line_id, sku, quantity, unit_price, discount, tax_class)
+), audit AS (
+    INSERT INTO order_state_transitions
+        (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)
+    SELECT ins.id, h.from_state, h.to_state, h.event, h.reason, h.metadata::jsonb, h.created_by,
+           h.created_at
+    FROM ins, unnest($19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
+                     $24::text[], $25::int8[]) WITH ORDINALITY
+        AS h(from_state, to_state, event, reason, metadata, created_by, created_at, n)
+    ORDER BY h.n
+), outbox AS (
+    INSERT INTO events_outbox (order_id, version, name, at, data)
+    SELECT e.order_id, e.version, e.name, e.at, e.data
+    FROM ins, unnest($26::int8[], $27::int8[], $28::text[], $29::int8[], $30::text[])
+        WITH ORDINALITY AS e(order_id, version, name, at, data, n)
+    ORDER BY e.n
+), idem AS (
+    INSERT INTO idempotency_keys (key, fingerprint, response)
+    SELECT $31::text, $32::text, $33::text FROM ins WHERE $31::text IS NOT NULL
+    ON CONFLICT (key) DO NOTHING
+)
+SELECT COUNT(*) FROM ins";
+
+/// A changed order with its new audit rows, outbox events and idempotency record, as one
+/// statement. The version check is the `UPDATE`'s own condition: at READ COMMITTED a
+/// concurrent writer of the row makes it wait and then re-check `version = $2` against the
+/// committed row, so exactly one of two writers from the same version succeeds. Every child
+/// write reads `upd`, so a failed check writes nothing.
+///
+/// The audit rows already stored are counted in the statement's snapshot, which, when the
+/// check passes, shows the order as of the version checked (every write bumps the version).
+/// Line rows are rewritten only where they differ from the order's lines.
+const UPDATE_ORDER: &str = "
+WITH upd AS (
+    UPDATE orders SET status = $3, total_amount = $4::text::numeric, version = $5,
+           shipping_address = $6::text::jsonb, billing_address = $7::text::jsonb,
+           updated_at = $8, document = $9
+    WHERE id = $1 AND version = $2
+    RETURNING id
+), stored AS (
+    SELECT COUNT(*) AS n FROM order_state_transitions WHERE order_id = $1
+), gone AS (
+    DELETE FROM order_items d USING upd
+    WHERE d.order_id = upd.id AND d.line_id <> ALL($10::int4[])
+), items AS (
+    INSERT INTO order_items AS o
+        (order_id, line_id, sku, quantity, unit_price, discount, tax_class)
+    SELECT upd.id, l.line_id, l.sku, l.quantity, l.unit_price::numeric, l.discount::numeric,
+           l.tax_class
+    FROM upd, unnest($10::int4[], $11::text[], $12::int4[], $13::text[], $14::text[], $15::text[])
+        AS l(line_id, sku, quantity, unit_price, discount, tax_class)
+    ON CONFLICT (order_id, line_id) DO UPDATE
+    SET sku = EXCLUDED.sku, quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
+        discount = EXCLUDED.discount, tax_class = EXCLUDED.tax_class
+    WHERE (o.sku, o.quantity, o.unit_price::text, o.discount::text, o.tax_class)
+          IS DISTINCT FROM (EXCLUDED.sku, EXCLUDED.quantity, EXCLUDED.unit_price::text,
+                            EXCLUDED.discount::text, EXCLUDED.tax_class)
+), audit AS (
+    INSERT INTO order_state_transitions
+        (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)
+    SELECT upd.id, h.from_state, h.to_state, h.event, h.reason, h.metadata::jsonb, h.created_by,
+           h.created_at
+    FROM upd, stored, unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+                             $21::text[], $22::int8[]) WITH ORDINALITY
+        AS h(from_state, to_state, event, reason, metadata, created_by, created_at, n)
+    WHERE h.n > stored.n
+    ORDER BY h.n
+), outbox AS (
+    INSERT INTO events_outbox (order_id, version, name, at, data)
+    SELECT e.order_id, e.version, e.name, e.at, e.data
+    FROM upd, unnest($23::int8[], $24::int8[], $25::text[], $26::int8[], $27::text[])
+        WITH ORDINALITY AS e(order_id, version, name, at, data, n)
+    ORDER BY e.n
+), idem AS (
+    INSERT INTO idempotency_keys (key, fingerprint, response)
+    SELECT $28::text, $29::text, $30::text FROM upd WHERE $28::text IS NOT NULL
+    ON CONFLICT (key) DO NOTHING
+)
+SELECT COUNT(*) FROM upd";
+
+const ORDER_VERSION: &str = "SELECT version FROM orders WHERE id = $1";
+
+/// An order's columns, lines, audit rows, events and idempotency record as bind parameters:
+/// one array per column, so any number of rows goes in one statement.
+struct Rows<'o> {
+    id: i64,
+    total: String,
+    version: i64,
+    ship: String,
+    bill: String,
+    doc: String,
+    line_ids: Vec<i32>,
+    skus: Vec<&'o str>,
+    quantities: Vec<i32>,
+    prices: Vec<String>,
+    discounts: Vec<String>,
+    tax_classes: Vec<&'o str>,
+    from_states: Vec<Option<&'static str>>,
+    to_states: Vec<&'static str>,
+    audit_events: Vec<&'o str>,
+    reasons: Vec<&'o str>,
+    metadata: Vec<String>,
+    actors: Vec<String>,
+    audit_at: Vec<i64>,
+    event_orders: Vec<i64>,
+    event_versions: Vec<i64>,
+    event_names: Vec<&'o str>,
+    event_at: Vec<i64>,
+    event_data: Vec<String>,
+    key: Option<&'o str>,
+    fingerprint: Option<&'o str>,
+    response: Option<&'o str>,
 }
 
-fn write_children(
-    tx: &mut Transaction<'_>,
-    order: &Order,
-    events: &[Event],
-    stored_history: usize,
-    idempotency: Option<Keyed<'_>>,
-) -> Result<(), TxError> {
-    if let Some((key, record)) = idempotency {
-        put_key(tx, key, record)?;
+impl<'o> Rows<'o> {
+    fn new(
+        order: &'o Order,
+        events: &'o [Event],
+        idempotency: Option<Keyed<'o>>,
+    ) -> OmsResult<Rows<'o>> {
+        let lines = &order.lines;
+        let history = &order.history;
+        Ok(Rows {
+            id: to_i64(order.id, "order id")?,
+            total: order.book_value()?.amount().to_string(),
+            version: to_i64(order.version, "version")?,
+            ship: to_json(&order.shipping_address)?,
+            bill: to_json(&order.billing_address)?,
+            doc: order_to_json(order)?,
+            line_ids: lines
+                .iter()
+                .map(|l| {
+                    i32::try_from(l.line_id).map_err(|_| OmsError::invalid("line_id", "too large"))
+                })
+                .collect::<OmsResult<_>>()?,
+            skus: lines.iter().map(|l| l.sku.as_str()).collect(),
+            quantities: lines
+                .iter()
+                .map(|l| {
+                    i32::try_from(l.quantity)
+                        .map_err(|_| OmsError::invalid("quantity", "too large"))
+                })
+                .collect::<OmsResult<_>>()?,
+            prices: lines
+                .iter()
+                .map(|l| l.unit_price.amount().to_string())
+                .collect(),
+            discounts: lines
+                .iter()
+                .map(|l| l.discount.amount().to_string())
+                .collect(),
+            tax_classes: lines.iter().map(|l| l.tax_class.as_str()).collect(),
+            from_states: history
+                .iter()
+                .map(|h| h.from.map(OrderStatus::as_str))
+                .collect(),
+            to_states: history.iter().map(|h| h.to.as_str()).collect(),
+            audit_events: history.iter().map(|h| h.event.as_str()).collect(),
+            reasons: history.iter().map(|h| h.reason.as_str()).collect(),
+            metadata: history
+                .iter()
+                .map(|h| to_json(&h.metadata))
+                .collect::<OmsResult<_>>()?,
+            actors: history.iter().map(|h| actor_text(&h.actor)).collect(),
+            audit_at: history.iter().map(|h| h.at.0).collect(),
+            event_orders: events
+                .iter()
+                .map(|e| to_i64(e.order_id, "event order id"))
+                .collect::<OmsResult<_>>()?,
+            event_versions: events
+                .iter()
+                .map(|e| to_i64(e.version, "event version"))
+                .collect::<OmsResult<_>>()?,
+            event_names: events.iter().map(|e| e.name.as_str()).collect(),
+            event_at: events.iter().map(|e| e.at.0).collect(),
+            event_data: events
+                .iter()
+                .map(|e| to_json(&e.data))
+                .collect::<OmsResult<_>>()?,
+            key: idempotency.map(|(k, _)| k),
+            fingerprint: idempotency.map(|(_, r)| r.fingerprint.as_str()),
+            response: idempotency.map(|(_, r)| r.response.as_str()),
+        })
     }
-    let id = to_i64(order.id, "order id")?;
-    tx.execute("DELETE FROM order_items WHERE order_id = $1", &[&id])?;
-    let item = tx.prepare(
-        "INSERT INTO order_items (order_id, line_id, sku, quantity, unit_price, discount, tax_class)
-         VALUES ($1, $2, $3, $4, $5::text::numeric, $6::text::numeric, $7)",
-    )?;
-    for l in &order.lines {
-        let line_id =
-            i32::try_from(l.line_id).map_err(|_| OmsError::invalid("line_id", "too large"))?;
-        let qty =
-            i32::try_from(l.quantity).map_err(|_| OmsError::invalid("quantity", "too large"))?;
-        tx.execute(
-            &item,
-            &[
-                &id,
-                &line_id,
-                &l.sku.as_str(),
-                &qty,
-                &l.unit_price.amount().to_string(),
-                &l.discount.amount().to_string(),
-                &l.tax_class,
-            ],
-        )?;
+
+    /// The parameters after the order's own columns, in the statements' order: lines, audit
+    /// rows, events, idempotency record.
+    fn children(&self) -> [&(dyn ToSql + Sync); 21] {
+        [
+            &self.line_ids,
+            &self.skus,
+            &self.quantities,
+            &self.prices,
+            &self.discounts,
+            &self.tax_classes,
+            &self.from_states,
+            &self.to_states,
+            &self.audit_events,
+            &self.reasons,
+            &self.metadata,
+            &self.actors,
+            &self.audit_at,
+            &self.event_orders,
+            &self.event_versions,
+            &self.event_names,
+            &self.event_at,
+            &self.event_data,
+            &self.key,
+            &self.fingerprint,
+            &self.response,
+        ]
     }
-    let audit = tx.prepare(
-        "INSERT INTO order_state_transitions
-         (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)",
-    )?;
-    for h in order.history.iter().skip(stored_history) {
-        tx.execute(
-            &audit,
-            &[
-                &id,
-                &h.from.map(oms_core::lifecycle::OrderStatus::as_str),
-                &h.to.as_str(),
-                &h.event,
-                &h.reason,
-                &to_json(&h.metadata)?,
-                &actor_text(&h.actor),
-                &h.at.0,
-            ],
-        )?;
-    }
-    let outbox = tx.prepare(
-        "INSERT INTO events_outbox (order_id, version, name, at, data) VALUES ($1, $2, $3, $4, $5)",
-    )?;
-    for e in events {
-        tx.execute(
-            &outbox,
-            &[
-                &to_i64(e.order_id, "event order id")?,
-                &to_i64(e.version, "event version")?,
-                &e.name,
-                &e.at.0,
-                &to_json(&e.data)?,
-            ],
-        )?;
-    }
-    Ok(())
+}
+
+/// One prepared statement's rows, on a pooled connection outside a transaction block.
+fn query(
+    client: &mut Client,
+    statements: &mut Statements,
+    sql: &'static str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<postgres::Row>, TxError> {
+    let statement = prepared(client, statements, sql)?;
+    Ok(client.query(&statement, params)?)
 }
 
 impl OrderStore for PostgresStore {
@@ -447,33 +693,27 @@ impl OrderStore for PostgresStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let total = order.book_value()?.amount().to_string();
-        let ship = to_json(&order.shipping_address)?;
-        let bill = to_json(&order.billing_address)?;
-        let doc = order_to_json(order)?;
-        let id = to_i64(order.id, "order id")?;
-        let version = to_i64(order.version, "version")?;
-        self.in_tx(|tx| {
-            let inserted = tx.execute(
-                "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount, version,
-                                     shipping_address, billing_address, created_at, updated_at, document)
-                 VALUES ($1, $2, $3, $4, $5, $6::text::numeric, $7, $8::text::jsonb, $9::text::jsonb, $10, $11, $12)
-                 ON CONFLICT DO NOTHING",
-                &[
-                    &id,
-                    &order.number,
-                    &order.customer.id,
-                    &order.status.as_str(),
-                    &order.currency.code(),
-                    &total,
-                    &version,
-                    &ship,
-                    &bill,
-                    &order.created_at.0,
-                    &order.updated_at.0,
-                    &doc,
-                ],
-            )?;
+        let r = Rows::new(order, events, idempotency)?;
+        let status = order.status.as_str();
+        let currency = order.currency.code();
+        let head: [&(dyn ToSql + Sync); 12] = [
+            &r.id,
+            &order.number,
+            &order.customer.id,
+            &status,
+            &currency,
+            &r.total,
+            &r.version,
+            &r.ship,
+            &r.bill,
+            &order.created_at.0,
+            &order.updated_at.0,
+            &r.doc,
+        ];
+        let params: Vec<&(dyn ToSql + Sync)> = head.iter().copied().chain(r.children()).collect();
+        self.autocommit(|client, statements| {
+            let rows = query(client, statements, INSERT_ORDER, &params)?;
+            let inserted: i64 = rows.first().map_or(0, |row| row.get(0));
             if inserted == 0 {
                 return Err(OmsError::Conflict {
                     entity: format!("order {}", order.number),
@@ -482,7 +722,7 @@ impl OrderStore for PostgresStore {
                 }
                 .into());
             }
-            write_children(tx, order, events, 0, idempotency)
+            Ok(())
         })
     }
 
@@ -493,70 +733,65 @@ impl OrderStore for PostgresStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let total = order.book_value()?.amount().to_string();
-        let ship = to_json(&order.shipping_address)?;
-        let bill = to_json(&order.billing_address)?;
-        let doc = order_to_json(order)?;
-        let id = to_i64(order.id, "order id")?;
-        let version = to_i64(order.version, "version")?;
-        self.in_tx(|tx| {
-            let row = tx.query_opt(
-                "SELECT version FROM orders WHERE id = $1 FOR UPDATE",
-                &[&id],
-            )?;
-            let Some(row) = row else {
+        let r = Rows::new(order, events, idempotency)?;
+        let status = order.status.as_str();
+        let expected = to_i64(expected_version, "expected version")?;
+        let head: [&(dyn ToSql + Sync); 9] = [
+            &r.id,
+            &expected,
+            &status,
+            &r.total,
+            &r.version,
+            &r.ship,
+            &r.bill,
+            &order.updated_at.0,
+            &r.doc,
+        ];
+        let params: Vec<&(dyn ToSql + Sync)> = head.iter().copied().chain(r.children()).collect();
+        // An order that does not move its version forward is refused before anything is
+        // written (the statement never runs), with the version stored.
+        let advances = order.version > expected_version;
+        self.autocommit(|client, statements| {
+            if advances {
+                let rows = query(client, statements, UPDATE_ORDER, &params)?;
+                if rows.first().map_or(0, |row| row.get::<_, i64>(0)) == 1 {
+                    return Ok(());
+                }
+            }
+            // Nothing was written: say why, from the row as committed now.
+            let rows = query(client, statements, ORDER_VERSION, &[&r.id])?;
+            let Some(row) = rows.first() else {
                 return Err(OmsError::OrderNotFound {
                     order: order.id.to_string(),
                 }
                 .into());
             };
             let found = to_u64(row.get::<_, i64>(0), "version")?;
-            if found != expected_version || order.version <= expected_version {
-                return Err(OmsError::Conflict {
-                    entity: format!("order {}", order.number),
-                    expected: expected_version,
-                    found,
-                }
-                .into());
+            if found == expected_version && advances {
+                // The statement's snapshot predates the write that brought the row to the
+                // expected version: the check failed on an older row, so run it again.
+                return Err(TxError::Retry("order version changed during the update"));
             }
-            let stored: i64 = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM order_state_transitions WHERE order_id = $1",
-                    &[&id],
-                )?
-                .get(0);
-            tx.execute(
-                "UPDATE orders SET status = $2, total_amount = $3::text::numeric, version = $4,
-                        shipping_address = $5::text::jsonb, billing_address = $6::text::jsonb,
-                        updated_at = $7, document = $8
-                 WHERE id = $1",
-                &[
-                    &id,
-                    &order.status.as_str(),
-                    &total,
-                    &version,
-                    &ship,
-                    &bill,
-                    &order.updated_at.0,
-                    &doc,
-                ],
-            )?;
-            write_children(
-                tx,
-                order,
-                events,
-                usize::try_from(stored).unwrap_or(0),
-                idempotency,
-            )
+            Err(OmsError::Conflict {
+                entity: format!("order {}", order.number),
+                expected: expected_version,
+                found,
+            }
+            .into())
         })
     }
 
     fn order(&self, id: u64) -> OmsResult<Order> {
         let key = to_i64(id, "order id")?;
-        let doc: Option<String> = self.in_tx(|tx| {
-            Ok(tx
-                .query_opt("SELECT document FROM orders WHERE id = $1", &[&key])?
-                .map(|r| r.get(0)))
+        let doc: Option<String> = self.read_only(|client, statements| {
+            Ok(query(
+                client,
+                statements,
+                "SELECT document FROM orders WHERE id = $1",
+                &[&key],
+            )?
+            .first()
+            .map(|r| r.get(0)))
         })?;
         doc.map_or_else(
             || {
@@ -569,13 +804,15 @@ impl OrderStore for PostgresStore {
     }
 
     fn order_by_number(&self, number: &str) -> OmsResult<Order> {
-        let doc: Option<String> = self.in_tx(|tx| {
-            Ok(tx
-                .query_opt(
-                    "SELECT document FROM orders WHERE order_number = $1",
-                    &[&number],
-                )?
-                .map(|r| r.get(0)))
+        let doc: Option<String> = self.read_only(|client, statements| {
+            Ok(query(
+                client,
+                statements,
+                "SELECT document FROM orders WHERE order_number = $1",
+                &[&number],
+            )?
+            .first()
+            .map(|r| r.get(0)))
         })?;
         doc.map_or_else(
             || {
@@ -588,38 +825,42 @@ impl OrderStore for PostgresStore {
     }
 
     fn order_ids(&self) -> OmsResult<Vec<u64>> {
-        let ids: Vec<i64> = self.in_tx(|tx| {
-            Ok(tx
-                .query("SELECT id FROM orders ORDER BY id", &[])?
-                .iter()
-                .map(|r| r.get(0))
-                .collect())
+        let ids: Vec<i64> = self.read_only(|client, statements| {
+            Ok(
+                query(client, statements, "SELECT id FROM orders ORDER BY id", &[])?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect(),
+            )
         })?;
         ids.into_iter().map(|v| to_u64(v, "order id")).collect()
     }
 
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
-        let ids: Vec<i64> = self.in_tx(|tx| {
-            Ok(tx
-                .query(
-                    "SELECT id FROM orders WHERE status = $1 ORDER BY id",
-                    &[&status.as_str()],
-                )?
-                .iter()
-                .map(|r| r.get(0))
-                .collect())
+        let ids: Vec<i64> = self.read_only(|client, statements| {
+            Ok(query(
+                client,
+                statements,
+                "SELECT id FROM orders WHERE status = $1 ORDER BY id",
+                &[&status.as_str()],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
         })?;
         ids.into_iter().map(|v| to_u64(v, "order id")).collect()
     }
 
     fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.in_tx(|tx| {
-            Ok(tx.query(
+        let rows = self.read_only(|client, statements| {
+            query(
+                client,
+                statements,
                 "SELECT seq, order_id, version, name, at, data FROM events_outbox
                  WHERE NOT published ORDER BY seq LIMIT $1",
                 &[&limit],
-            )?)
+            )
         })?;
         rows.iter()
             .map(|r| {
@@ -637,8 +878,10 @@ impl OrderStore for PostgresStore {
 
     fn ack_events(&self, up_to: u64) -> OmsResult<()> {
         let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
-        self.in_tx(|tx| {
-            tx.execute(
+        self.autocommit(|client, statements| {
+            query(
+                client,
+                statements,
                 "UPDATE events_outbox SET published = TRUE WHERE NOT published AND seq <= $1",
                 &[&up_to],
             )?;
@@ -647,21 +890,31 @@ impl OrderStore for PostgresStore {
     }
 
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
-        self.in_tx(|tx| {
-            Ok(tx
-                .query_opt(
-                    "SELECT fingerprint, response FROM idempotency_keys WHERE key = $1",
-                    &[&key],
-                )?
-                .map(|r| IdempotencyRecord {
-                    fingerprint: r.get(0),
-                    response: r.get(1),
-                }))
+        self.read_only(|client, statements| {
+            Ok(query(
+                client,
+                statements,
+                "SELECT fingerprint, response FROM idempotency_keys WHERE key = $1",
+                &[&key],
+            )?
+            .first()
+            .map(|r| IdempotencyRecord {
+                fingerprint: r.get(0),
+                response: r.get(1),
+            }))
         })
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
-        self.in_tx(|tx| put_key(tx, key, record))
+        self.autocommit(|client, statements| {
+            query(
+                client,
+                statements,
+                PUT_KEY,
+                &[&key, &record.fingerprint, &record.response],
+            )?;
+            Ok(())
+        })
     }
 }
 

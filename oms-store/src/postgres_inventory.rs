@@ -6,12 +6,16 @@
 //! line with one conditional `UPDATE`. A row found absent and created concurrently by another
 //! writer makes the transaction run again (counted in [`PostgresInventory::retries`]), as do
 //! serialization failures and deadlocks.
+//!
+//! Writes to rows the transaction has locked (stock counts, reservation rewrites) are buffered
+//! and sent together in one statement before the next statement or just before `COMMIT`, so
+//! the hot stock rows stay locked for as few round trips as possible.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use postgres::types::ToSql;
-use postgres::Transaction;
+use postgres::GenericClient;
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::inventory::{
@@ -23,7 +27,7 @@ use oms_core::time::{Duration, IdGenerator, Timestamp};
 
 use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
 use crate::inventory::{self as ops, Key, Ledger, Lookup, OPEN_STATUSES};
-use crate::postgres::{PostgresStore, Statements, TxError};
+use crate::postgres::{prepared, PostgresStore, Statements, TxError};
 
 /// An [`InventoryStore`] on PostgreSQL, sharing the connection pool of a [`PostgresStore`].
 pub struct PostgresInventory {
@@ -70,26 +74,102 @@ impl PostgresInventory {
 
     fn run<T>(
         &self,
-        mut f: impl FnMut(&mut PgLedger<'_, '_>) -> Result<T, TxError>,
+        mut f: impl FnMut(&mut PgLedger<'_, postgres::Transaction<'_>>) -> Result<T, TxError>,
     ) -> OmsResult<T> {
         self.store.in_tx_cached(|tx, statements| {
-            f(&mut PgLedger {
-                tx,
-                statements,
-                absent: BTreeSet::new(),
-            })
+            let mut ledger = PgLedger::new(tx, statements);
+            let v = f(&mut ledger)?;
+            // The buffered writes go out last, in one statement, just before COMMIT.
+            ledger.flush()?;
+            Ok(v)
         })
+    }
+
+    /// Run an operation that is a single read outside a transaction block: one statement is
+    /// its own snapshot, and the `BEGIN` and `COMMIT` round trips are saved.
+    fn read<T>(
+        &self,
+        mut f: impl FnMut(&mut PgLedger<'_, postgres::Client>) -> Result<T, TxError>,
+    ) -> OmsResult<T> {
+        self.store
+            .read_only(|client, statements| f(&mut PgLedger::new(client, statements)))
     }
 }
 
-/// The ledger rows inside one PostgreSQL transaction.
-pub(crate) struct PgLedger<'a, 'b> {
-    tx: &'a mut Transaction<'b>,
+/// The ledger rows inside one PostgreSQL transaction (or, for a single read, on a connection
+/// outside one).
+pub(crate) struct PgLedger<'a, C: GenericClient> {
+    tx: &'a mut C,
     statements: &'a mut Statements,
     /// Keys this transaction read under lock and found without a row: writing one must create
     /// it, and finding it created meanwhile means the read was stale.
     absent: BTreeSet<Key>,
+    /// Writes held back until the next statement or the end of the transaction, so that they
+    /// go out together in one round trip. Only writes whose outcome the operations do not
+    /// read are held: rows already locked by this transaction, rewritten in place.
+    pending: Pending,
 }
+
+/// Writes buffered by a [`PgLedger`].
+#[derive(Default)]
+struct Pending {
+    /// New counts of locked stock rows.
+    levels: BTreeMap<Key, StockLevel>,
+    /// Rewritten reservations, by id: the latest copy of each, and whether its shipped
+    /// warehouses changed.
+    reservations: BTreeMap<i64, (Reservation, bool)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.levels.is_empty() && self.reservations.is_empty()
+    }
+}
+
+/// Every buffered write in one statement: stock rows, reservation rows, shipped item rows.
+/// Returns how many stock rows were updated, which must be all of them (they are locked).
+///
+/// Each `UPDATE … FROM unnest(…)` also states its keys as `= ANY(array)`, an index condition
+/// whatever join the planner picks, so that a plan cached by PostgreSQL for the statement
+/// (after a few runs it may keep one generic plan) cannot fall back to scanning a large table.
+const FLUSH: &str = "
+WITH lv AS (
+    UPDATE inventory i
+    SET on_hand = u.on_hand, reserved = u.reserved, allocated = u.allocated, damaged = u.damaged
+    FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+        AS u(sku, warehouse_id, on_hand, reserved, allocated, damaged)
+    WHERE i.sku = ANY($1::text[]) AND i.sku = u.sku AND i.warehouse_id = u.warehouse_id
+    RETURNING 1
+), res AS (
+    UPDATE inventory_reservations r
+    SET status = u.status, expires_at = u.expires_at, updated_at = u.updated_at,
+        document = u.document
+    FROM unnest($7::int8[], $8::text[], $9::int8[], $10::int8[], $11::text[])
+        AS u(id, status, expires_at, updated_at, document)
+    WHERE r.id = ANY($7::int8[]) AND r.id = u.id
+), shipped AS (
+    UPDATE inventory_reservation_items it SET shipped = TRUE
+    FROM unnest($12::int8[], $13::text[]) AS u(reservation_id, warehouse_id)
+    WHERE it.reservation_id = ANY($12::int8[]) AND it.reservation_id = u.reservation_id
+      AND it.warehouse_id = u.warehouse_id
+      AND NOT it.shipped
+)
+SELECT COUNT(*) FROM lv";
+
+/// A new reservation and its item rows in one statement; no row at all if the id is taken.
+const INSERT_RESERVATION: &str = "
+WITH r AS (
+    INSERT INTO inventory_reservations
+        (id, order_id, status, expires_at, created_at, updated_at, document)
+    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
+    RETURNING id
+), items AS (
+    INSERT INTO inventory_reservation_items
+        (reservation_id, line_no, sku, warehouse_id, quantity, shipped)
+    SELECT r.id, t.l, t.s, t.w, t.q, FALSE
+    FROM r, unnest($8::int4[], $9::text[], $10::text[], $11::int8[]) AS t(l, s, w, q)
+)
+SELECT COUNT(*) FROM r";
 
 fn level_from(r: &postgres::Row, first: usize) -> OmsResult<StockLevel> {
     Ok(StockLevel {
@@ -106,56 +186,101 @@ fn documents(rows: &[postgres::Row]) -> Result<Vec<Reservation>, TxError> {
         .collect()
 }
 
-impl PgLedger<'_, '_> {
-    /// Run one statement, prepared once per connection and cached.
+impl<'a, C: GenericClient> PgLedger<'a, C> {
+    fn new(tx: &'a mut C, statements: &'a mut Statements) -> Self {
+        PgLedger {
+            tx,
+            statements,
+            absent: BTreeSet::new(),
+            pending: Pending::default(),
+        }
+    }
+
+    /// Run one statement, prepared once per connection and cached, after the buffered
+    /// writes, so it sees them.
     fn q(
         &mut self,
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<postgres::Row>, TxError> {
-        let statement = if let Some(s) = self.statements.get(sql) {
-            s.clone()
-        } else {
-            let s = self.tx.prepare(sql)?;
-            self.statements.insert(sql, s.clone());
-            s
-        };
+        self.flush()?;
+        self.q_now(sql, params)
+    }
+
+    fn q_now(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, TxError> {
+        let statement = prepared(self.tx, self.statements, sql)?;
         Ok(self.tx.query(&statement, params)?)
     }
 
-    fn insert_items(&mut self, r: &Reservation, id: i64) -> Result<(), TxError> {
-        if r.items.is_empty() {
+    /// Send the buffered writes, if any, in one statement.
+    fn flush(&mut self) -> Result<(), TxError> {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        // One statement for every item: the arrays are unnested into rows server-side.
-        let line_nos = (0..r.items.len())
-            .map(|n| i32::try_from(n).map_err(|_| OmsError::invalid("items", "too many lines")))
-            .collect::<Result<Vec<i32>, _>>()?;
-        let skus: Vec<&str> = r.items.iter().map(|i| i.sku.as_str()).collect();
-        let whs: Vec<&str> = r.items.iter().map(|i| i.warehouse.as_str()).collect();
-        let quantities = r
-            .items
-            .iter()
-            .map(|i| to_i64(i.quantity, "quantity"))
-            .collect::<Result<Vec<i64>, _>>()?;
-        self.q(
-            "INSERT INTO inventory_reservation_items
-             (reservation_id, line_no, sku, warehouse_id, quantity, shipped)
-             SELECT $1, l, s, w, q, FALSE FROM unnest($2::int4[], $3::text[], $4::text[], $5::int8[])
-                 AS t(l, s, w, q)",
+        let pending = std::mem::take(&mut self.pending);
+        let mut skus = Vec::new();
+        let mut whs = Vec::new();
+        let mut counts: [Vec<i64>; 4] = Default::default();
+        for (key, level) in &pending.levels {
+            skus.push(key.0.as_str());
+            whs.push(key.1.as_str());
+            counts[0].push(to_i64(level.on_hand, "on_hand")?);
+            counts[1].push(to_i64(level.reserved, "reserved")?);
+            counts[2].push(to_i64(level.allocated, "allocated")?);
+            counts[3].push(to_i64(level.damaged, "damaged")?);
+        }
+        let mut ids = Vec::new();
+        let mut statuses = Vec::new();
+        let mut expires = Vec::new();
+        let mut updated = Vec::new();
+        let mut docs = Vec::new();
+        let mut shipped_ids = Vec::new();
+        let mut shipped_whs = Vec::new();
+        for (id, (r, shipped_changed)) in &pending.reservations {
+            ids.push(*id);
+            statuses.push(r.status.as_str());
+            expires.push(r.expires_at.0);
+            updated.push(r.updated_at.0);
+            docs.push(to_json(r)?);
+            if *shipped_changed {
+                for w in &r.shipped_from {
+                    shipped_ids.push(*id);
+                    shipped_whs.push(w.as_str());
+                }
+            }
+        }
+        let rows = self.q_now(
+            FLUSH,
             &[
-                &id,
-                &line_nos,
                 &skus,
                 &whs,
-                &quantities,
+                &counts[0],
+                &counts[1],
+                &counts[2],
+                &counts[3],
+                &ids,
+                &statuses,
+                &expires,
+                &updated,
+                &docs,
+                &shipped_ids,
+                &shipped_whs,
             ],
         )?;
-        Ok(())
+        let written: i64 = rows.first().map_or(0, |r| r.get(0));
+        if usize::try_from(written).ok() == Some(skus.len()) {
+            Ok(())
+        } else {
+            Err(storage("a locked stock row vanished before it was written").into())
+        }
     }
 }
 
-impl Ledger for PgLedger<'_, '_> {
+impl<C: GenericClient> Ledger for PgLedger<'_, C> {
     type Error = TxError;
 
     fn sku_known(&mut self, sku: &Sku) -> Result<bool, TxError> {
@@ -259,10 +384,10 @@ impl Ledger for PgLedger<'_, '_> {
             to_i64(level.allocated, "allocated")?,
             to_i64(level.damaged, "damaged")?,
         ];
-        let (s, w) = (key.0.as_str(), key.1.as_str());
-        let params: [&(dyn ToSql + Sync); 6] =
-            [&s, &w, &counts[0], &counts[1], &counts[2], &counts[3]];
         if self.absent.remove(key) {
+            let (s, w) = (key.0.as_str(), key.1.as_str());
+            let params: [&(dyn ToSql + Sync); 6] =
+                [&s, &w, &counts[0], &counts[1], &counts[2], &counts[3]];
             let created = self.q(
                 "INSERT INTO inventory (sku, warehouse_id, on_hand, reserved, allocated, damaged)
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
@@ -273,16 +398,9 @@ impl Ledger for PgLedger<'_, '_> {
             }
             return Ok(());
         }
-        let updated = self.q(
-            "UPDATE inventory SET on_hand = $3, reserved = $4, allocated = $5, damaged = $6
-             WHERE sku = $1 AND warehouse_id = $2 RETURNING 1",
-            &params,
-        )?;
-        if updated.len() == 1 {
-            Ok(())
-        } else {
-            Err(storage(format!("stock row {s}/{w} vanished while locked")).into())
-        }
+        // The row exists and is locked by this transaction: the write can wait for the flush.
+        self.pending.levels.insert(key.clone(), level);
+        Ok(())
     }
 
     fn reserve_units(&mut self, key: &Key, quantity: u64) -> Result<bool, TxError> {
@@ -331,10 +449,18 @@ impl Ledger for PgLedger<'_, '_> {
         let order_id = to_i64(r.order_id, "order id")?;
         let doc = to_json(r)?;
         let status = r.status.as_str();
-        let inserted = self.q(
-            "INSERT INTO inventory_reservations
-             (id, order_id, status, expires_at, created_at, updated_at, document)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING 1",
+        let line_nos = (0..r.items.len())
+            .map(|n| i32::try_from(n).map_err(|_| OmsError::invalid("items", "too many lines")))
+            .collect::<Result<Vec<i32>, _>>()?;
+        let skus: Vec<&str> = r.items.iter().map(|i| i.sku.as_str()).collect();
+        let whs: Vec<&str> = r.items.iter().map(|i| i.warehouse.as_str()).collect();
+        let quantities = r
+            .items
+            .iter()
+            .map(|i| to_i64(i.quantity, "quantity"))
+            .collect::<Result<Vec<i64>, _>>()?;
+        let rows = self.q(
+            INSERT_RESERVATION,
             &[
                 &id,
                 &order_id,
@@ -343,13 +469,13 @@ impl Ledger for PgLedger<'_, '_> {
                 &r.created_at.0,
                 &r.updated_at.0,
                 &doc,
+                &line_nos,
+                &skus,
+                &whs,
+                &quantities,
             ],
         )?;
-        if inserted.is_empty() {
-            return Ok(false);
-        }
-        self.insert_items(r, id)?;
-        Ok(true)
+        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0)) == 1)
     }
 
     fn update_reservation(
@@ -358,22 +484,10 @@ impl Ledger for PgLedger<'_, '_> {
         shipped_changed: bool,
     ) -> Result<(), TxError> {
         let id = to_i64(r.id, "reservation id")?;
-        let doc = to_json(r)?;
-        let status = r.status.as_str();
-        self.q(
-            "UPDATE inventory_reservations
-             SET status = $2, expires_at = $3, updated_at = $4, document = $5
-             WHERE id = $1",
-            &[&id, &status, &r.expires_at.0, &r.updated_at.0, &doc],
-        )?;
-        if shipped_changed {
-            let shipped: Vec<&str> = r.shipped_from.iter().map(WarehouseId::as_str).collect();
-            self.q(
-                "UPDATE inventory_reservation_items SET shipped = TRUE
-                 WHERE reservation_id = $1 AND warehouse_id = ANY($2)",
-                &[&id, &shipped],
-            )?;
-        }
+        // The row is locked by this transaction; a later rewrite in the same transaction
+        // replaces the copy, and a change of shipped warehouses is kept.
+        let shipped = shipped_changed || self.pending.reservations.get(&id).is_some_and(|p| p.1);
+        self.pending.reservations.insert(id, (r.clone(), shipped));
         Ok(())
     }
 
@@ -432,7 +546,7 @@ impl InventoryStore for PostgresInventory {
     }
 
     fn levels(&self) -> OmsResult<Vec<StockRow>> {
-        self.run(|l| ops::levels(l))
+        self.read(|l| ops::levels(l))
     }
 
     fn reserve(&self, request: &ReservationRequest, now: Timestamp) -> OmsResult<ReserveOutcome> {
@@ -479,10 +593,10 @@ impl InventoryStore for PostgresInventory {
     }
 
     fn reservation(&self, reservation_id: u64) -> OmsResult<Reservation> {
-        self.run(|l| ops::reservation(l, reservation_id))
+        self.read(|l| ops::reservation(l, reservation_id))
     }
 
     fn reservations_for_order(&self, order_id: u64) -> OmsResult<Vec<Reservation>> {
-        self.run(|l| ops::reservations_for_order(l, order_id))
+        self.read(|l| ops::reservations_for_order(l, order_id))
     }
 }
