@@ -492,11 +492,17 @@ impl<C: GenericClient> Ledger for PgLedger<'_, C> {
     }
 
     fn expired_open(&mut self, now: Timestamp) -> Result<Vec<Reservation>, TxError> {
-        let (a, b) = (OPEN_STATUSES[0].as_str(), OPEN_STATUSES[1].as_str());
+        // The open statuses are literals (constants, not input) so that a cached generic plan
+        // can still use the partial index on open reservations rather than scan them all.
+        debug_assert_eq!(
+            [OPEN_STATUSES[0].as_str(), OPEN_STATUSES[1].as_str()],
+            ["reserved", "awaiting_customer_decision"]
+        );
         let rows = self.q(
             "SELECT document FROM inventory_reservations
-             WHERE status IN ($1, $2) AND expires_at <= $3 ORDER BY id FOR UPDATE",
-            &[&a, &b, &now.0],
+             WHERE status IN ('reserved', 'awaiting_customer_decision') AND expires_at <= $1
+             ORDER BY id FOR UPDATE",
+            &[&now.0],
         )?;
         documents(&rows)
     }
