@@ -26,11 +26,18 @@ use oms_core::time::{IdGenerator, ManualClock, Timestamp};
 use oms_store::{PostgresInventory, PostgresStore, SqliteInventory, SqliteStore};
 use rust_decimal::Decimal;
 
-/// Units of the benchmark SKU received up front: far more than any run ships.
+/// Units of each benchmark SKU received up front: far more than any run ships.
 pub const STOCK: u64 = 1_000_000_000;
 
-/// The one SKU every benchmark order buys.
-pub const SKU: &str = "BENCH-1";
+/// How many SKUs the catalog holds. Order `n` buys SKU `n mod SKUS`, so concurrent workers
+/// mostly reserve different stock rows, as a real catalog's orders do, rather than all queueing
+/// on one row's lock (a flash sale of one SKU is the oversell test's case, not this one's).
+pub const SKUS: u64 = 64;
+
+/// The SKU order number `n` buys.
+pub fn sku(n: u64) -> String {
+    format!("BENCH-{}", n % SKUS)
+}
 
 /// The one warehouse stock is held in.
 pub const WAREHOUSE: &str = "WH1";
@@ -128,7 +135,9 @@ impl Rig {
         let (_, inventory) = rig.stores()?;
         let wh = WarehouseId::new(WAREHOUSE)?;
         inventory.add_warehouse(&wh)?;
-        inventory.receive(&Sku::new(SKU)?, &wh, STOCK)?;
+        for n in 0..SKUS {
+            inventory.receive(&Sku::new(&sku(n))?, &wh, STOCK)?;
+        }
         Ok(rig)
     }
 
@@ -213,7 +222,7 @@ impl Rig {
             billing_address: None,
             currency: Currency::USD,
             lines: vec![LineItemInput::new(
-                SKU,
+                &sku(n),
                 1,
                 Money::parse("10.00", Currency::USD)?,
             )],
