@@ -1,4 +1,4 @@
-//! Criterion benches of allocation: the per-order exact MIP (5 lines × 20 warehouses) and
+//! Criterion benches of allocation: the per-order exact decision (5 lines × 20 warehouses) and
 //! the batch MIP over 50, 100 and 200 tight orders with a 200 ms limit on the MIP phase.
 
 use std::hint::black_box;

@@ -86,7 +86,7 @@ struct AllocateArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum StrategyArg {
-    /// Exact MIP per order, orders in turn (default).
+    /// Exact per order (subset search, MIP where needed), orders in turn (default).
     Optimal,
     /// One MIP over all orders competing for shared stock.
     Batch,

@@ -1,12 +1,15 @@
 //! `alloc-bench export DIR` writes the benchmark instances as `oms allocate` JSON;
 //! `alloc-bench measure DIR` solves them with every strategy and writes `ours.json` there:
-//! per-order p50/p99 solve time and cost, batch time/cost/status/gap, greedy costs.
+//! per-order p50/p99 solve time and cost (and how many orders the subset search decided without
+//! the MIP), batch time/cost/status/gap, greedy costs.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use oms_benches::{generate, single_order, Spec, AMPLE, TIGHT};
-use oms_core::allocation::{allocate, AllocationOptions, AllocationProblem, Strategy};
+use oms_core::allocation::{
+    allocate, optimal_fast_path_orders, AllocationOptions, AllocationProblem, Strategy,
+};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -81,17 +84,29 @@ fn measure(dir: &Path) -> Result<Value, String> {
     }
     let mut times = Vec::new();
     let mut costs = Vec::new();
+    // Per order, its fastest of the five passes: what the order costs the solver, without the
+    // scheduler's preemptions on a shared machine.
+    let mut fastest = vec![f64::INFINITY; singles.len()];
     for _ in 0..5 {
         for (i, s) in singles.iter().enumerate() {
             let t = Instant::now();
             let plan = allocate(s, Strategy::Optimal, &o).map_err(|e| e.to_string())?;
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            times.push(ms);
+            if let Some(f) = fastest.get_mut(i) {
+                *f = f.min(ms);
+            }
             if costs.len() <= i {
                 costs.push(plan.total_cost);
             }
         }
     }
     times.sort_by(f64::total_cmp);
+    fastest.sort_by(f64::total_cmp);
+    let mut by_search = 0usize;
+    for s in &singles {
+        by_search += optimal_fast_path_orders(s, &o).map_err(|e| e.to_string())?;
+    }
     let total: Decimal = costs.iter().copied().sum();
     let mut greedy = serde_json::Map::new();
     for (name, st) in [
@@ -111,6 +126,9 @@ fn measure(dir: &Path) -> Result<Value, String> {
             "p50_ms": percentile(&times, 50.0),
             "p99_ms": percentile(&times, 99.0),
             "mean_ms": times.iter().sum::<f64>() / times.len().max(1) as f64,
+            "best_of_5_p50_ms": percentile(&fastest, 50.0),
+            "best_of_5_p99_ms": percentile(&fastest, 99.0),
+            "subset_search_orders": by_search,
             "total_cost": total.round_dp(4).to_string(),
             "greedy": greedy,
         }),

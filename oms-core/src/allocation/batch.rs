@@ -1,5 +1,5 @@
 //! The `batch` strategy: many orders competing for shared stock. A Lagrangian price-and-repair
-//! pass builds a good plan and a lower bound from small per-order MIPs; one MIP over all orders
+//! pass builds a good plan and a lower bound from exact per-order solves; one MIP over all orders
 //! then starts from that plan, under a time limit and a gap target.
 
 use std::collections::BTreeMap;

@@ -30,7 +30,8 @@ pub enum PlanStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
-    /// Exact MIP per order, orders served in turn against the remaining stock.
+    /// Exact per order (subset search, MIP where needed), orders served in turn against the
+    /// remaining stock.
     Optimal,
     /// All orders at once, competing for shared stock (price-and-repair, then one MIP).
     Batch,

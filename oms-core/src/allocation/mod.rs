@@ -7,13 +7,15 @@
 //! Costs are exact decimals; the solver works in `f64` internally, and every reported cost is
 //! recomputed in decimal from the chosen integer quantities.
 //!
-//! Strategies: [`Strategy::Optimal`] (exact MIP per order, orders in turn),
+//! Strategies: [`Strategy::Optimal`] (exact per order, orders in turn: a subset search where it
+//! can prove the optimum, the MIP otherwise),
 //! [`Strategy::Batch`] (one MIP over all orders), and the greedy baselines
 //! [`Strategy::Nearest`] and [`Strategy::Priority`]. Seed 004's pricing models are
 //! [`hyperlocal_lock`] + [`allocate_hyperlocal`], [`buy_box`] and [`post_checkout_margin`].
 
 mod batch;
 mod explain;
+mod fast;
 mod greedy;
 mod mip;
 mod model;
@@ -83,6 +85,32 @@ pub fn allocate(
             "hyperlocal needs a session lock: use allocate_hyperlocal",
         )),
     }
+}
+
+/// How many orders of `problem` [`Strategy::Optimal`] decides by its exact subset search rather
+/// than the MIP, serving them in turn as [`allocate`] does (a benchmark and diagnostic figure;
+/// both methods give the same optimal cost).
+pub fn optimal_fast_path_orders(
+    problem: &AllocationProblem,
+    options: &AllocationOptions,
+) -> OmsResult<usize> {
+    problem.validate()?;
+    options.validate()?;
+    let mut fast = 0usize;
+    sequential::run(problem, options, |oi, pairs, st| {
+        let (d, by_search) = optimal::decide_with(
+            problem,
+            options,
+            oi,
+            &pairs,
+            st,
+            None,
+            optimal::Method::Auto,
+        )?;
+        fast += usize::from(by_search);
+        Ok(d)
+    })?;
+    Ok(fast)
 }
 
 #[cfg(test)]

@@ -429,9 +429,26 @@ pub(crate) fn order_row(
     Ok(row)
 }
 
-/// Initial stock of every warehouse, indexed like the problem's warehouses.
+/// Initial stock of every warehouse, indexed like the problem's warehouses, of the SKUs some
+/// order asks for: no plan can touch the others, and copying a whole catalogue's stock would
+/// cost more than deciding a small order.
 pub(crate) fn initial_stock(problem: &AllocationProblem) -> Vec<BTreeMap<Sku, u32>> {
-    problem.warehouses.iter().map(|w| w.stock.clone()).collect()
+    let wanted: BTreeSet<&Sku> = problem
+        .orders
+        .iter()
+        .flat_map(|o| o.lines.iter().map(|l| &l.sku))
+        .collect();
+    problem
+        .warehouses
+        .iter()
+        .map(|w| {
+            wanted
+                .iter()
+                .filter_map(|s| w.stock.get_key_value(*s))
+                .map(|(s, q)| (s.clone(), *q))
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -661,3 +661,327 @@ proptest! {
         }
     }
 }
+
+// ---- the exact fast path against the MIP and exhaustive search ------------------------------
+
+/// A one-order instance with the features the fast path must get right: SKUs shared by several
+/// lines, scarce stock, warehouses outside the SLA, equal costs (ties), partial fulfilment and
+/// split limits; and, now and then, drivers or a tight parcel capacity (which fall back to the
+/// MIP).
+#[derive(Debug, Clone)]
+struct Case {
+    problem: AllocationProblem,
+    options: AllocationOptions,
+}
+
+fn case() -> impl Gen<Value = Case> {
+    let w = (
+        proptest::collection::vec(0u32..4, 3),
+        0i64..=6,
+        0i64..=6,
+        0u32..=3,
+        0u32..=3,
+    );
+    let lines = proptest::collection::vec((0usize..3, 1u32..=3), 1..=3);
+    (
+        proptest::collection::vec(w, 1..=4),
+        lines,
+        (0i64..=6, 0i64..=6, 0usize..3),
+        (0u8..4, 0u8..3, 0u8..8),
+    )
+        .prop_map(|(ws, ls, (cx, cy, sla), (partial, splits, extra))| {
+            let names = ["A", "B", "C"];
+            // Coarse grids make equal distances, item costs and parcel costs common.
+            let warehouses: Vec<Warehouse> = ws
+                .iter()
+                .enumerate()
+                .map(|(i, (stock, x, y, cost, parcel))| Warehouse {
+                    id: format!("W{i}"),
+                    location: at(*x as f64 / 4.0, *y as f64 / 4.0),
+                    stock: names.iter().zip(stock).map(|(n, q)| (sku(n), *q)).collect(),
+                    item_cost: names
+                        .iter()
+                        .enumerate()
+                        .map(|(k, n)| (sku(n), Decimal::from(*cost + k as u32 % 2)))
+                        .collect(),
+                    parcel_cost: Decimal::from(*parcel * 3),
+                    parcel_capacity: (extra == 1).then_some(2),
+                })
+                .collect();
+            let order = AllocationOrder {
+                id: "O".into(),
+                customer_location: at(cx as f64 / 4.0, cy as f64 / 4.0),
+                sla: [Sla::Standard, Sla::SameDay, Sla::NextDay][sla],
+                lines: ls
+                    .iter()
+                    .map(|(s, q)| OrderLine {
+                        sku: sku(names[*s]),
+                        quantity: *q,
+                        capacity: 1,
+                    })
+                    .collect(),
+            };
+            let drivers = if extra == 2 {
+                vec![driver("D1", 0, 0, 4), driver("D2", 1, 3, 9)]
+            } else {
+                vec![]
+            };
+            let options = AllocationOptions {
+                allow_partial: partial > 0,
+                unfilled_penalty: Decimal::from([0u32, 0, 2, 40][usize::from(partial)]),
+                max_splits: [None, Some(1), Some(2)][usize::from(splits)],
+                same_day_radius_km: 60.0,
+                next_day_radius_km: Some(120.0),
+                ..AllocationOptions::default()
+            };
+            Case {
+                problem: AllocationProblem {
+                    warehouses,
+                    drivers,
+                    orders: vec![order],
+                    shipping: rates(),
+                },
+                options,
+            }
+        })
+}
+
+/// Exhaustive search over every way to source every unit of a one-order case without drivers
+/// or parcel capacities: the optimum and, per warehouse, the cheapest plan that ships from it.
+fn exhaustive(c: &Case) -> Option<(Decimal, BTreeMap<usize, Decimal>)> {
+    let p = &c.problem;
+    let o = &p.orders[0];
+    let nw = p.warehouses.len();
+    let radius = c.options.radius_km(o.sla);
+    let km: Vec<f64> = p
+        .warehouses
+        .iter()
+        .map(|w| haversine_km(w.location, o.customer_location))
+        .collect();
+    let reach: Vec<bool> = km.iter().map(|d| radius.is_none_or(|r| *d <= r)).collect();
+    // Per line, every split of its units over the warehouses plus "unfilled" (bin nw).
+    let bins = nw + usize::from(c.options.allow_partial);
+    let splits: Vec<Vec<Vec<u32>>> = o
+        .lines
+        .iter()
+        .map(|line| {
+            let mut all = vec![vec![]];
+            for _ in 0..line.quantity {
+                let mut next = Vec::new();
+                for v in &all {
+                    for b in 0..bins {
+                        let mut v: Vec<usize> = v.clone();
+                        v.push(b);
+                        next.push(v);
+                    }
+                }
+                all = next;
+            }
+            let mut out: Vec<Vec<u32>> = Vec::new();
+            for units in all {
+                let mut q = vec![0u32; nw + 1];
+                for b in units {
+                    q[b] += 1;
+                }
+                if !out.contains(&q) {
+                    out.push(q);
+                }
+            }
+            out
+        })
+        .collect();
+    let mut best: Option<Decimal> = None;
+    let mut best_at: BTreeMap<usize, Decimal> = BTreeMap::new();
+    let mut idx = vec![0usize; splits.len()];
+    'outer: loop {
+        let mut used = vec![BTreeMap::<Sku, u32>::new(); nw];
+        let mut cost = Decimal::ZERO;
+        let mut open = vec![false; nw];
+        let mut ok = true;
+        for (li, line) in o.lines.iter().enumerate() {
+            let q = &splits[li][idx[li]];
+            for w in 0..nw {
+                if q[w] == 0 {
+                    continue;
+                }
+                let u = used[w].entry(line.sku.clone()).or_default();
+                *u += q[w];
+                if !reach[w] || *u > p.warehouses[w].stock.get(&line.sku).copied().unwrap_or(0) {
+                    ok = false;
+                }
+                open[w] = true;
+                let unit = p.warehouses[w].item_cost[&line.sku]
+                    + p.shipping.base_per_unit
+                    + p.shipping.per_unit_km * distance_decimal(km[w]);
+                cost += unit * Decimal::from(q[w]);
+            }
+            cost += c.options.unfilled_penalty * Decimal::from(q[nw]);
+        }
+        let opened = open.iter().filter(|x| **x).count() as u32;
+        if c.options.max_splits.is_some_and(|m| opened > m) {
+            ok = false;
+        }
+        for (w, is_open) in open.iter().enumerate() {
+            if *is_open {
+                cost += p.warehouses[w].parcel_cost;
+            }
+        }
+        if ok {
+            if best.is_none_or(|b| cost < b) {
+                best = Some(cost);
+            }
+            for (w, is_open) in open.iter().enumerate() {
+                if *is_open {
+                    let e = best_at.entry(w).or_insert(cost);
+                    *e = (*e).min(cost);
+                }
+            }
+        }
+        let mut k = 0;
+        loop {
+            if k == idx.len() {
+                break 'outer;
+            }
+            idx[k] += 1;
+            if idx[k] < splits[k].len() {
+                break;
+            }
+            idx[k] = 0;
+            k += 1;
+        }
+    }
+    best.map(|b| (b, best_at))
+}
+
+/// One order decided with `method` against the initial stock: its exact cost, its priced
+/// alternatives, its quantities, and whether the subset search decided it.
+#[allow(clippy::type_complexity)]
+fn decide_one(
+    c: &Case,
+    method: optimal::Method,
+) -> Result<(Decimal, BTreeMap<usize, Decimal>, Vec<Vec<u32>>, bool), OmsError> {
+    let state = sequential::State::initial(&c.problem);
+    let pairs = model::order_row(&c.problem, &c.options, 0, &state.stock)?;
+    let (d, fast) = optimal::decide_with(&c.problem, &c.options, 0, &pairs, &state, None, method)?;
+    Ok((
+        d.cost(&c.problem, &c.options)?,
+        d.more_expensive.clone(),
+        d.qty,
+        fast,
+    ))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(160))]
+
+    #[test]
+    fn fast_path_matches_the_mip_and_exhaustive_search(c in case()) {
+        let fast = decide_one(&c, optimal::Method::Auto);
+        let mip = decide_one(&c, optimal::Method::Mip);
+        // No drivers, and no parcel capacity the whole order would not fit in.
+        let units: u32 = c.problem.orders[0].lines.iter().map(|l| l.quantity).sum();
+        let plain = c.problem.drivers.is_empty()
+            && c.problem.warehouses.iter().all(|w| w.parcel_capacity.is_none_or(|k| k >= units));
+        match (&fast, &mip) {
+            (Ok(f), Ok(m)) => {
+                prop_assert_eq!(f.0, m.0, "cost");
+                // Alternatives agree; where equal-cost plans tie, a warehouse one method uses
+                // and the other prices costs nothing extra.
+                for w in f.1.keys().chain(m.1.keys()) {
+                    match (f.1.get(w), m.1.get(w)) {
+                        (Some(a), Some(b)) => prop_assert_eq!(a, b, "W{}", w),
+                        (Some(a), None) | (None, Some(a)) => prop_assert!(a.is_zero(), "W{}", w),
+                        (None, None) => {}
+                    }
+                }
+                // Orders without drivers or binding capacities never need the MIP at this size.
+                prop_assert!(f.3 || !plain);
+                prop_assert!(!m.3);
+            }
+            (Err(f), Err(m)) => prop_assert_eq!(f, m),
+            _ => prop_assert!(false, "fast {:?} vs mip {:?}", fast, mip),
+        }
+        // Same input, same plan.
+        let again = decide_one(&c, optimal::Method::Auto);
+        prop_assert_eq!(
+            fast.as_ref().ok().map(|f| &f.2),
+            again.as_ref().ok().map(|f| &f.2)
+        );
+        if plain {
+            let truth = exhaustive(&c);
+            match (&fast, truth) {
+                (Ok(f), Some((best, at))) => {
+                    prop_assert_eq!(f.0, best.normalize());
+                    for (w, by) in &f.1 {
+                        let alt = at.get(w).copied();
+                        prop_assert_eq!(Some(*by), alt.map(|a| (a - best).normalize()), "W{}", w);
+                    }
+                    for (w, alt) in &at {
+                        let used = f.2.iter().any(|r| r[*w] > 0);
+                        prop_assert!(used || f.1.contains_key(w), "W{} not priced", w);
+                        let _ = alt;
+                    }
+                }
+                (Err(e), None) => prop_assert_eq!(e.code(), "unfulfillable"),
+                (f, t) => prop_assert!(false, "fast {:?} vs exhaustive {:?}", f, t),
+            }
+        }
+    }
+}
+
+#[test]
+fn lines_of_one_sku_share_its_stock_in_the_fast_path() {
+    // Two lines of A (2 + 2 units): the near warehouse holds 3, so one unit comes from afar,
+    // and the plan is the same whichever method decides it.
+    let p = problem(
+        vec![
+            wh("NEAR", at(0.0, 0.0), &[("A", 3), ("B", 1)], &[], dec!(5)),
+            wh("FAR", at(0.0, 1.0), &[("A", 9)], &[], dec!(5)),
+        ],
+        vec![order(
+            "O",
+            at(0.0, 0.0),
+            Sla::Standard,
+            &[("A", 2, 1), ("B", 1, 1), ("A", 2, 1)],
+        )],
+    );
+    let c = Case {
+        problem: p.clone(),
+        options: AllocationOptions::default(),
+    };
+    let (cost, alts, qty, fast) = decide_one(&c, optimal::Method::Auto).unwrap();
+    assert!(fast);
+    assert_eq!(qty, vec![vec![2, 0], vec![1, 0], vec![1, 1]]);
+    let (mip_cost, mip_alts, _, _) = decide_one(&c, optimal::Method::Mip).unwrap();
+    assert_eq!(cost, mip_cost);
+    assert_eq!(alts, mip_alts);
+    let plan = allocate(&p, Strategy::Optimal, &AllocationOptions::default()).unwrap();
+    assert_eq!(plan.total_cost, cost.normalize());
+    assert_eq!(units(&plan, "O", "NEAR", "A"), 3);
+    assert_eq!(units(&plan, "O", "FAR", "A"), 1);
+}
+
+#[test]
+fn orders_the_fast_path_does_not_model_fall_back_to_the_mip() {
+    let mut p = problem(
+        vec![
+            wh("W1", at(0.0, 0.0), &[("A", 5)], &[], dec!(1)),
+            wh("W2", at(0.0, 1.0), &[("A", 5)], &[], dec!(1)),
+        ],
+        vec![order("O", at(0.0, 0.0), Sla::Standard, &[("A", 4, 1)])],
+    );
+    let options = AllocationOptions::default();
+    assert_eq!(optimal_fast_path_orders(&p, &options).unwrap(), 1);
+    // A parcel capacity the order does not fit in couples the lines: the MIP decides.
+    p.warehouses[0].parcel_capacity = Some(3);
+    assert_eq!(optimal_fast_path_orders(&p, &options).unwrap(), 0);
+    let plan = allocate(&p, Strategy::Optimal, &options).unwrap();
+    assert_eq!(units(&plan, "O", "W1", "A"), 3);
+    assert_eq!(units(&plan, "O", "W2", "A"), 1);
+    // One it fits in never binds: the search decides.
+    p.warehouses[0].parcel_capacity = Some(4);
+    assert_eq!(optimal_fast_path_orders(&p, &options).unwrap(), 1);
+    // Drivers: the MIP decides.
+    p.drivers = vec![driver("D", 0, 0, 10)];
+    assert_eq!(optimal_fast_path_orders(&p, &options).unwrap(), 0);
+}
