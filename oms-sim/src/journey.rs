@@ -712,7 +712,7 @@ impl Sim {
         inv.events_complete = !has("event", &inv.violations);
         inv.states_valid = !has("state", &inv.violations);
         let allocation = Some(self.sourcing_costs(&orders)?);
-        let metrics = self.svc.metrics(&AlertThresholds::default())?;
+        let metrics = self.svc.metrics_of(&orders, &AlertThresholds::default())?;
         let hours =
             u64::try_from(self.clock.now().since(self.start).millis() / 3_600_000).unwrap_or(0);
         let mut per_hour = vec![0u64; usize::try_from(hours + 1).unwrap_or(1)];

@@ -4,7 +4,7 @@
 //! being killed at any instant (the WAL is written before commit returns); only an operating
 //! system crash or power loss may drop the last few commits, and never leaves a torn one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
@@ -149,6 +149,17 @@ const AUTOCHECKPOINT_PAGES: i64 = 8_192;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     decoded: Mutex<HashMap<u64, (u64, Order)>>,
+    /// Inside a batch: the newest version of each order the batch updated, whose row is
+    /// written once, when the batch commits (see [`SqliteStore::begin_batch`]).
+    deferred: Mutex<BTreeMap<u64, Deferred>>,
+}
+
+/// An order row a batch will write at its commit.
+#[derive(Debug)]
+struct Deferred {
+    order: Order,
+    history_len: i64,
+    lines_digest: i64,
 }
 
 impl SqliteStore {
@@ -182,6 +193,7 @@ impl SqliteStore {
         let store = SqliteStore {
             conn: Mutex::new(conn),
             decoded: Mutex::new(HashMap::new()),
+            deferred: Mutex::new(BTreeMap::new()),
         };
         store.migrate()?;
         Ok(store)
@@ -191,6 +203,59 @@ impl SqliteStore {
         self.conn
             .lock()
             .map_err(|_| storage("sqlite connection lock poisoned"))
+    }
+
+    fn deferred(&self) -> OmsResult<MutexGuard<'_, BTreeMap<u64, Deferred>>> {
+        self.deferred
+            .lock()
+            .map_err(|_| storage("sqlite deferred rows lock poisoned"))
+    }
+
+    /// Forget what an abandoned batch held in memory.
+    fn forget_batch(&self) -> OmsResult<()> {
+        self.deferred()?.clear();
+        self.decoded()?.clear();
+        Ok(())
+    }
+
+    /// Write the order rows the open batch deferred, oldest id first.
+    fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
+        let rows = std::mem::take(&mut *self.deferred()?);
+        let mut update = conn
+            .prepare_cached(
+                "UPDATE orders SET status = ?2, total_amount = ?3, version = ?4,
+                        shipping_address = ?5, billing_address = ?6, updated_at = ?7,
+                        document = ?8, history_len = ?9, lines_digest = ?10
+                 WHERE id = ?1",
+            )
+            .map_err(storage)?;
+        let mut written = Vec::with_capacity(rows.len());
+        for (_, row) in rows {
+            let (total, ship, bill, doc) = order_row_values(&row.order)?;
+            update
+                .execute(params![
+                    to_i64(row.order.id, "order id")?,
+                    row.order.status.as_str(),
+                    total,
+                    to_i64(row.order.version, "version")?,
+                    ship,
+                    bill,
+                    row.order.updated_at.0,
+                    doc,
+                    row.history_len,
+                    row.lines_digest,
+                ])
+                .map_err(storage)?;
+            written.push(row.order);
+        }
+        let mut decoded = self.decoded()?;
+        if decoded.len() + written.len() > DECODED_LIMIT {
+            decoded.clear();
+        }
+        for order in written {
+            decoded.insert(order.id, (order.version, order));
+        }
+        Ok(())
     }
 
     fn decoded(&self) -> OmsResult<MutexGuard<'_, HashMap<u64, (u64, Order)>>> {
@@ -224,8 +289,11 @@ impl SqliteStore {
     /// Start a batch: every write from now until [`SqliteStore::commit_batch`] (on this store
     /// and on a [`crate::SqliteInventory`] sharing its connection) joins one transaction and
     /// becomes durable with it, which saves a commit per operation. Each operation still runs
-    /// in its own savepoint, so a refused one rolls back alone. The database's write lock is
-    /// held for the whole batch, so keep batches short when other connections write too.
+    /// in its own savepoint, so a refused one rolls back alone. An order updated several times
+    /// in one batch has its row (and JSON document) written once, at the commit; its audit
+    /// rows, outbox events and idempotency records are written as each operation runs. The
+    /// database's write lock is held for the whole batch, so no other connection can change
+    /// those rows meanwhile; keep batches short when other connections write too.
     pub fn begin_batch(&self) -> OmsResult<()> {
         let conn = self.lock()?;
         if !conn.is_autocommit() {
@@ -240,14 +308,17 @@ impl SqliteStore {
         if conn.is_autocommit() {
             // Nothing open: either no batch began, or the database rolled it back after an
             // error such as a full disk; either way its writes are not stored.
-            self.decoded()?.clear();
+            self.forget_batch()?;
             return Err(storage("no open batch to commit"));
         }
-        if let Err(e) = exec(&conn, "COMMIT") {
+        if let Err(e) = self
+            .flush_deferred(&conn)
+            .and_then(|()| exec(&conn, "COMMIT"))
+        {
             if !conn.is_autocommit() {
                 let _ = exec(&conn, "ROLLBACK");
             }
-            self.decoded()?.clear();
+            self.forget_batch()?;
             return Err(e);
         }
         Ok(())
@@ -256,7 +327,7 @@ impl SqliteStore {
     /// Roll back the open batch: none of its operations are stored.
     pub fn rollback_batch(&self) -> OmsResult<()> {
         let conn = self.lock()?;
-        self.decoded()?.clear();
+        self.forget_batch()?;
         if conn.is_autocommit() {
             return Ok(());
         }
@@ -524,6 +595,73 @@ fn history_len(order: &Order) -> OmsResult<i64> {
 }
 
 impl SqliteStore {
+    /// [`OrderStore::update_order`] inside an open batch: the same checks and the same audit,
+    /// outbox and idempotency rows, in a savepoint; the order row itself is deferred to the
+    /// batch's commit, so an order updated many times in a batch is serialized once.
+    fn update_in_batch(
+        &self,
+        conn: &Connection,
+        order: &Order,
+        expected_version: u64,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        let id = to_i64(order.id, "order id")?;
+        let new_history = history_len(order)?;
+        let digest = lines_digest(order);
+        let current = self
+            .deferred()?
+            .get(&order.id)
+            .map(|row| (row.order.version, row.history_len, Some(row.lines_digest)));
+        let (found, stored_history, stored_digest) = if let Some(c) = current {
+            c
+        } else {
+            let row: Option<(i64, i64, Option<i64>)> = conn
+                .prepare_cached(
+                    "SELECT version, history_len, lines_digest FROM orders WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()
+                })
+                .map_err(storage)?;
+            let Some((version, history, digest)) = row else {
+                return Err(OmsError::OrderNotFound {
+                    order: order.id.to_string(),
+                });
+            };
+            (to_u64(version, "version")?, history, digest)
+        };
+        if found != expected_version || order.version <= expected_version {
+            return Err(OmsError::Conflict {
+                entity: format!("order {}", order.number),
+                expected: expected_version,
+                found,
+            });
+        }
+        let stored_history = usize::try_from(stored_history)
+            .map_err(|_| storage("negative history length in storage"))?;
+        atomically(conn, true, &|| {}, |conn| {
+            write_children(
+                conn,
+                order,
+                events,
+                stored_history,
+                stored_digest != Some(digest),
+                idempotency,
+            )
+        })?;
+        self.deferred()?.insert(
+            order.id,
+            Deferred {
+                order: order.clone(),
+                history_len: new_history,
+                lines_digest: digest,
+            },
+        );
+        Ok(())
+    }
+
     /// Read one order's document by a cached statement keyed on `sql`'s single parameter,
     /// reusing the decoded copy when its version is still the stored one.
     fn load(
@@ -545,6 +683,9 @@ impl SqliteStore {
             return Err(OmsError::OrderNotFound { order: missing() });
         };
         let (id, version) = (to_u64(id, "order id")?, to_u64(version, "version")?);
+        if let Some(row) = self.deferred()?.get(&id) {
+            return Ok(row.order.clone());
+        }
         if let Some((v, order)) = self.decoded()?.get(&id) {
             if *v == version {
                 return Ok(order.clone());
@@ -628,12 +769,15 @@ impl OrderStore for SqliteStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        let conn = self.lock()?;
+        if !conn.is_autocommit() {
+            return self.update_in_batch(&conn, order, expected_version, events, idempotency);
+        }
         let (total, ship, bill, doc) = order_row_values(order)?;
         let id = to_i64(order.id, "order id")?;
         let version = to_i64(order.version, "version")?;
         let new_history = history_len(order)?;
         let digest = lines_digest(order);
-        let conn = self.lock()?;
         atomically(&conn, true, &|| {}, |conn| {
             let found: Option<(i64, i64, Option<i64>)> = conn
                 .prepare_cached(
@@ -736,8 +880,18 @@ impl OrderStore for SqliteStore {
         let rows = stmt
             .query_map(params![status.as_str()], |r| r.get::<_, i64>(0))
             .map_err(storage)?;
-        rows.map(|r| r.map_err(storage).and_then(|v| to_u64(v, "order id")))
-            .collect()
+        let mut ids = rows
+            .map(|r| r.map_err(storage).and_then(|v| to_u64(v, "order id")))
+            .collect::<OmsResult<std::collections::BTreeSet<u64>>>()?;
+        // Rows a batch has deferred still show their old status: their newest one decides.
+        for (id, row) in self.deferred()?.iter() {
+            if row.order.status == status {
+                ids.insert(*id);
+            } else {
+                ids.remove(id);
+            }
+        }
+        Ok(ids.into_iter().collect())
     }
 
     fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {
@@ -919,6 +1073,79 @@ mod batch_tests {
         a.rollback_batch().unwrap();
         assert_eq!(a.order(second.id).unwrap_err().code(), "order_not_found");
         assert_eq!(b.order_ids().unwrap(), vec![first.id]);
+    }
+
+    #[test]
+    fn an_order_updated_many_times_in_a_batch_is_written_once_whole() {
+        let path = temp_db("batch-deferred");
+        let (a, b) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        let ids = SequentialIds::default();
+        let o = order(&ids);
+        a.insert_order(&o, &[], None).unwrap();
+        a.begin_batch().unwrap();
+        let mut cur = o.clone();
+        for v in 2..=5u64 {
+            let mut next = cur.clone();
+            next.version = v;
+            next.history.push(next.history[0].clone());
+            if v == 3 {
+                next.status = OrderStatus::Confirmed;
+            }
+            let ev = Event::new(o.id, v, names::ORDER_UPDATED, o.created_at);
+            a.update_order(&next, v - 1, std::slice::from_ref(&ev), None)
+                .unwrap();
+            // Reads and status sweeps inside the batch see the newest version.
+            assert_eq!(a.order(o.id).unwrap(), next);
+            assert_eq!(a.order_by_number(&o.number).unwrap(), next);
+            cur = next;
+        }
+        let pending = OrderStatus::Pending;
+        assert_eq!(
+            a.order_ids_with_status(OrderStatus::Confirmed).unwrap(),
+            vec![o.id]
+        );
+        assert!(a.order_ids_with_status(pending).unwrap().is_empty());
+        // A stale write against the deferred version is refused.
+        assert_eq!(
+            a.update_order(&cur, 4, &[], None).unwrap_err().code(),
+            "conflict"
+        );
+        // Until the commit the row on disk is the one before the batch.
+        assert_eq!(b.order(o.id).unwrap(), o);
+        a.commit_batch().unwrap();
+        assert_eq!(b.order(o.id).unwrap(), cur);
+        assert_eq!(
+            b.order_ids_with_status(OrderStatus::Confirmed).unwrap(),
+            vec![o.id]
+        );
+        assert_eq!(
+            count(&b, "SELECT COUNT(*) FROM order_state_transitions"),
+            cur.history.len() as i64
+        );
+        assert_eq!(
+            count(&b, "SELECT history_len FROM orders"),
+            cur.history.len() as i64
+        );
+        assert_eq!(b.pending_events(100).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_rolled_back_batch_forgets_its_deferred_rows() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let ids = SequentialIds::default();
+        let o = order(&ids);
+        store.insert_order(&o, &[], None).unwrap();
+        store.begin_batch().unwrap();
+        let mut next = o.clone();
+        next.version = 2;
+        store.update_order(&next, 1, &[], None).unwrap();
+        store.rollback_batch().unwrap();
+        assert_eq!(store.order(o.id).unwrap(), o);
+        store.update_order(&next, 1, &[], None).unwrap();
+        assert_eq!(store.order(o.id).unwrap(), next);
     }
 
     #[test]

@@ -120,6 +120,16 @@ impl OrderService {
         for id in ids {
             orders.push(self.deps.orders.order(id)?);
         }
+        self.metrics_of(&orders, thresholds)
+    }
+
+    /// [`Self::metrics`] over orders the caller has already loaded (every stored order, for
+    /// the figures to mean what they say), saving a second read of the whole book.
+    pub fn metrics_of(
+        &self,
+        orders: &[Order],
+        thresholds: &AlertThresholds,
+    ) -> OmsResult<MetricsSnapshot> {
         let mut stock: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         for row in self.deps.inventory.levels()? {
             *stock.entry(row.sku.as_str().to_owned()).or_insert(0) += row.level.available();
@@ -136,6 +146,6 @@ impl OrderService {
                 .load(std::sync::atomic::Ordering::Relaxed),
             stock: stock.into_iter().collect(),
         };
-        Ok(compute(&orders, &input, thresholds))
+        Ok(compute(orders, &input, thresholds))
     }
 }
