@@ -158,7 +158,6 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Deferred {
     order: Order,
-    history_len: i64,
     lines_digest: i64,
 }
 
@@ -221,31 +220,9 @@ impl SqliteStore {
     /// Write the order rows the open batch deferred, oldest id first.
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
         let rows = std::mem::take(&mut *self.deferred()?);
-        let mut update = conn
-            .prepare_cached(
-                "UPDATE orders SET status = ?2, total_amount = ?3, version = ?4,
-                        shipping_address = ?5, billing_address = ?6, updated_at = ?7,
-                        document = ?8, history_len = ?9, lines_digest = ?10
-                 WHERE id = ?1",
-            )
-            .map_err(storage)?;
         let mut written = Vec::with_capacity(rows.len());
         for (_, row) in rows {
-            let (total, ship, bill, doc) = order_row_values(&row.order)?;
-            update
-                .execute(params![
-                    to_i64(row.order.id, "order id")?,
-                    row.order.status.as_str(),
-                    total,
-                    to_i64(row.order.version, "version")?,
-                    ship,
-                    bill,
-                    row.order.updated_at.0,
-                    doc,
-                    row.history_len,
-                    row.lines_digest,
-                ])
-                .map_err(storage)?;
+            write_order_row(conn, &row.order, row.lines_digest)?;
             written.push(row.order);
         }
         let mut decoded = self.decoded()?;
@@ -594,6 +571,83 @@ fn history_len(order: &Order) -> OmsResult<i64> {
     to_i64(order.history.len() as u64, "history length")
 }
 
+/// What a write needs to know of an order's stored row: its version, how many audit rows it
+/// has, and the digest of its line rows (`None` before migration 3 filled it).
+struct Stored {
+    version: u64,
+    history_len: usize,
+    lines_digest: Option<i64>,
+}
+
+impl Stored {
+    /// Read the row of `order`, or `OrderNotFound`.
+    fn read(conn: &Connection, order: &Order) -> OmsResult<Stored> {
+        let id = to_i64(order.id, "order id")?;
+        let row: Option<(i64, i64, Option<i64>)> = conn
+            .prepare_cached("SELECT version, history_len, lines_digest FROM orders WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(storage)?;
+        let Some((version, history_len, lines_digest)) = row else {
+            return Err(OmsError::OrderNotFound {
+                order: order.id.to_string(),
+            });
+        };
+        Ok(Stored {
+            version: to_u64(version, "version")?,
+            history_len: usize::try_from(history_len)
+                .map_err(|_| storage("negative history length in storage"))?,
+            lines_digest,
+        })
+    }
+
+    /// Refuse `order` unless this is the version it was read at and it moves past it.
+    fn admit(&self, order: &Order, expected_version: u64) -> OmsResult<()> {
+        if self.version != expected_version || order.version <= expected_version {
+            return Err(OmsError::Conflict {
+                entity: format!("order {}", order.number),
+                expected: expected_version,
+                found: self.version,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Rewrite an existing order row with `order` and its bookkeeping.
+fn write_order_row(conn: &Connection, order: &Order, lines_digest: i64) -> OmsResult<()> {
+    let (total, ship, bill, doc) = order_row_values(order)?;
+    let (id, version) = (
+        to_i64(order.id, "order id")?,
+        to_i64(order.version, "version")?,
+    );
+    let history = history_len(order)?;
+    conn.prepare_cached(
+        "UPDATE orders SET status = ?2, total_amount = ?3, version = ?4,
+                shipping_address = ?5, billing_address = ?6, updated_at = ?7,
+                document = ?8, history_len = ?9, lines_digest = ?10
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            order.status.as_str(),
+            total,
+            version,
+            ship,
+            bill,
+            order.updated_at.0,
+            doc,
+            history,
+            lines_digest,
+        ])
+    })
+    .map_err(storage)?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// [`OrderStore::update_order`] inside an open batch: the same checks and the same audit,
     /// outbox and idempotency rows, in a savepoint; the order row itself is deferred to the
@@ -606,48 +660,24 @@ impl SqliteStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let id = to_i64(order.id, "order id")?;
-        let new_history = history_len(order)?;
         let digest = lines_digest(order);
-        let current = self
-            .deferred()?
-            .get(&order.id)
-            .map(|row| (row.order.version, row.history_len, Some(row.lines_digest)));
-        let (found, stored_history, stored_digest) = if let Some(c) = current {
-            c
-        } else {
-            let row: Option<(i64, i64, Option<i64>)> = conn
-                .prepare_cached(
-                    "SELECT version, history_len, lines_digest FROM orders WHERE id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .optional()
-                })
-                .map_err(storage)?;
-            let Some((version, history, digest)) = row else {
-                return Err(OmsError::OrderNotFound {
-                    order: order.id.to_string(),
-                });
-            };
-            (to_u64(version, "version")?, history, digest)
+        let current = self.deferred()?.get(&order.id).map(|row| Stored {
+            version: row.order.version,
+            history_len: row.order.history.len(),
+            lines_digest: Some(row.lines_digest),
+        });
+        let stored = match current {
+            Some(stored) => stored,
+            None => Stored::read(conn, order)?,
         };
-        if found != expected_version || order.version <= expected_version {
-            return Err(OmsError::Conflict {
-                entity: format!("order {}", order.number),
-                expected: expected_version,
-                found,
-            });
-        }
-        let stored_history = usize::try_from(stored_history)
-            .map_err(|_| storage("negative history length in storage"))?;
+        stored.admit(order, expected_version)?;
         atomically(conn, true, &|| {}, |conn| {
             write_children(
                 conn,
                 order,
                 events,
-                stored_history,
-                stored_digest != Some(digest),
+                stored.history_len,
+                stored.lines_digest != Some(digest),
                 idempotency,
             )
         })?;
@@ -655,7 +685,6 @@ impl SqliteStore {
             order.id,
             Deferred {
                 order: order.clone(),
-                history_len: new_history,
                 lines_digest: digest,
             },
         );
@@ -773,63 +802,17 @@ impl OrderStore for SqliteStore {
         if !conn.is_autocommit() {
             return self.update_in_batch(&conn, order, expected_version, events, idempotency);
         }
-        let (total, ship, bill, doc) = order_row_values(order)?;
-        let id = to_i64(order.id, "order id")?;
-        let version = to_i64(order.version, "version")?;
-        let new_history = history_len(order)?;
         let digest = lines_digest(order);
         atomically(&conn, true, &|| {}, |conn| {
-            let found: Option<(i64, i64, Option<i64>)> = conn
-                .prepare_cached(
-                    "SELECT version, history_len, lines_digest FROM orders WHERE id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .optional()
-                })
-                .map_err(storage)?;
-            let Some((found, stored_history, stored_digest)) = found else {
-                return Err(OmsError::OrderNotFound {
-                    order: order.id.to_string(),
-                });
-            };
-            let found = to_u64(found, "version")?;
-            if found != expected_version || order.version <= expected_version {
-                return Err(OmsError::Conflict {
-                    entity: format!("order {}", order.number),
-                    expected: expected_version,
-                    found,
-                });
-            }
-            let stored_history = usize::try_from(stored_history)
-                .map_err(|_| storage("negative history length in storage"))?;
-            conn.prepare_cached(
-                "UPDATE orders SET status = ?2, total_amount = ?3, version = ?4,
-                        shipping_address = ?5, billing_address = ?6, updated_at = ?7,
-                        document = ?8, history_len = ?9, lines_digest = ?10
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    id,
-                    order.status.as_str(),
-                    total,
-                    version,
-                    ship,
-                    bill,
-                    order.updated_at.0,
-                    doc,
-                    new_history,
-                    digest,
-                ])
-            })
-            .map_err(storage)?;
+            let stored = Stored::read(conn, order)?;
+            stored.admit(order, expected_version)?;
+            write_order_row(conn, order, digest)?;
             write_children(
                 conn,
                 order,
                 events,
-                stored_history,
-                stored_digest != Some(digest),
+                stored.history_len,
+                stored.lines_digest != Some(digest),
                 idempotency,
             )
         })?;
