@@ -465,21 +465,7 @@ pub(crate) fn reserve<L: Ledger>(
     };
     let ttl = request.ttl.unwrap_or(config.default_ttl);
     let id = *drawn.get_or_insert_with(|| ids.next_id("reservation"));
-    let mut r = Reservation {
-        id,
-        order_id: request.order_id,
-        requested: request.lines.clone(),
-        items: Vec::new(),
-        status: ReservationStatus::Requested,
-        path: vec![ReservationStatus::Requested],
-        created_at: now,
-        expires_at: now.plus(ttl),
-        ttl,
-        release_reason: None,
-        shipped_from: BTreeSet::new(),
-        updated_at: now,
-    };
-    r.step(ReservationEvent::QueryInventory, now)?;
+    let mut r = Reservation::checking(id, request, ttl, now)?;
     r.items = offer(&current, &request.lines);
     if r.shortfall().is_none() {
         r.step(ReservationEvent::AllInStock, now)?;

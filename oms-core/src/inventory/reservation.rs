@@ -796,6 +796,32 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// A new reservation `id` for `request`, held for `ttl` from `now`, already moved on to
+    /// checking availability (every store starts a reserve this way).
+    pub fn checking(
+        id: u64,
+        request: &ReservationRequest,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> OmsResult<Reservation> {
+        let mut r = Reservation {
+            id,
+            order_id: request.order_id,
+            requested: request.lines.clone(),
+            items: Vec::new(),
+            status: ReservationStatus::Requested,
+            path: vec![ReservationStatus::Requested],
+            created_at: now,
+            expires_at: now.plus(ttl),
+            ttl,
+            release_reason: None,
+            shipped_from: BTreeSet::new(),
+            updated_at: now,
+        };
+        r.step(ReservationEvent::QueryInventory, now)?;
+        Ok(r)
+    }
+
     /// Whether the hold has lapsed at `now` (`now >= expires_at`).
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires_at

@@ -440,21 +440,7 @@ impl InventoryStore for MemoryInventory {
                 reason: format!("id generator returned reservation id {id} twice"),
             });
         }
-        let mut r = Reservation {
-            id,
-            order_id: request.order_id,
-            requested: request.lines.clone(),
-            items: Vec::new(),
-            status: ReservationStatus::Requested,
-            path: vec![ReservationStatus::Requested],
-            created_at: now,
-            expires_at: now.plus(ttl),
-            ttl,
-            release_reason: None,
-            shipped_from: BTreeSet::new(),
-            updated_at: now,
-        };
-        r.step(ReservationEvent::QueryInventory, now)?;
+        let mut r = Reservation::checking(id, request, ttl, now)?;
         r.items = state.offer(&request.lines);
         if r.shortfall().is_none() {
             r.step(ReservationEvent::AllInStock, now)?;

@@ -171,6 +171,29 @@ pub(super) fn shipment_tracking(order: &Order, transit: Duration) -> Vec<Shipmen
         .collect()
 }
 
+/// Whether every shipment of `order` that is not cancelled has reached `status`.
+fn every_active_shipment_at(order: &Order, status: FulfillmentStatus) -> bool {
+    order
+        .shipments
+        .iter()
+        .filter(|s| s.status() != FulfillmentStatus::Cancelled)
+        .all(|s| s.status() >= status)
+}
+
+/// The `shipment.updated` event's data: the shipment, its new status, then `extra`.
+fn shipment_data(
+    shipment_id: u64,
+    status: String,
+    extra: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut data = vec![
+        ("shipment".into(), shipment_id.to_string()),
+        ("status".into(), status),
+    ];
+    data.extend(extra);
+    data
+}
+
 fn shipment_mut(order: &mut Order, shipment_id: u64) -> OmsResult<&mut Shipment> {
     order
         .shipments
@@ -452,18 +475,9 @@ impl OrderService {
         ch.event(
             names::SHIPMENT_UPDATED,
             now,
-            vec![
-                ("shipment".into(), shipment_id.to_string()),
-                ("status".into(), "packing".into()),
-            ],
+            shipment_data(shipment_id, "packing".into(), vec![]),
         );
-        let all_picked = ch
-            .order
-            .shipments
-            .iter()
-            .filter(|s| s.status() != FulfillmentStatus::Cancelled)
-            .all(|s| s.status() >= FulfillmentStatus::Packing);
-        if all_picked {
+        if every_active_shipment_at(&ch.order, FulfillmentStatus::Packing) {
             let guard = Self::guard(&ch.order);
             self.step(
                 &mut ch,
@@ -518,18 +532,9 @@ impl OrderService {
         ch.event(
             names::SHIPMENT_UPDATED,
             now,
-            vec![
-                ("shipment".into(), shipment_id.to_string()),
-                ("status".into(), "ready_for_shipment".into()),
-            ],
+            shipment_data(shipment_id, "ready_for_shipment".into(), vec![]),
         );
-        let all_ready = ch
-            .order
-            .shipments
-            .iter()
-            .filter(|s| s.status() != FulfillmentStatus::Cancelled)
-            .all(|s| s.status() >= FulfillmentStatus::ReadyForShipment);
-        if all_ready {
+        if every_active_shipment_at(&ch.order, FulfillmentStatus::ReadyForShipment) {
             let guard = Self::guard(&ch.order);
             if ch.order.status != OrderStatus::Picked && ch.order.status != OrderStatus::Packed {
                 self.step(
@@ -599,11 +604,11 @@ impl OrderService {
                 ch.event(
                     names::SHIPMENT_UPDATED,
                     now,
-                    vec![
-                        ("shipment".into(), shipment_id.to_string()),
-                        ("status".into(), "handed_to_carrier".into()),
-                        ("tracking".into(), tracking.clone()),
-                    ],
+                    shipment_data(
+                        shipment_id,
+                        "handed_to_carrier".into(),
+                        vec![("tracking".into(), tracking.clone())],
+                    ),
                 );
                 self.follow_shipments(&mut ch, actor)?;
                 ch.notify(
@@ -659,10 +664,7 @@ impl OrderService {
                 ch.event(
                     names::SHIPMENT_UPDATED,
                     now,
-                    vec![
-                        ("shipment".into(), shipment_id.to_string()),
-                        ("status".into(), format!("{status:?}")),
-                    ],
+                    shipment_data(shipment_id, format!("{status:?}"), vec![]),
                 );
                 self.follow_shipments(&mut ch, actor)?;
                 match update {
