@@ -2,6 +2,7 @@
 //! invariant checks at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -681,9 +682,15 @@ impl Sim {
 
     fn finish(self, config: &SimConfig, initial: u64) -> OmsResult<SimReport> {
         let mut inv = Invariants::default();
-        let mut orders = Vec::new();
-        for id in self.orders.order_ids()? {
-            orders.push(self.orders.order(id)?);
+        let mut orders: Vec<Order> = Vec::new();
+        loop {
+            let after = orders.last().map_or(0, |o| o.id);
+            let page = self.orders.orders_after(after, 1_000)?;
+            let full = page.len() == 1_000;
+            orders.extend(page);
+            if !full {
+                break;
+            }
         }
         let mut events: Vec<Event> = Vec::new();
         loop {
@@ -723,18 +730,24 @@ impl Sim {
         }
         let mut digest = Fnv::default();
         for o in &orders {
-            digest.write(&serde_json::to_string(o).map_err(|e| OmsError::Storage {
+            serde_json::to_writer(&mut digest, o).map_err(|e| OmsError::Storage {
                 reason: e.to_string(),
-            })?);
+            })?;
+            digest.record(b"");
         }
         for e in &events {
-            digest.write(&format!(
+            write!(
+                digest,
                 "{}|{}|{}|{}|{}|{:?}",
                 e.seq, e.order_id, e.version, e.name, e.at.0, e.data
-            ));
+            )
+            .map_err(|e| OmsError::Storage {
+                reason: e.to_string(),
+            })?;
+            digest.record(b"");
         }
         for row in self.inventory.levels()? {
-            digest.write(&format!("{}|{}|{:?}", row.sku, row.warehouse, row.level));
+            digest.record(format!("{}|{}|{:?}", row.sku, row.warehouse, row.level));
         }
         Ok(SimReport {
             seed: config.seed,
@@ -763,11 +776,30 @@ impl Default for Fnv {
 }
 
 impl Fnv {
-    fn write(&mut self, s: &str) {
-        for b in s.as_bytes().iter().chain(b"\n") {
+    fn eat(&mut self, bytes: &[u8]) {
+        for b in bytes {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
+    }
+
+    /// One record: its text, then a newline.
+    fn record(&mut self, s: impl AsRef<[u8]>) {
+        self.eat(s.as_ref());
+        self.eat(b"\n");
+    }
+}
+
+/// Serializers write straight into the digest; the caller ends the record with
+/// [`Fnv::record`] of nothing.
+impl std::io::Write for Fnv {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.eat(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -836,6 +836,25 @@ impl OrderStore for PostgresStore {
         ids.into_iter().map(|v| to_u64(v, "order id")).collect()
     }
 
+    fn orders_after(&self, after: u64, limit: usize) -> OmsResult<Vec<Order>> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let docs: Vec<String> = self.read_only(|client, statements| {
+            Ok(query(
+                client,
+                statements,
+                "SELECT document FROM orders WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })?;
+        docs.iter().map(|d| order_from_json(d)).collect()
+    }
+
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
         let ids: Vec<i64> = self.read_only(|client, statements| {
             Ok(query(

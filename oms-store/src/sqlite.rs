@@ -18,7 +18,8 @@ use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
 
 use crate::codec::{
-    actor_text, from_json, order_from_json, order_to_json, storage, to_i64, to_json, to_u64,
+    actor_text, from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64,
+    unpack,
 };
 
 /// Embedded migrations, applied in order on open; the index + 1 is the schema version.
@@ -553,17 +554,23 @@ fn put_key(conn: &Connection, key: &str, record: &IdempotencyRecord) -> OmsResul
         "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO NOTHING",
     )
-    .and_then(|mut s| s.execute(params![key, record.fingerprint, record.response]))
+    .and_then(|mut s| {
+        s.execute(params![
+            key,
+            record.fingerprint,
+            pack(record.response.clone())
+        ])
+    })
     .map_err(storage)?;
     Ok(())
 }
 
-fn order_row_values(order: &Order) -> OmsResult<(String, String, String, String)> {
+fn order_row_values(order: &Order) -> OmsResult<(String, String, String, rusqlite::types::Value)> {
     Ok((
         order.book_value()?.amount().to_string(),
         to_json(&order.shipping_address)?,
         to_json(&order.billing_address)?,
-        order_to_json(order)?,
+        pack(order_to_json(order)?),
     ))
 }
 
@@ -720,10 +727,16 @@ impl SqliteStore {
                 return Ok(order.clone());
             }
         }
-        let doc: String = conn
+        let doc = conn
             .prepare_cached(sql_document)
-            .and_then(|mut s| s.query_row([key], |r| r.get(0)))
-            .map_err(storage)?;
+            .map_err(storage)
+            .and_then(|mut s| {
+                let mut rows = s.query([key]).map_err(storage)?;
+                match rows.next().map_err(storage)? {
+                    Some(row) => unpack(row.get_ref(0).map_err(storage)?),
+                    None => Err(storage("order row vanished while reading")),
+                }
+            })?;
         let order = order_from_json(&doc)?;
         drop(conn);
         if order.version == version {
@@ -855,6 +868,37 @@ impl OrderStore for SqliteStore {
             .collect()
     }
 
+    fn orders_after(&self, after: u64, limit: usize) -> OmsResult<Vec<Order>> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.lock()?;
+        let deferred = self.deferred()?;
+        let decoded = self.decoded()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, version, document FROM orders WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(storage)?;
+        let mut rows = stmt.query(params![after, limit]).map_err(storage)?;
+        let mut orders = Vec::new();
+        while let Some(row) = rows.next().map_err(storage)? {
+            let id = to_u64(row.get(0).map_err(storage)?, "order id")?;
+            let version = to_u64(row.get(1).map_err(storage)?, "version")?;
+            // A batch's deferred row is newer than the table's; a decoded copy of the stored
+            // version saves parsing the document again.
+            if let Some(d) = deferred.get(&id) {
+                orders.push(d.order.clone());
+            } else if let Some((_, order)) = decoded.get(&id).filter(|(v, _)| *v == version) {
+                orders.push(order.clone());
+            } else {
+                orders.push(order_from_json(&unpack(row.get_ref(2).map_err(storage)?)?)?);
+            }
+        }
+        Ok(orders)
+    }
+
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
         let conn = self.lock()?;
         let mut stmt = conn
@@ -928,14 +972,21 @@ impl OrderStore for SqliteStore {
         conn.prepare_cached("SELECT fingerprint, response FROM idempotency_keys WHERE key = ?1")
             .and_then(|mut s| {
                 s.query_row(params![key], |r| {
-                    Ok(IdempotencyRecord {
-                        fingerprint: r.get(0)?,
-                        response: r.get(1)?,
-                    })
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, rusqlite::types::Value>(1)?,
+                    ))
                 })
                 .optional()
             })
-            .map_err(storage)
+            .map_err(storage)?
+            .map(|(fingerprint, response)| {
+                Ok(IdempotencyRecord {
+                    fingerprint,
+                    response: unpack((&response).into())?,
+                })
+            })
+            .transpose()
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {

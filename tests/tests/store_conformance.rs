@@ -97,6 +97,19 @@ pub fn conformance(store: &dyn OrderStore) {
         "conflict"
     );
 
+    // paging through every order: ascending ids, current versions, bounded pages, then nothing
+    let page = store.orders_after(0, 10).unwrap();
+    assert_eq!(
+        page.iter().map(|o| (o.id, o.version)).collect::<Vec<_>>(),
+        vec![(a.id, 2), (b.id, 1)]
+    );
+    assert_eq!(page, vec![a2.clone(), b.clone()]);
+    assert_eq!(store.orders_after(0, 1).unwrap(), vec![a2.clone()]);
+    assert_eq!(store.orders_after(a.id, 10).unwrap(), vec![b.clone()]);
+    assert!(store.orders_after(b.id, 10).unwrap().is_empty());
+    assert!(store.orders_after(0, 0).unwrap().is_empty());
+    assert!(store.orders_after(u64::MAX, 10).unwrap().is_empty());
+
     // outbox: events in sequence, refused writes appended nothing, ack is at-least-once
     let pending = store.pending_events(10).unwrap();
     let seen: Vec<(&str, u64)> = pending
@@ -128,6 +141,16 @@ pub fn conformance(store: &dyn OrderStore) {
     store.put_idempotency("k1", &r1).unwrap();
     store.put_idempotency("k1", &r2).unwrap();
     assert_eq!(store.idempotency("k1").unwrap(), Some(r1));
+    // a long response (an order as JSON) round-trips byte for byte, however it is stored
+    let long = IdempotencyRecord {
+        fingerprint: "create:long".into(),
+        response: format!(
+            "{{\"doc\":\"{}\"}}",
+            "é✓ x'); DROP TABLE orders;-- ".repeat(300)
+        ),
+    };
+    store.put_idempotency("k-long", &long).unwrap();
+    assert_eq!(store.idempotency("k-long").unwrap(), Some(long));
 }
 
 #[test]
