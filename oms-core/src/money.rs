@@ -393,8 +393,15 @@ impl fmt::Display for Money {
 impl Serialize for Money {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
+        /// The amount as text, written straight into the output (no string built first).
+        struct AsText<'a>(&'a Decimal);
+        impl Serialize for AsText<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self.0)
+            }
+        }
         let mut st = s.serialize_struct("Money", 2)?;
-        st.serialize_field("amount", &self.amount.to_string())?;
+        st.serialize_field("amount", &AsText(&self.amount))?;
         st.serialize_field("currency", self.currency.code())?;
         st.end()
     }
@@ -402,10 +409,13 @@ impl Serialize for Money {
 
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Borrowed where the input allows it, so reading a document allocates nothing here.
         #[derive(Deserialize)]
-        struct Raw {
-            amount: String,
-            currency: String,
+        struct Raw<'a> {
+            #[serde(borrow)]
+            amount: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            currency: std::borrow::Cow<'a, str>,
         }
         let raw = Raw::deserialize(d)?;
         let c = Currency::from_code(&raw.currency).map_err(serde::de::Error::custom)?;

@@ -415,9 +415,13 @@ pub(crate) fn stock<L: Ledger>(
     sku: &Sku,
     warehouse: &WarehouseId,
 ) -> Result<StockLevel, L::Error> {
+    // A stock row names a known sku in a known warehouse, so only a missing row needs the
+    // two existence checks (one query instead of three on the common path).
+    if let Some(level) = l.level(&(sku.clone(), warehouse.clone()), false)? {
+        return Ok(level);
+    }
     known(l, sku, warehouse)?;
-    Ok(l.level(&(sku.clone(), warehouse.clone()), false)?
-        .unwrap_or_default())
+    Ok(StockLevel::default())
 }
 
 /// `InventoryStore::levels`, ordered by (sku, warehouse) as Rust orders them (byte order),

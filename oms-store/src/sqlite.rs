@@ -372,7 +372,8 @@ pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
 const MAX_BUSY_RETRIES: u32 = 8;
 
 /// Run `f` atomically on `conn`: in a transaction of its own (`BEGIN IMMEDIATE` when `write`,
-/// so the write lock is taken before the first read), or in a savepoint when a batch is open.
+/// so the write lock is taken before the first read), or in a savepoint when a batch is open
+/// (a read in an open batch runs as it is).
 /// `f`'s writes are kept only if it succeeds. `on_busy` is called for each retried `BEGIN`.
 pub(crate) fn atomically<T>(
     conn: &Connection,
@@ -381,6 +382,11 @@ pub(crate) fn atomically<T>(
     f: impl FnOnce(&Connection) -> OmsResult<T>,
 ) -> OmsResult<T> {
     let nested = !conn.is_autocommit();
+    if nested && !write {
+        // A read inside the open batch already sees one consistent state (the batch holds the
+        // write lock) and has nothing to undo: a savepoint would only cost two statements.
+        return f(conn);
+    }
     if nested {
         exec(conn, "SAVEPOINT oms_op")?;
     } else {
