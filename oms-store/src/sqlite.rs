@@ -123,6 +123,21 @@ ALTER TABLE orders ADD COLUMN lines_digest INTEGER;
 UPDATE orders SET history_len =
     (SELECT COUNT(*) FROM order_state_transitions t WHERE t.order_id = orders.id);
 ",
+    // Publishing as a cursor. SQLite commits one writer at a time, so outbox sequence numbers
+    // become visible in order and "published up to seq N" says all the per-row flag said: an
+    // acknowledgement writes one row instead of one per event, and inserting an event no longer
+    // maintains an index of unpublished rows. The old `published` column stays, unused.
+    r"
+CREATE TABLE outbox_cursor (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    published_upto INTEGER NOT NULL
+);
+INSERT INTO outbox_cursor (id, published_upto) VALUES (1, COALESCE(
+    (SELECT MIN(seq) - 1 FROM events_outbox WHERE published = 0),
+    (SELECT MAX(seq) FROM events_outbox),
+    0));
+DROP INDEX idx_outbox_pending;
+",
 ];
 
 /// How many decoded orders a store keeps to skip re-parsing their documents.
@@ -932,7 +947,8 @@ impl OrderStore for SqliteStore {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT seq, order_id, version, name, at, data FROM events_outbox
-                 WHERE published = 0 ORDER BY seq LIMIT ?1",
+                 WHERE seq > (SELECT published_upto FROM outbox_cursor WHERE id = 1)
+                 ORDER BY seq LIMIT ?1",
             )
             .map_err(storage)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -965,8 +981,11 @@ impl OrderStore for SqliteStore {
 
     fn ack_events(&self, up_to: u64) -> OmsResult<()> {
         let conn = self.lock()?;
+        // Never past the newest event: a later event must not count as published already.
         conn.prepare_cached(
-            "UPDATE events_outbox SET published = 1 WHERE published = 0 AND seq <= ?1",
+            "UPDATE outbox_cursor SET published_upto = MAX(published_upto,
+                 MIN(?1, (SELECT COALESCE(MAX(seq), 0) FROM events_outbox)))
+             WHERE id = 1",
         )
         .and_then(|mut s| s.execute(params![i64::try_from(up_to).unwrap_or(i64::MAX)]))
         .map_err(storage)?;
@@ -1273,6 +1292,73 @@ mod batch_tests {
         v4.history.push(v4.history[0].clone());
         store.update_order(&v4, 3, &[], None).unwrap();
         assert_eq!(count(&store, audit), v4.history.len() as i64);
+    }
+
+    #[test]
+    fn the_cursor_migration_keeps_unpublished_events_pending() {
+        let path = temp_db("migrate-v4");
+        {
+            // A database at schema version 3 whose consumer acknowledged 1, 2 and 4 but not 3.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY);
+                 INSERT INTO schema_version VALUES (1), (2), (3);",
+            )
+            .unwrap();
+            for m in &MIGRATIONS[..3] {
+                conn.execute_batch(m).unwrap();
+            }
+            for (seq, published) in [(1, 1), (2, 1), (3, 0), (4, 1)] {
+                conn.execute(
+                    "INSERT INTO events_outbox (seq, order_id, version, name, at, data, published)
+                     VALUES (?1, 7, ?1, 'order.updated', 0, '[]', ?2)",
+                    params![seq, published],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap() as usize, MIGRATIONS.len());
+        let seqs = |s: &SqliteStore| -> Vec<u64> {
+            s.pending_events(10)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        // At least once: everything from the first unacknowledged event on is pending again.
+        assert_eq!(seqs(&store), vec![3, 4]);
+        store.ack_events(3).unwrap();
+        assert_eq!(seqs(&store), vec![4]);
+        // Acknowledging past the newest event covers what exists, not what comes next.
+        store.ack_events(u64::MAX).unwrap();
+        assert!(seqs(&store).is_empty());
+        store
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO events_outbox (order_id, version, name, at, data)
+                 VALUES (7, 5, 'order.updated', 0, '[]')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(seqs(&store), vec![5]);
+        // An acknowledgement never moves the cursor back.
+        store.ack_events(1).unwrap();
+        assert_eq!(seqs(&store), vec![5]);
+    }
+
+    #[test]
+    fn the_cursor_migration_of_an_empty_outbox_starts_at_zero() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        assert!(store.pending_events(10).unwrap().is_empty());
+        store.ack_events(u64::MAX).unwrap();
+        let cursor: i64 = store
+            .lock()
+            .unwrap()
+            .query_row("SELECT published_upto FROM outbox_cursor", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(cursor, 0);
     }
 
     #[test]

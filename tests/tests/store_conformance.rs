@@ -127,6 +127,23 @@ pub fn conformance(store: &dyn OrderStore) {
     assert_eq!(store.pending_events(10).unwrap(), pending[1..].to_vec());
     store.ack_events(pending[1].seq).unwrap();
     assert!(store.pending_events(10).unwrap().is_empty());
+    // acknowledging past the newest event does not swallow the next one
+    store.ack_events(u64::MAX).unwrap();
+    let mut a3 = a2.clone();
+    a3.version = 3;
+    let next = Event::new(a.id, 3, names::ORDER_UPDATED, a.created_at);
+    store
+        .update_order(&a3, 2, std::slice::from_ref(&next), None)
+        .unwrap();
+    let after = store.pending_events(10).unwrap();
+    assert_eq!(
+        after.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![3],
+        "an event written after an acknowledgement is pending"
+    );
+    assert!(after[0].seq > pending[1].seq);
+    store.ack_events(after[0].seq).unwrap();
+    assert!(store.pending_events(10).unwrap().is_empty());
 
     // idempotency: first record wins
     assert_eq!(store.idempotency("k1").unwrap(), None);
