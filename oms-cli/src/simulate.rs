@@ -43,8 +43,9 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub capture_on_shipment: bool,
     /// Orders between two commits on SQLite: each operation stays atomic on its own, and the
-    /// writes of this many orders become durable together. 0 commits every operation by itself.
-    #[arg(long, default_value_t = 100)]
+    /// writes of this many orders (about a second of work) become durable together. 0 commits
+    /// every operation by itself.
+    #[arg(long, default_value_t = 1000)]
     pub commit_every: usize,
 }
 

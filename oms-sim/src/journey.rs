@@ -1,7 +1,7 @@
 //! The run: orders placed on a simulated clock, later stages scheduled on an agenda, and the
 //! invariant checks at the end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -153,6 +153,10 @@ struct Sim {
     received: u64,
     created_hours: Vec<u64>,
     start: Timestamp,
+    /// Who placed each order, and the parcels it was packed into: what the warehouse and the
+    /// customer know without asking the store again.
+    customers: HashMap<u64, String>,
+    parcels: HashMap<u64, Vec<u64>>,
 }
 
 fn count(outcomes: &mut BTreeMap<String, u64>, what: &str) {
@@ -241,6 +245,8 @@ pub fn run(
         received: 0,
         created_hours: Vec::new(),
         start: config.start,
+        customers: HashMap::new(),
+        parcels: HashMap::new(),
     };
     let group = config.orders_per_commit;
     if group > 0 {
@@ -397,6 +403,7 @@ impl Sim {
         self.created_hours.push(hour);
         match result {
             Ok(order) => {
+                self.customers.insert(order.id, shopper.customer.id.clone());
                 let address = Address::new(&shopper.address)?;
                 self.signals.record_order(
                     &shopper.customer.id,
@@ -493,6 +500,8 @@ impl Sim {
                 if order.shipments.len() > 1 {
                     count(&mut self.outcomes, "split_shipments");
                 }
+                self.parcels
+                    .insert(id, order.shipments.iter().map(|s| s.id()).collect());
                 // A few parcels wait in the warehouse past the 7-day payment hold.
                 let wait = if self.rng.chance(10) {
                     Duration::days(8)
@@ -502,31 +511,37 @@ impl Sim {
                 self.schedule(wait, Task::Ship(id));
             }
             Task::Ship(id) => {
-                let order = self.orders.order(id)?;
-                for s in &order.shipments {
-                    self.svc.notify_shipped(id, s.id(), &staff, None)?;
+                for sid in self.parcels_of(id)? {
+                    self.svc.notify_shipped(id, sid, &staff, None)?;
                 }
                 self.schedule(Duration::hours(3), Task::Transit(id));
             }
             Task::Transit(id) => {
-                let order = self.orders.order(id)?;
-                for s in &order.shipments {
+                for sid in self.parcels_of(id)? {
                     self.svc
-                        .update_shipment(id, s.id(), CarrierUpdate::InTransit, &staff, None)?;
+                        .update_shipment(id, sid, CarrierUpdate::InTransit, &staff, None)?;
                 }
                 self.schedule(Duration::hours(20), Task::Deliver(id));
             }
             Task::Deliver(id) => {
-                let order = self.orders.order(id)?;
-                for s in &order.shipments {
+                let mut last = None;
+                for sid in self.parcels_of(id)? {
                     if self.rng.chance(10) {
                         self.gateway.script([FakeStep::CaptureFailure]);
                     }
-                    self.svc
-                        .update_shipment(id, s.id(), CarrierUpdate::Delivered, &staff, None)?;
+                    last = Some(self.svc.update_shipment(
+                        id,
+                        sid,
+                        CarrierUpdate::Delivered,
+                        &staff,
+                        None,
+                    )?);
                     self.gateway.clear_script();
                 }
-                let order = self.orders.order(id)?;
+                let order = match last {
+                    Some(order) => order,
+                    None => self.orders.order(id)?,
+                };
                 if order
                     .payments
                     .iter()
@@ -677,7 +692,24 @@ impl Sim {
     }
 
     fn customer_of(&self, id: u64) -> OmsResult<Actor> {
-        Ok(Actor::Customer(self.orders.order(id)?.customer.id))
+        Ok(Actor::Customer(match self.customers.get(&id) {
+            Some(customer) => customer.clone(),
+            None => self.orders.order(id)?.customer.id,
+        }))
+    }
+
+    /// The parcels `id` was packed into, in shipment order.
+    fn parcels_of(&self, id: u64) -> OmsResult<Vec<u64>> {
+        Ok(match self.parcels.get(&id) {
+            Some(parcels) => parcels.clone(),
+            None => self
+                .orders
+                .order(id)?
+                .shipments
+                .iter()
+                .map(|s| s.id())
+                .collect(),
+        })
     }
 
     fn finish(self, config: &SimConfig, initial: u64) -> OmsResult<SimReport> {
