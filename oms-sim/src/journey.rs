@@ -500,8 +500,14 @@ impl Sim {
                 if order.shipments.len() > 1 {
                     count(&mut self.outcomes, "split_shipments");
                 }
-                self.parcels
-                    .insert(id, order.shipments.iter().map(|s| s.id()).collect());
+                self.parcels.insert(
+                    id,
+                    order
+                        .shipments
+                        .iter()
+                        .map(oms_core::fulfillment::Shipment::id)
+                        .collect(),
+                );
                 // A few parcels wait in the warehouse past the 7-day payment hold.
                 let wait = if self.rng.chance(10) {
                     Duration::days(8)
