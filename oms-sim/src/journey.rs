@@ -713,7 +713,7 @@ impl Sim {
                 .order(id)?
                 .shipments
                 .iter()
-                .map(|s| s.id())
+                .map(oms_core::fulfillment::Shipment::id)
                 .collect(),
         })
     }
