@@ -1,6 +1,7 @@
 //! Full order lifecycles per second (criterion reports them as elements/s) on SQLite and on
-//! PostgreSQL with 1, 8 and 16 concurrent workers. Latency percentiles live in the
-//! `store-latency` binary: criterion's estimates are means, not a p99.
+//! PostgreSQL with 1, 8 and 16 concurrent workers, and on SQLite with one worker grouping 100
+//! lifecycles per commit. Latency percentiles live in the `store-latency` binary: criterion's
+//! estimates are means, not a p99.
 #![allow(clippy::expect_used)] // a benchmark that cannot set up has nothing to report
 
 use std::time::Duration;
@@ -21,6 +22,15 @@ fn bench_rig(c: &mut Criterion, name: &str, rig: &Rig) {
         let workers = rig.workers(n).expect("worker services");
         group.bench_with_input(BenchmarkId::new("workers", n), &n, |b, _| {
             b.iter_custom(|iters| rig.run(&workers, iters).expect("lifecycles"));
+        });
+    }
+    // One worker on one connection committing once per 100 lifecycles (SQLite only).
+    if let Some((svc, store)) = rig.grouped_worker().expect("grouped worker") {
+        group.bench_function("grouped_per_100/1", |b| {
+            b.iter_custom(|iters| {
+                rig.run_grouped(&svc, &store, iters, 100)
+                    .expect("grouped lifecycles")
+            });
         });
     }
     group.finish();

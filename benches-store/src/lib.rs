@@ -174,6 +174,15 @@ impl Rig {
     /// A service for one worker, with its own connections.
     pub fn worker(&self) -> OmsResult<OrderService> {
         let (orders, inventory) = self.stores()?;
+        self.service(orders, inventory)
+    }
+
+    /// A service over the given stores and the rig's shared gateway, fraud signals and clock.
+    fn service(
+        &self,
+        orders: Arc<dyn oms_core::store::OrderStore>,
+        inventory: Arc<dyn InventoryStore>,
+    ) -> OmsResult<OrderService> {
         let deps = Dependencies {
             orders,
             inventory,
@@ -191,6 +200,49 @@ impl Rig {
         };
         let config = ServiceConfig::new(vec![WarehouseId::new(WAREHOUSE)?], pricing);
         OrderService::new(deps, config)
+    }
+
+    /// A service whose order and inventory stores share one SQLite connection, and that
+    /// connection's order store for grouping commits ([`Rig::run_grouped`]). `None` on
+    /// PostgreSQL, whose stores make every write durable on its own.
+    pub fn grouped_worker(&self) -> OmsResult<Option<(OrderService, Arc<SqliteStore>)>> {
+        let Backend::Sqlite(path) = &self.backend else {
+            return Ok(None);
+        };
+        let store = Arc::new(SqliteStore::open(path)?);
+        let inventory = SqliteInventory::sharing(
+            store.clone(),
+            self.ids.clone(),
+            oms_core::inventory::ReservationConfig::default(),
+        );
+        let svc = self.service(store.clone(), Arc::new(inventory))?;
+        Ok(Some((svc, store)))
+    }
+
+    /// Run `total` lifecycles on one grouped worker, committing once per `per_commit`
+    /// lifecycles (each operation still atomic on its own); the wall time taken.
+    pub fn run_grouped(
+        &self,
+        svc: &OrderService,
+        store: &SqliteStore,
+        total: u64,
+        per_commit: u64,
+    ) -> OmsResult<Duration> {
+        let start = Instant::now();
+        let mut done = 0;
+        while done < total {
+            let n = per_commit.max(1).min(total - done);
+            store.begin_batch()?;
+            for _ in 0..n {
+                if let Err(e) = self.lifecycle(svc) {
+                    let _ = store.rollback_batch();
+                    return Err(e);
+                }
+            }
+            store.commit_batch()?;
+            done += n;
+        }
+        Ok(start.elapsed())
     }
 
     /// `n` worker services.
@@ -392,6 +444,36 @@ mod tests {
             rig.gateway.total(oms_core::payment::GatewayOp::Capture),
             3000
         );
+    }
+
+    #[test]
+    fn grouped_lifecycles_are_durable_at_each_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = Rig::sqlite(dir.path()).unwrap();
+        let (svc, store) = rig.grouped_worker().unwrap().unwrap();
+        // 5 lifecycles in groups of 2: three commits, the last one short.
+        rig.run_grouped(&svc, &store, 5, 2).unwrap();
+        assert!(!store.in_batch().unwrap());
+        // Another connection sees every order, delivered.
+        let other = SqliteStore::open(dir.path().join("orders.db")).unwrap();
+        let ids = oms_core::store::OrderStore::order_ids(&other).unwrap();
+        assert_eq!(ids.len(), 5);
+        for id in ids {
+            let o = oms_core::store::OrderStore::order(&other, id).unwrap();
+            assert_eq!(o.status, OrderStatus::Delivered);
+        }
+        let pg = Rig {
+            backend: Backend::Postgres {
+                url: "postgresql://127.0.0.1:1/none".into(),
+                schema: "none".into(),
+            },
+            ids: Arc::new(AtomicIds::default()),
+            gateway: Arc::new(FakeGateway::honouring_keys()),
+            fraud: Arc::new(InMemoryFraudSignals::new()),
+            clock: Arc::new(ManualClock::new(Timestamp::from_civil(2026, 5, 6, 9, 0, 0))),
+            customers: AtomicU64::new(0),
+        };
+        assert!(pg.grouped_worker().unwrap().is_none());
     }
 
     #[test]

@@ -9,6 +9,10 @@ use std::process::ExitCode;
 use oms_core::error::OmsResult;
 use oms_store_benches::{create_latency, get_latency, postgres_url, Latency, Rig};
 
+/// Lifecycles per commit in the grouped row (one worker, one connection, each operation still
+/// atomic in its own savepoint; a crash loses at most the unacknowledged group).
+const GROUP: u64 = 100;
+
 fn us(l: &Latency, p99: bool) -> String {
     let d = if p99 { l.p99 } else { l.p50 };
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
@@ -23,6 +27,14 @@ fn report(name: &str, rig: &Rig, lifecycles: u64, calls: usize) -> OmsResult<()>
         let measure = format!("lifecycles/s, {n:>2} workers");
         println!(
             "| {name:<10} | {measure:<27} | {:>10.0} |",
+            lifecycles as f64 / took.as_secs_f64()
+        );
+    }
+    if let Some((svc, store)) = rig.grouped_worker()? {
+        rig.run_grouped(&svc, &store, 20, 20)?;
+        let took = rig.run_grouped(&svc, &store, lifecycles, GROUP)?;
+        println!(
+            "| {name:<10} | lifecycles/s, 1, grouped    | {:>10.0} |",
             lifecycles as f64 / took.as_secs_f64()
         );
     }
