@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod group;
 mod inventory;
 pub mod postgres;
 pub mod postgres_inventory;

@@ -21,6 +21,7 @@ use crate::codec::{
     actor_text, from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64,
     unpack,
 };
+use crate::group::GroupCommit;
 
 /// Embedded migrations, applied in order on open; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -168,6 +169,8 @@ pub struct SqliteStore {
     /// Inside a batch: the newest version of each order the batch updated, whose row is
     /// written once, when the batch commits (see [`SqliteStore::begin_batch`]).
     deferred: Mutex<BTreeMap<u64, Deferred>>,
+    /// Shared commits between threads, when enabled ([`SqliteStore::enable_group_commit`]).
+    group: GroupCommit,
 }
 
 /// An order row a batch will write at its commit.
@@ -209,6 +212,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             decoded: Mutex::new(HashMap::new()),
             deferred: Mutex::new(BTreeMap::new()),
+            group: GroupCommit::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -288,6 +292,7 @@ impl SqliteStore {
     /// database's write lock is held for the whole batch, so no other connection can change
     /// those rows meanwhile; keep batches short when other connections write too.
     pub fn begin_batch(&self) -> OmsResult<()> {
+        self.refuse_batches_when_grouped()?;
         let conn = self.lock()?;
         if !conn.is_autocommit() {
             return Err(OmsError::invalid("batch", "a batch is already open"));
@@ -297,6 +302,7 @@ impl SqliteStore {
 
     /// Commit the open batch: all its operations become durable together.
     pub fn commit_batch(&self) -> OmsResult<()> {
+        self.refuse_batches_when_grouped()?;
         let conn = self.lock()?;
         if conn.is_autocommit() {
             // Nothing open: either no batch began, or the database rolled it back after an
@@ -319,6 +325,7 @@ impl SqliteStore {
 
     /// Roll back the open batch: none of its operations are stored.
     pub fn rollback_batch(&self) -> OmsResult<()> {
+        self.refuse_batches_when_grouped()?;
         let conn = self.lock()?;
         self.forget_batch()?;
         if conn.is_autocommit() {
@@ -329,7 +336,100 @@ impl SqliteStore {
 
     /// Whether a batch is open on this connection.
     pub fn in_batch(&self) -> OmsResult<bool> {
-        Ok(!self.lock()?.is_autocommit())
+        Ok(!self.group.enabled() && !self.lock()?.is_autocommit())
+    }
+
+    fn refuse_batches_when_grouped(&self) -> OmsResult<()> {
+        if self.group.enabled() {
+            return Err(OmsError::invalid(
+                "batch",
+                "group commit is on: every write already shares its commit with concurrent ones",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Let many threads share this store (one connection) and make each write durable in a
+    /// commit shared with the writes other threads made meanwhile ("group commit"). A write
+    /// still runs atomically on its own, in a savepoint, and returns only once a commit covering
+    /// it has finished, so every acknowledged write is durable; what changes is that concurrent
+    /// writers pay one commit between them instead of one each. Writes are visible to this
+    /// store's readers as soon as they are done, slightly before they are durable; if a shared
+    /// commit fails, every write in it returns the error and none of them is stored. Explicit
+    /// batches ([`SqliteStore::begin_batch`]) are refused from then on. A
+    /// [`crate::SqliteInventory`] made with [`crate::SqliteInventory::sharing`] groups its writes
+    /// with this store's.
+    pub fn enable_group_commit(&self) -> OmsResult<()> {
+        let conn = self.lock()?;
+        if !conn.is_autocommit() {
+            return Err(OmsError::invalid(
+                "group_commit",
+                "a batch is open: commit or roll it back first",
+            ));
+        }
+        self.group.enable();
+        Ok(())
+    }
+
+    /// Whether writes share commits ([`SqliteStore::enable_group_commit`]).
+    pub fn group_commit(&self) -> bool {
+        self.group.enabled()
+    }
+
+    /// Run the write `f` (which makes itself atomic with [`atomically`]) on the connection. With
+    /// group commit on, `f` joins the open group's transaction (opening one if none is) and
+    /// the call returns once a commit covering it has finished.
+    pub(crate) fn write<T>(
+        &self,
+        on_busy: &dyn Fn(),
+        f: impl FnOnce(&Connection) -> OmsResult<T>,
+    ) -> OmsResult<T> {
+        if !self.group.enabled() {
+            let conn = self.lock()?;
+            return f(&conn);
+        }
+        let (result, group) = {
+            let conn = self.lock()?;
+            if conn.is_autocommit() && self.group.is_open()? {
+                // SQLite rolled the group's transaction back after an error (a full disk, an
+                // I/O error): its writes are gone, and its waiters must hear so.
+                self.forget_batch()?;
+                self.group.end_open(Some(&storage(
+                    "SQLite rolled back the shared transaction after an error",
+                )))?;
+            }
+            let group = self
+                .group
+                .join(|| begin_transaction(&conn, "BEGIN IMMEDIATE", on_busy))?;
+            (f(&conn), group)
+        };
+        let shared = self.group.wait(group, || self.commit_group());
+        let value = result?;
+        shared?;
+        Ok(value)
+    }
+
+    /// Commit the open group (for [`GroupCommit::wait`]): its deferred order rows, then COMMIT.
+    fn commit_group(&self) -> OmsResult<()> {
+        let conn = self.lock()?;
+        if !self.group.is_open()? {
+            return Ok(());
+        }
+        let outcome = if conn.is_autocommit() {
+            Err(storage(
+                "SQLite rolled back the shared transaction after an error",
+            ))
+        } else {
+            self.flush_deferred(&conn)
+                .and_then(|()| exec(&conn, "COMMIT"))
+        };
+        if outcome.is_err() {
+            if !conn.is_autocommit() {
+                let _ = exec(&conn, "ROLLBACK");
+            }
+            self.forget_batch()?;
+        }
+        self.group.end_open(outcome.as_ref().err())
     }
 
     fn migrate(&self) -> OmsResult<()> {
@@ -386,6 +486,22 @@ pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
 /// How many times a write retries `BEGIN IMMEDIATE` after the busy timeout ran out.
 const MAX_BUSY_RETRIES: u32 = 8;
 
+/// Run `begin` (a `BEGIN …` statement), retrying it while the database is busy beyond the busy
+/// timeout, up to [`MAX_BUSY_RETRIES`] times; `on_busy` is called for each retry.
+fn begin_transaction(conn: &Connection, begin: &str, on_busy: &dyn Fn()) -> OmsResult<()> {
+    let mut attempt = 0;
+    loop {
+        match conn.prepare_cached(begin).and_then(|mut s| s.execute([])) {
+            Ok(_) => return Ok(()),
+            Err(e) if is_busy(&e) && attempt < MAX_BUSY_RETRIES => {
+                attempt += 1;
+                on_busy();
+            }
+            Err(e) => return Err(storage(e)),
+        }
+    }
+}
+
 /// Run `f` atomically on `conn`: in a transaction of its own (`BEGIN IMMEDIATE` when `write`,
 /// so the write lock is taken before the first read), or in a savepoint when a batch is open
 /// (a read in an open batch runs as it is).
@@ -410,17 +526,7 @@ pub(crate) fn atomically<T>(
         } else {
             "BEGIN DEFERRED"
         };
-        let mut attempt = 0;
-        loop {
-            match conn.prepare_cached(begin).and_then(|mut s| s.execute([])) {
-                Ok(_) => break,
-                Err(e) if is_busy(&e) && attempt < MAX_BUSY_RETRIES => {
-                    attempt += 1;
-                    on_busy();
-                }
-                Err(e) => return Err(storage(e)),
-            }
-        }
+        begin_transaction(conn, begin, on_busy)?;
     }
     // Rolls back if `f` fails or unwinds, so the connection never keeps a half-done scope.
     let mut scope = Scope {
@@ -778,50 +884,50 @@ impl OrderStore for SqliteStore {
         let id = to_i64(order.id, "order id")?;
         let version = to_i64(order.version, "version")?;
         let new_history = history_len(order)?;
-        let conn = self.lock()?;
-        atomically(&conn, true, &|| {}, |conn| {
-            let exists: Option<i64> = conn
-                .prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
-                .and_then(|mut s| {
-                    s.query_row(params![id, order.number], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(storage)?;
-            if let Some(found) = exists {
-                return Err(OmsError::Conflict {
-                    entity: format!("order {}", order.number),
-                    expected: 0,
-                    found: to_u64(found, "version")?,
-                });
-            }
-            conn.prepare_cached(
-                "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount,
+        self.write(&|| {}, |conn| {
+            atomically(conn, true, &|| {}, |conn| {
+                let exists: Option<i64> = conn
+                    .prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
+                    .and_then(|mut s| {
+                        s.query_row(params![id, order.number], |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(storage)?;
+                if let Some(found) = exists {
+                    return Err(OmsError::Conflict {
+                        entity: format!("order {}", order.number),
+                        expected: 0,
+                        found: to_u64(found, "version")?,
+                    });
+                }
+                conn.prepare_cached(
+                    "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount,
                                      version, shipping_address, billing_address, created_at,
                                      updated_at, document, history_len, lines_digest)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    id,
-                    order.number,
-                    order.customer.id,
-                    order.status.as_str(),
-                    order.currency.code(),
-                    total,
-                    version,
-                    ship,
-                    bill,
-                    order.created_at.0,
-                    order.updated_at.0,
-                    doc,
-                    new_history,
-                    lines_digest(order),
-                ])
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        id,
+                        order.number,
+                        order.customer.id,
+                        order.status.as_str(),
+                        order.currency.code(),
+                        total,
+                        version,
+                        ship,
+                        bill,
+                        order.created_at.0,
+                        order.updated_at.0,
+                        doc,
+                        new_history,
+                        lines_digest(order),
+                    ])
+                })
+                .map_err(storage)?;
+                write_children(conn, order, events, 0, true, idempotency)
             })
-            .map_err(storage)?;
-            write_children(conn, order, events, 0, true, idempotency)
         })?;
-        drop(conn);
         self.remember(order)
     }
 
@@ -832,25 +938,31 @@ impl OrderStore for SqliteStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let conn = self.lock()?;
-        if !conn.is_autocommit() {
-            return self.update_in_batch(&conn, order, expected_version, events, idempotency);
-        }
-        let digest = lines_digest(order);
-        atomically(&conn, true, &|| {}, |conn| {
-            let stored = Stored::read(conn, order)?;
-            stored.admit(order, expected_version)?;
-            write_order_row(conn, order, digest)?;
-            write_children(
-                conn,
-                order,
-                events,
-                stored.history_len,
-                stored.lines_digest != Some(digest),
-                idempotency,
-            )
+        let deferred = self.write(&|| {}, |conn| {
+            if !conn.is_autocommit() {
+                // In a batch or a shared group: the row is written at the commit.
+                self.update_in_batch(conn, order, expected_version, events, idempotency)?;
+                return Ok(true);
+            }
+            let digest = lines_digest(order);
+            atomically(conn, true, &|| {}, |conn| {
+                let stored = Stored::read(conn, order)?;
+                stored.admit(order, expected_version)?;
+                write_order_row(conn, order, digest)?;
+                write_children(
+                    conn,
+                    order,
+                    events,
+                    stored.history_len,
+                    stored.lines_digest != Some(digest),
+                    idempotency,
+                )
+            })?;
+            Ok(false)
         })?;
-        drop(conn);
+        if deferred {
+            return Ok(());
+        }
         self.remember(order)
     }
 
@@ -980,16 +1092,17 @@ impl OrderStore for SqliteStore {
     }
 
     fn ack_events(&self, up_to: u64) -> OmsResult<()> {
-        let conn = self.lock()?;
-        // Never past the newest event: a later event must not count as published already.
-        conn.prepare_cached(
-            "UPDATE outbox_cursor SET published_upto = MAX(published_upto,
-                 MIN(?1, (SELECT COALESCE(MAX(seq), 0) FROM events_outbox)))
-             WHERE id = 1",
-        )
-        .and_then(|mut s| s.execute(params![i64::try_from(up_to).unwrap_or(i64::MAX)]))
-        .map_err(storage)?;
-        Ok(())
+        self.write(&|| {}, |conn| {
+            // Never past the newest event: a later event must not count as published already.
+            conn.prepare_cached(
+                "UPDATE outbox_cursor SET published_upto = MAX(published_upto,
+                     MIN(?1, (SELECT COALESCE(MAX(seq), 0) FROM events_outbox)))
+                 WHERE id = 1",
+            )
+            .and_then(|mut s| s.execute(params![i64::try_from(up_to).unwrap_or(i64::MAX)]))
+            .map_err(storage)?;
+            Ok(())
+        })
     }
 
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
@@ -1015,8 +1128,9 @@ impl OrderStore for SqliteStore {
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
-        let conn = self.lock()?;
-        atomically(&conn, true, &|| {}, |conn| put_key(conn, key, record))
+        self.write(&|| {}, |conn| {
+            atomically(conn, true, &|| {}, |conn| put_key(conn, key, record))
+        })
     }
 
     fn begin_batch(&self) -> OmsResult<()> {
@@ -1405,5 +1519,90 @@ mod batch_tests {
             o.history.len() as i64
         );
         assert_eq!(count(&store, "SELECT COUNT(*) FROM order_items"), 1);
+    }
+
+    #[test]
+    fn group_commit_makes_every_thread_s_writes_durable() {
+        let path = temp_db("group-threads");
+        let store = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        store.enable_group_commit().unwrap();
+        assert!(store.group_commit());
+        let ids = SequentialIds::default();
+        let orders: Vec<Order> = (0..160).map(|_| order(&ids)).collect();
+        std::thread::scope(|scope| {
+            for chunk in orders.chunks(20) {
+                let (store, path) = (&store, &path);
+                scope.spawn(move || {
+                    for o in chunk {
+                        let created = Event::new(o.id, 1, names::ORDER_CREATED, o.created_at);
+                        store.insert_order(o, &[created], None).unwrap();
+                        let mut v2 = o.clone();
+                        v2.version = 2;
+                        let updated = Event::new(o.id, 2, names::ORDER_UPDATED, o.created_at);
+                        store.update_order(&v2, 1, &[updated], None).unwrap();
+                        // Acknowledged means committed: another connection sees it at once.
+                        let other = SqliteStore::open(path).unwrap();
+                        assert_eq!(other.order(o.id).unwrap().version, 2);
+                    }
+                });
+            }
+        });
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.order_ids().unwrap().len(), 160);
+        for o in &orders {
+            assert_eq!(other.order(o.id).unwrap().version, 2);
+        }
+        let events = other.pending_events(1_000).unwrap();
+        assert_eq!(events.len(), 320);
+        assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+        // Nothing is left open: another connection writes without waiting.
+        other.ack_events(events[319].seq).unwrap();
+        assert!(store.pending_events(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_refused_grouped_write_returns_its_error_and_holds_no_lock() {
+        let path = temp_db("group-refused");
+        let store = SqliteStore::open(&path).unwrap();
+        store.enable_group_commit().unwrap();
+        let ids = SequentialIds::default();
+        let a = order(&ids);
+        store.insert_order(&a, &[], None).unwrap();
+        let mut stale = a.clone();
+        stale.version = 3;
+        let err = store.update_order(&stale, 2, &[], None).unwrap_err();
+        assert_eq!(err.code(), "conflict");
+        assert_eq!(
+            store.insert_order(&a, &[], None).unwrap_err().code(),
+            "conflict"
+        );
+        // No transaction stays open behind the refusals: another connection can write now.
+        let other = SqliteStore::open(&path).unwrap();
+        let b = order(&ids);
+        other.insert_order(&b, &[], None).unwrap();
+        assert_eq!(store.order(b.id).unwrap(), b);
+        assert_eq!(store.order(a.id).unwrap(), a);
+    }
+
+    #[test]
+    fn batches_and_group_commit_exclude_each_other() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.begin_batch().unwrap();
+        assert_eq!(
+            store.enable_group_commit().unwrap_err().code(),
+            "invalid_field"
+        );
+        store.rollback_batch().unwrap();
+        store.enable_group_commit().unwrap();
+        for refused in [
+            store.begin_batch(),
+            store.commit_batch(),
+            store.rollback_batch(),
+        ] {
+            assert_eq!(refused.unwrap_err().code(), "invalid_field");
+        }
+        let ids = SequentialIds::default();
+        store.insert_order(&order(&ids), &[], None).unwrap();
+        assert!(!store.in_batch().unwrap());
     }
 }

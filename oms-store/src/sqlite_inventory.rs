@@ -107,11 +107,17 @@ impl SqliteInventory {
         write: bool,
         f: impl FnOnce(&mut SqliteLedger<'_>) -> OmsResult<T>,
     ) -> OmsResult<T> {
-        let conn = self.store.lock()?;
         let on_busy = || {
             self.busy_retries.fetch_add(1, Ordering::Relaxed);
         };
-        atomically(&conn, write, &on_busy, |conn| f(&mut SqliteLedger { conn }))
+        if write {
+            // Through the store, so a write joins its group commit when that is on.
+            return self.store.write(&on_busy, |conn| {
+                atomically(conn, true, &on_busy, |conn| f(&mut SqliteLedger { conn }))
+            });
+        }
+        let conn = self.store.lock()?;
+        atomically(&conn, false, &on_busy, |conn| f(&mut SqliteLedger { conn }))
     }
 }
 

@@ -194,6 +194,20 @@ fn sqlite_file_store_conforms_and_survives_reopen() {
 }
 
 #[test]
+fn sqlite_store_conforms_with_group_commit() {
+    // Every write joins a shared commit and returns once it is durable: the same answers.
+    let dir = common::temp_dir("conformance-group");
+    let path = dir.join("conf.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.enable_group_commit().unwrap();
+    conformance(&store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(reopened.order_ids().unwrap().len(), 2);
+    assert!(reopened.pending_events(10).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn sqlite_store_conforms_inside_one_batch() {
     // Inside a batch every operation runs in a savepoint: a refused write must roll back
     // alone and leave the batch's other writes in place, exactly as on its own.
