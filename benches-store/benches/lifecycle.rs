@@ -1,5 +1,6 @@
 //! Full order lifecycles per second (criterion reports them as elements/s) on SQLite and on
-//! PostgreSQL with 1, 8 and 16 concurrent workers, and on SQLite with one worker grouping 100
+//! PostgreSQL with 1, 8 and 16 concurrent workers (a connection each), on SQLite also with 1, 8
+//! and 16 workers sharing one connection with group commit, and with one worker grouping 100
 //! lifecycles per commit. Latency percentiles live in the `store-latency` binary: criterion's
 //! estimates are means, not a p99.
 #![allow(clippy::expect_used)] // a benchmark that cannot set up has nothing to report
@@ -21,6 +22,15 @@ fn bench_rig(c: &mut Criterion, name: &str, rig: &Rig) {
     for n in WORKERS {
         let workers = rig.workers(n).expect("worker services");
         group.bench_with_input(BenchmarkId::new("workers", n), &n, |b, _| {
+            b.iter_custom(|iters| rig.run(&workers, iters).expect("lifecycles"));
+        });
+    }
+    // Workers sharing one connection with group commit (SQLite only).
+    for n in WORKERS {
+        let Some((workers, _)) = rig.group_commit_workers(n).expect("group commit workers") else {
+            break;
+        };
+        group.bench_with_input(BenchmarkId::new("group_commit", n), &n, |b, _| {
             b.iter_custom(|iters| rig.run(&workers, iters).expect("lifecycles"));
         });
     }

@@ -245,6 +245,29 @@ impl Rig {
         Ok(start.elapsed())
     }
 
+    /// `n` worker services sharing one SQLite connection with group commit on
+    /// ([`SqliteStore::enable_group_commit`]): every write durable on return, concurrent writes
+    /// sharing a commit. `None` on PostgreSQL.
+    pub fn group_commit_workers(
+        &self,
+        n: usize,
+    ) -> OmsResult<Option<(Vec<OrderService>, Arc<SqliteStore>)>> {
+        let Backend::Sqlite(path) = &self.backend else {
+            return Ok(None);
+        };
+        let store = Arc::new(SqliteStore::open(path)?);
+        store.enable_group_commit()?;
+        let inventory: Arc<dyn InventoryStore> = Arc::new(SqliteInventory::sharing(
+            store.clone(),
+            self.ids.clone(),
+            oms_core::inventory::ReservationConfig::default(),
+        ));
+        let workers = (0..n)
+            .map(|_| self.service(store.clone(), inventory.clone()))
+            .collect::<OmsResult<Vec<_>>>()?;
+        Ok(Some((workers, store)))
+    }
+
     /// `n` worker services.
     pub fn workers(&self, n: usize) -> OmsResult<Vec<OrderService>> {
         (0..n).map(|_| self.worker()).collect()
@@ -474,6 +497,26 @@ mod tests {
             customers: AtomicU64::new(0),
         };
         assert!(pg.grouped_worker().unwrap().is_none());
+    }
+
+    #[test]
+    fn group_commit_workers_share_one_connection_and_finish_every_lifecycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = Rig::sqlite(dir.path()).unwrap();
+        let (workers, store) = rig.group_commit_workers(4).unwrap().unwrap();
+        rig.run(&workers, 12).unwrap();
+        let (writes, commits) = store.group_commit_counts().unwrap();
+        assert!(
+            commits >= 1 && writes >= commits,
+            "{writes} writes, {commits} commits"
+        );
+        let other = SqliteStore::open(dir.path().join("orders.db")).unwrap();
+        let ids = oms_core::store::OrderStore::order_ids(&other).unwrap();
+        assert_eq!(ids.len(), 12);
+        for id in ids {
+            let o = oms_core::store::OrderStore::order(&other, id).unwrap();
+            assert_eq!(o.status, OrderStatus::Delivered);
+        }
     }
 
     #[test]

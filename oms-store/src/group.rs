@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use oms_core::error::{OmsError, OmsResult};
 
@@ -23,12 +24,18 @@ use crate::codec::storage;
 /// long since read them: a waiter reads its outcome before the next group can end).
 const FAILURES_KEPT: usize = 64;
 
+/// How long a committing thread waits at most for writers already on their way to join the
+/// group: long enough for a queue of writes to run, short next to a commit's own cost.
+const GATHER_AT_MOST: Duration = Duration::from_millis(2);
+
 /// The group-commit state of one connection.
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
     enabled: AtomicBool,
     state: Mutex<GroupState>,
     ended: Condvar,
+    /// Signalled when no writer is on its way any more.
+    quiet: Condvar,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +48,11 @@ struct GroupState {
     ended: u64,
     /// A thread is committing the open group.
     committing: bool,
+    /// Writers between [`GroupCommit::arrive`] and [`GroupCommit::depart`].
+    on_the_way: usize,
+    /// Writes that joined a group, and groups that ended, since group commit was enabled.
+    writes: u64,
+    groups: u64,
     /// Why a group's commit failed, for its waiters.
     failed: BTreeMap<u64, String>,
 }
@@ -67,17 +79,44 @@ impl GroupCommit {
         Ok(self.state()?.open != 0)
     }
 
+    /// A writer is about to take the connection to write: the next commit waits for it.
+    pub(crate) fn arrive(&self) -> OmsResult<()> {
+        self.state()?.on_the_way += 1;
+        Ok(())
+    }
+
+    /// The writer that arrived has written (or given up) and released the connection.
+    pub(crate) fn depart(&self) -> OmsResult<()> {
+        let mut st = self.state()?;
+        st.on_the_way = st.on_the_way.saturating_sub(1);
+        if st.on_the_way == 0 {
+            self.quiet.notify_all();
+        }
+        Ok(())
+    }
+
     /// The open group, opening one with `begin` when none is. Called with the connection lock
     /// held, so no commit can end the group before the caller's write joins it.
     pub(crate) fn join(&self, begin: impl FnOnce() -> OmsResult<()>) -> OmsResult<u64> {
-        if self.state()?.open != 0 {
-            return Ok(self.state()?.open);
+        {
+            let mut st = self.state()?;
+            if st.open != 0 {
+                st.writes += 1;
+                return Ok(st.open);
+            }
         }
         begin()?;
         let mut st = self.state()?;
         st.opened += 1;
         st.open = st.opened;
+        st.writes += 1;
         Ok(st.open)
+    }
+
+    /// Writes that joined a group and groups that ended so far.
+    pub(crate) fn counts(&self) -> OmsResult<(u64, u64)> {
+        let st = self.state()?;
+        Ok((st.writes, st.groups))
     }
 
     /// Record that the open group ended: committed, or failed with `reason`. Called with the
@@ -96,6 +135,7 @@ impl GroupCommit {
         }
         st.open = 0;
         st.ended = group;
+        st.groups += 1;
         Ok(())
     }
 
@@ -121,9 +161,21 @@ impl GroupCommit {
                 continue;
             }
             st.committing = true;
+            // Writers already on their way join the group before it commits (bounded, so a
+            // steady stream of writers cannot hold a commit back).
+            let deadline = Instant::now() + GATHER_AT_MOST;
+            while st.on_the_way > 0 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                st = self
+                    .quiet
+                    .wait_timeout(st, left)
+                    .map_err(|_| storage("sqlite group commit lock poisoned"))?
+                    .0;
+            }
             drop(st);
-            // Writers queued on the connection join the group before it commits.
-            std::thread::yield_now();
             let outcome = commit();
             st = self.state()?;
             st.committing = false;

@@ -371,6 +371,12 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// With group commit on: the writes made so far and the shared commits (or failed ones)
+    /// that ended their groups, so writes per commit can be watched.
+    pub fn group_commit_counts(&self) -> OmsResult<(u64, u64)> {
+        self.group.counts()
+    }
+
     /// Whether writes share commits ([`SqliteStore::enable_group_commit`]).
     pub fn group_commit(&self) -> bool {
         self.group.enabled()
@@ -388,7 +394,23 @@ impl SqliteStore {
             let conn = self.lock()?;
             return f(&conn);
         }
-        let (result, group) = {
+        self.group.arrive()?;
+        let joined = self.join_group(on_busy, f);
+        self.group.depart()?;
+        let (result, group) = joined?;
+        let shared = self.group.wait(group, || self.commit_group());
+        let value = result?;
+        shared?;
+        Ok(value)
+    }
+
+    /// Run `f` in the open group (opening one when none is): its result and the group.
+    fn join_group<T>(
+        &self,
+        on_busy: &dyn Fn(),
+        f: impl FnOnce(&Connection) -> OmsResult<T>,
+    ) -> OmsResult<(OmsResult<T>, u64)> {
+        {
             let conn = self.lock()?;
             if conn.is_autocommit() && self.group.is_open()? {
                 // SQLite rolled the group's transaction back after an error (a full disk, an
@@ -401,12 +423,8 @@ impl SqliteStore {
             let group = self
                 .group
                 .join(|| begin_transaction(&conn, "BEGIN IMMEDIATE", on_busy))?;
-            (f(&conn), group)
-        };
-        let shared = self.group.wait(group, || self.commit_group());
-        let value = result?;
-        shared?;
-        Ok(value)
+            Ok((f(&conn), group))
+        }
     }
 
     /// Commit the open group (for [`GroupCommit::wait`]): its deferred order rows, then COMMIT.

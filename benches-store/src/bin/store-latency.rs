@@ -30,11 +30,28 @@ fn report(name: &str, rig: &Rig, lifecycles: u64, calls: usize) -> OmsResult<()>
             lifecycles as f64 / took.as_secs_f64()
         );
     }
+    for n in [1, 8, 16] {
+        let Some((workers, store)) = rig.group_commit_workers(n)? else {
+            break;
+        };
+        rig.run(&workers, (n as u64) * 20)?;
+        let before = store.group_commit_counts()?;
+        let took = rig.run(&workers, lifecycles)?;
+        let after = store.group_commit_counts()?;
+        let per_commit = (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64;
+        let measure = format!("lifecycles/s, {n:>2}, group commit");
+        println!(
+            "| {name:<10} | {measure:<27} | {:>10.0} |",
+            lifecycles as f64 / took.as_secs_f64()
+        );
+        let measure = format!("writes per commit, {n:>2}");
+        println!("| {name:<10} | {measure:<27} | {per_commit:>10.1} |");
+    }
     if let Some((svc, store)) = rig.grouped_worker()? {
         rig.run_grouped(&svc, &store, 20, 20)?;
         let took = rig.run_grouped(&svc, &store, lifecycles, GROUP)?;
         println!(
-            "| {name:<10} | lifecycles/s, 1, grouped    | {:>10.0} |",
+            "| {name:<10} | lifecycles/s, 1, batch of 100 | {:>8.0} |",
             lifecycles as f64 / took.as_secs_f64()
         );
     }
