@@ -12,8 +12,11 @@
 //! may also group many operations into one commit ([`SqliteStore::begin_batch`] /
 //! [`SqliteStore::commit_batch`], through `OrderStore::begin_batch`): each operation still runs
 //! in a savepoint of its own, so a refused one rolls back alone, and the group becomes durable
-//! together — a crash before the commit loses the whole group and never part of an operation. Every statement
-//! binds its parameters; no SQL is ever built from input.
+//! together — a crash before the commit loses the whole group and never part of an operation.
+//! Threads sharing one [`SqliteStore`] can instead turn on group commit
+//! ([`SqliteStore::enable_group_commit`]): every write returns only once it is durable, and
+//! writes that arrive together share one commit. Every statement binds its parameters; no SQL is
+//! ever built from input.
 //!
 //! [`SqliteInventory`] and [`PostgresInventory`] implement `oms_core::inventory::InventoryStore`
 //! on the same databases (and the same migration lists). The operations are written once, over

@@ -156,11 +156,12 @@ const CACHE_KIB: i64 = 65_536;
 /// once instead of many times.
 const AUTOCHECKPOINT_PAGES: i64 = 8_192;
 
-/// An [`OrderStore`] on one SQLite connection (open one store per worker thread).
+/// An [`OrderStore`] on one SQLite connection (open one store per worker thread, or share one
+/// between threads with [`SqliteStore::enable_group_commit`]).
 ///
 /// Writes are atomic one by one: each runs in its own `BEGIN IMMEDIATE` transaction, or, inside
-/// a batch ([`SqliteStore::begin_batch`]), in a savepoint of the batch's transaction, so a failed
-/// operation rolls back alone. Decoded orders are kept by version: a read checks the stored
+/// a batch ([`SqliteStore::begin_batch`]) or a shared group commit, in a savepoint of that
+/// transaction, so a failed operation rolls back alone. Decoded orders are kept by version: a read checks the stored
 /// version and parses the document only when another writer has moved it on.
 #[derive(Debug)]
 pub struct SqliteStore {

@@ -26,7 +26,7 @@ fn report(name: &str, rig: &Rig, lifecycles: u64, calls: usize) -> OmsResult<()>
         let took = rig.run(&workers, lifecycles)?;
         let measure = format!("lifecycles/s, {n:>2} workers");
         println!(
-            "| {name:<10} | {measure:<27} | {:>10.0} |",
+            "| {name:<10} | {measure:<30} | {:>10.0} |",
             lifecycles as f64 / took.as_secs_f64()
         );
     }
@@ -41,17 +41,17 @@ fn report(name: &str, rig: &Rig, lifecycles: u64, calls: usize) -> OmsResult<()>
         let per_commit = (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64;
         let measure = format!("lifecycles/s, {n:>2}, group commit");
         println!(
-            "| {name:<10} | {measure:<27} | {:>10.0} |",
+            "| {name:<10} | {measure:<30} | {:>10.0} |",
             lifecycles as f64 / took.as_secs_f64()
         );
         let measure = format!("writes per commit, {n:>2}");
-        println!("| {name:<10} | {measure:<27} | {per_commit:>10.1} |");
+        println!("| {name:<10} | {measure:<30} | {per_commit:>10.1} |");
     }
     if let Some((svc, store)) = rig.grouped_worker()? {
         rig.run_grouped(&svc, &store, 20, 20)?;
         let took = rig.run_grouped(&svc, &store, lifecycles, GROUP)?;
         println!(
-            "| {name:<10} | lifecycles/s, 1, batch of 100 | {:>8.0} |",
+            "| {name:<10} | lifecycles/s,  1, batch of 100 | {:>10.0} |",
             lifecycles as f64 / took.as_secs_f64()
         );
     }
@@ -59,19 +59,19 @@ fn report(name: &str, rig: &Rig, lifecycles: u64, calls: usize) -> OmsResult<()>
     let (created, ids) = create_latency(rig, &svc, calls)?;
     let got = get_latency(&svc, &ids, calls)?;
     println!(
-        "| {name:<10} | create_order p50            | {:>10} |",
+        "| {name:<10} | create_order p50               | {:>10} |",
         us(&created, false)
     );
     println!(
-        "| {name:<10} | create_order p99            | {:>10} |",
+        "| {name:<10} | create_order p99               | {:>10} |",
         us(&created, true)
     );
     println!(
-        "| {name:<10} | get_order p50               | {:>10} |",
+        "| {name:<10} | get_order p50                  | {:>10} |",
         us(&got, false)
     );
     println!(
-        "| {name:<10} | get_order p99               | {:>10} |",
+        "| {name:<10} | get_order p99                  | {:>10} |",
         us(&got, true)
     );
     Ok(())
@@ -81,8 +81,8 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let lifecycles = args.next().and_then(|a| a.parse().ok()).unwrap_or(4000);
     let calls = args.next().and_then(|a| a.parse().ok()).unwrap_or(5000);
-    println!("| backend    | measure                     |      value |");
-    println!("|------------|-----------------------------|------------|");
+    println!("| backend    | measure                        |      value |");
+    println!("|------------|--------------------------------|------------|");
     let run = || -> OmsResult<()> {
         let dir = tempfile::tempdir().map_err(|e| oms_core::error::OmsError::Storage {
             reason: format!("temp dir: {e}"),
