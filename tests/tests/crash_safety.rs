@@ -294,6 +294,54 @@ const WRITER_TEST: &str = "sqlite_writer_acknowledges_only_committed_orders";
 /// Set in the child: orders per batch commit (absent or 0: every call commits by itself).
 const WRITER_BATCH: &str = "OMS_CRASH_WRITER_BATCH";
 
+/// Set in the child: writer threads sharing one store with group commit (absent or 0: one
+/// writer, no group commit).
+const WRITER_THREADS: &str = "OMS_CRASH_WRITER_THREADS";
+
+/// `threads` writers share one store with group commit on; writer `t` places orders
+/// `t * 1_000_000 + 1, + 2, …` (and every third, cancels its order before), each on a service of
+/// its own, calling `say("ack <number> <idempotency key>")` as soon as a call returns — which
+/// with group commit means it is durable. Stops when `say` returns false.
+fn write_stream_grouped(
+    path: &Path,
+    limit: u64,
+    threads: u64,
+    say: &(dyn Fn(String) -> bool + Sync),
+) {
+    let store = Arc::new(SqliteStore::open(path).unwrap());
+    store.enable_group_commit().unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let store = store.clone();
+            scope.spawn(move || {
+                let svc = service(store, 1 + t * 1_000_000_000);
+                let mut previous: Option<Order> = None;
+                for k in 1..=limit {
+                    let n = t * 1_000_000 + k;
+                    let order = place(&svc, n);
+                    if !say(format!("ack {} {}", order.number, key(n))) {
+                        return;
+                    }
+                    if let (0, Some(before)) = (k % 3, previous.take()) {
+                        let cancel_key = format!("cancel-{}", before.id);
+                        svc.cancel_order(
+                            before.id,
+                            &Actor::Staff("s1".into()),
+                            "changed mind",
+                            Some(&cancel_key),
+                        )
+                        .unwrap();
+                        if !say(format!("ack {} {cancel_key}", before.number)) {
+                            return;
+                        }
+                    }
+                    previous = Some(order);
+                }
+            });
+        }
+    });
+}
+
 /// Write orders 1, 2, … to the SQLite file at `path` through the order service, printing
 /// `write …` before each `create_order` (and, every third order, a `cancel_order` of the order
 /// before) and `ack <number> <idempotency key>` once the call is durable: right after it, or,
@@ -360,7 +408,20 @@ fn sqlite_writer_acknowledges_only_committed_orders() {
             .ok()
             .and_then(|b| b.parse().ok())
             .unwrap_or(0);
-        write_stream(Path::new(&path), 1_000_000, batch, &mut out);
+        let threads: u64 = std::env::var(WRITER_THREADS)
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(0);
+        if threads > 0 {
+            drop(out);
+            let say = |line: String| {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+            };
+            write_stream_grouped(Path::new(&path), 1_000_000, threads, &say);
+        } else {
+            write_stream(Path::new(&path), 1_000_000, batch, &mut out);
+        }
         return;
     }
     let dir = temp_dir("writer");
@@ -372,6 +433,19 @@ fn sqlite_writer_acknowledges_only_committed_orders() {
         assert_eq!(acks.len(), 5, "four creates and one cancel: {acks:?}");
         check_reopened(&path, &acks);
     }
+    let path = dir.join("orders-grouped.db");
+    let lines = std::sync::Mutex::new(Vec::new());
+    write_stream_grouped(&path, 4, 3, &|line| {
+        lines.lock().unwrap().push(line);
+        true
+    });
+    let acks = parse_acks(&lines.into_inner().unwrap().join("\n"));
+    assert_eq!(
+        acks.len(),
+        15,
+        "three writers, four creates and one cancel each: {acks:?}"
+    );
+    assert_eq!(check_reopened(&path, &acks), 12);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -620,6 +694,51 @@ fn sqlite_kill_mid_batch_loses_only_the_unacknowledged_batch() {
         assert!(
             (created..=created + BATCH).contains(&stored),
             "run {run}: {stored} stored for {created} acknowledged creates"
+        );
+        eprintln!("run {run}: {created} acknowledged creates, {stored} orders stored");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sqlite_kill_mid_group_commit_keeps_every_acknowledged_write() {
+    const THREADS: u64 = 4;
+    let mut rng = SplitMix(0x6772_6f75_705f_6b69);
+    let exe = std::env::current_exe().unwrap();
+    let dir = temp_dir("kill-group");
+    for run in 0..3 {
+        let kill_after = 5 + rng.next() % 80;
+        let pause = StdDuration::from_micros(rng.next() % 400);
+        let path = dir.join(format!("run{run}.db"));
+        let mut child = Command::new(&exe)
+            .args([WRITER_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env(WRITER_DB, &path)
+            .env(WRITER_THREADS, THREADS.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut acks = Vec::new();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        while (acks.len() as u64) < kill_after {
+            let line = lines.next().expect("the writer stopped").unwrap();
+            acks.extend(parse_ack(&line));
+        }
+        std::thread::sleep(pause);
+        child.kill().unwrap();
+        assert!(!child.wait().unwrap().success());
+        acks.extend(lines.map_while(Result::ok).filter_map(|l| parse_ack(&l)));
+        // Every write acknowledged by any of the threads is stored whole; a write whose
+        // shared commit landed just before the kill may be stored without its ack.
+        let stored = check_reopened(&path, &acks);
+        let created = acks.iter().filter(|a| a.1.starts_with("create-")).count();
+        assert!(
+            stored >= created,
+            "run {run}: {stored} stored, {created} acknowledged"
+        );
+        assert!(
+            stored <= created + THREADS as usize,
+            "run {run}: {stored} stored, but only {created} acknowledged and {THREADS} in flight"
         );
         eprintln!("run {run}: {created} acknowledged creates, {stored} orders stored");
     }
