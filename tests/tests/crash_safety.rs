@@ -4,7 +4,8 @@
 //! SQLite: the test re-executes its own binary as a child process that streams `create_order`
 //! (and some `cancel_order`) calls into a WAL file and prints each acknowledged one; the parent
 //! kills it with SIGKILL at a seeded point while it keeps writing, reopens the file and checks
-//! every row.
+//! every row — with a commit per call, with calls grouped into batches, and with four writer
+//! threads sharing one store's group commit.
 //!
 //! PostgreSQL: a transaction is cut off by terminating its backend (and by dropping the client
 //! without commit), both on a raw connection and inside `PostgresStore` writes held mid-way by
