@@ -32,6 +32,7 @@
 mod codec;
 mod group;
 mod inventory;
+mod parallel;
 pub mod postgres;
 pub mod postgres_inventory;
 pub mod sqlite;

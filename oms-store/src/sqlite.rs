@@ -240,10 +240,14 @@ impl SqliteStore {
 
     /// Write the order rows the open batch deferred, oldest id first.
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
-        let rows = std::mem::take(&mut *self.deferred()?);
+        let rows: Vec<Deferred> = std::mem::take(&mut *self.deferred()?)
+            .into_values()
+            .collect();
+        // Encoding the documents is pure work: spread it over the cores, write in id order.
+        let values = crate::parallel::map(&rows, |row| order_row_values(&row.order));
         let mut written = Vec::with_capacity(rows.len());
-        for (_, row) in rows {
-            write_order_row(conn, &row.order, row.lines_digest)?;
+        for (row, values) in rows.into_iter().zip(values) {
+            update_order_row(conn, &row.order, values?, row.lines_digest)?;
             written.push(row.order);
         }
         let mut decoded = self.decoded()?;
@@ -711,7 +715,7 @@ fn put_key(conn: &Connection, key: &str, record: &IdempotencyRecord) -> OmsResul
     Ok(())
 }
 
-fn order_row_values(order: &Order) -> OmsResult<(String, String, String, rusqlite::types::Value)> {
+fn order_row_values(order: &Order) -> OmsResult<RowValues> {
     Ok((
         order.book_value()?.amount().to_string(),
         to_json(&order.shipping_address)?,
@@ -771,7 +775,19 @@ impl Stored {
 
 /// Rewrite an existing order row with `order` and its bookkeeping.
 fn write_order_row(conn: &Connection, order: &Order, lines_digest: i64) -> OmsResult<()> {
-    let (total, ship, bill, doc) = order_row_values(order)?;
+    update_order_row(conn, order, order_row_values(order)?, lines_digest)
+}
+
+/// The encoded columns of an order row ([`order_row_values`]).
+type RowValues = (String, String, String, rusqlite::types::Value);
+
+/// Rewrite an existing order row with `order`, its columns already encoded.
+fn update_order_row(
+    conn: &Connection,
+    order: &Order,
+    (total, ship, bill, doc): RowValues,
+    lines_digest: i64,
+) -> OmsResult<()> {
     let (id, version) = (
         to_i64(order.id, "order id")?,
         to_i64(order.version, "version")?,
@@ -1025,30 +1041,46 @@ impl OrderStore for SqliteStore {
             return Ok(Vec::new());
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.lock()?;
-        let deferred = self.deferred()?;
-        let decoded = self.decoded()?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, version, document FROM orders WHERE id > ?1 ORDER BY id LIMIT ?2",
-            )
-            .map_err(storage)?;
-        let mut rows = stmt.query(params![after, limit]).map_err(storage)?;
-        let mut orders = Vec::new();
-        while let Some(row) = rows.next().map_err(storage)? {
-            let id = to_u64(row.get(0).map_err(storage)?, "order id")?;
-            let version = to_u64(row.get(1).map_err(storage)?, "version")?;
-            // A batch's deferred row is newer than the table's; a decoded copy of the stored
-            // version saves parsing the document again.
-            if let Some(d) = deferred.get(&id) {
-                orders.push(d.order.clone());
-            } else if let Some((_, order)) = decoded.get(&id).filter(|(v, _)| *v == version) {
-                orders.push(order.clone());
-            } else {
-                orders.push(order_from_json(&unpack(row.get_ref(2).map_err(storage)?)?)?);
+        // Each entry: the order already decoded (`Ok`), or its document text still to parse.
+        let slots: Vec<Result<Order, String>> = {
+            let conn = self.lock()?;
+            let deferred = self.deferred()?;
+            let decoded = self.decoded()?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, version, document FROM orders WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(storage)?;
+            let mut rows = stmt.query(params![after, limit]).map_err(storage)?;
+            let mut slots = Vec::new();
+            while let Some(row) = rows.next().map_err(storage)? {
+                let id = to_u64(row.get(0).map_err(storage)?, "order id")?;
+                let version = to_u64(row.get(1).map_err(storage)?, "version")?;
+                // A batch's deferred row is newer than the table's; a decoded copy of the
+                // stored version saves parsing the document again.
+                slots.push(if let Some(d) = deferred.get(&id) {
+                    Ok(d.order.clone())
+                } else if let Some((_, order)) = decoded.get(&id).filter(|(v, _)| *v == version) {
+                    Ok(order.clone())
+                } else {
+                    Err(unpack(row.get_ref(2).map_err(storage)?)?)
+                });
             }
-        }
-        Ok(orders)
+            slots
+        };
+        // Parsing is pure work, done without the connection and spread over the cores.
+        let parsed = crate::parallel::map(&slots, |slot| match slot {
+            Ok(_) => Ok(None),
+            Err(doc) => order_from_json(doc).map(Some),
+        });
+        slots
+            .into_iter()
+            .zip(parsed)
+            .map(|(slot, parsed)| match (slot, parsed?) {
+                (_, Some(order)) | (Ok(order), None) => Ok(order),
+                (Err(_), None) => Err(storage("a parsed document went missing")),
+            })
+            .collect()
     }
 
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {

@@ -1,0 +1,62 @@
+//! Pure per-item work (encoding or decoding documents) spread over the machine's cores.
+
+/// Below this many items one thread does the work: starting another costs more than it saves.
+const SPLIT_FROM: usize = 64;
+
+/// At most this many threads, whatever the machine has.
+const MAX_THREADS: usize = 4;
+
+/// `f` applied to every item, results in the items' order. Large inputs are cut into one
+/// contiguous chunk per core (up to [`MAX_THREADS`]), the first on the calling thread.
+pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_THREADS);
+    if items.len() < SPLIT_FROM || threads < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let mut chunks = items.chunks(chunk);
+        let first = chunks.next().unwrap_or(&[]);
+        let others: Vec<_> = chunks
+            .map(|c| scope.spawn(move || c.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        let mut out: Vec<R> = first.iter().map(f).collect();
+        for handle in others {
+            match handle.join() {
+                Ok(part) => out.extend(part),
+                // A panic in `f` is a bug; carry it to the caller as it would have been there.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::map;
+
+    #[test]
+    fn results_keep_the_items_order_small_and_large() {
+        for n in [0, 1, 63, 64, 65, 1_000, 1_001] {
+            let items: Vec<u64> = (0..n).collect();
+            let out = map(&items, |x| x * 3);
+            assert_eq!(
+                out,
+                items.iter().map(|x| x * 3).collect::<Vec<_>>(),
+                "n = {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_come_back_in_place() {
+        let items: Vec<i32> = (0..200).collect();
+        let out = map(&items, |x| if *x == 150 { Err(*x) } else { Ok(*x) });
+        assert_eq!(out[150], Err(150));
+        assert_eq!(out.iter().filter(|r| r.is_err()).count(), 1);
+    }
+}
