@@ -653,36 +653,48 @@ fn sqlite_kill_mid_stream_keeps_every_acknowledged_order_whole() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Run the writer child on `path` with `mode` (an environment variable and its value), kill it
+/// `pause` after it has printed `kill_after` acks, and return every ack it printed, including
+/// those read after the kill.
+fn kill_writer(
+    path: &Path,
+    mode: (&str, usize),
+    kill_after: u64,
+    pause: StdDuration,
+) -> Vec<(String, String)> {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([WRITER_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(WRITER_DB, path)
+        .env(mode.0, mode.1.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut acks = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while (acks.len() as u64) < kill_after {
+        let line = lines.next().expect("the writer stopped").unwrap();
+        acks.extend(parse_ack(&line));
+    }
+    std::thread::sleep(pause);
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    acks.extend(lines.map_while(Result::ok).filter_map(|l| parse_ack(&l)));
+    acks
+}
+
 /// Batches of 5 orders per commit: a kill loses at most the batch under way, never part of one,
 /// and never an order acknowledged after its batch's commit.
 #[test]
 fn sqlite_kill_mid_batch_loses_only_the_unacknowledged_batch() {
     const BATCH: usize = 5;
     let mut rng = SplitMix(0x6261_7463_685f_6b69);
-    let exe = std::env::current_exe().unwrap();
     let dir = temp_dir("kill-batch");
     for run in 0..3 {
         let kill_after = 3 + rng.next() % 40;
         let pause = StdDuration::from_micros(rng.next() % 400);
         let path = dir.join(format!("run{run}.db"));
-        let mut child = Command::new(&exe)
-            .args([WRITER_TEST, "--exact", "--nocapture", "--test-threads=1"])
-            .env(WRITER_DB, &path)
-            .env(WRITER_BATCH, BATCH.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut acks = Vec::new();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        while (acks.len() as u64) < kill_after {
-            let line = lines.next().expect("the writer stopped").unwrap();
-            acks.extend(parse_ack(&line));
-        }
-        std::thread::sleep(pause);
-        child.kill().unwrap();
-        assert!(!child.wait().unwrap().success());
-        acks.extend(lines.map_while(Result::ok).filter_map(|l| parse_ack(&l)));
+        let acks = kill_writer(&path, (WRITER_BATCH, BATCH), kill_after, pause);
         let stored = check_reopened(&path, &acks);
         let created = acks.iter().filter(|a| a.1.starts_with("create-")).count();
         // Stored orders are whole batches: the acknowledged ones, plus at most one batch whose
@@ -703,32 +715,14 @@ fn sqlite_kill_mid_batch_loses_only_the_unacknowledged_batch() {
 
 #[test]
 fn sqlite_kill_mid_group_commit_keeps_every_acknowledged_write() {
-    const THREADS: u64 = 4;
+    const THREADS: usize = 4;
     let mut rng = SplitMix(0x6772_6f75_705f_6b69);
-    let exe = std::env::current_exe().unwrap();
     let dir = temp_dir("kill-group");
     for run in 0..3 {
         let kill_after = 5 + rng.next() % 80;
         let pause = StdDuration::from_micros(rng.next() % 400);
         let path = dir.join(format!("run{run}.db"));
-        let mut child = Command::new(&exe)
-            .args([WRITER_TEST, "--exact", "--nocapture", "--test-threads=1"])
-            .env(WRITER_DB, &path)
-            .env(WRITER_THREADS, THREADS.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut acks = Vec::new();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        while (acks.len() as u64) < kill_after {
-            let line = lines.next().expect("the writer stopped").unwrap();
-            acks.extend(parse_ack(&line));
-        }
-        std::thread::sleep(pause);
-        child.kill().unwrap();
-        assert!(!child.wait().unwrap().success());
-        acks.extend(lines.map_while(Result::ok).filter_map(|l| parse_ack(&l)));
+        let acks = kill_writer(&path, (WRITER_THREADS, THREADS), kill_after, pause);
         // Every write acknowledged by any of the threads is stored whole; a write whose
         // shared commit landed just before the kill may be stored without its ack.
         let stored = check_reopened(&path, &acks);
@@ -738,7 +732,7 @@ fn sqlite_kill_mid_group_commit_keeps_every_acknowledged_write() {
             "run {run}: {stored} stored, {created} acknowledged"
         );
         assert!(
-            stored <= created + THREADS as usize,
+            stored <= created + THREADS,
             "run {run}: {stored} stored, but only {created} acknowledged and {THREADS} in flight"
         );
         eprintln!("run {run}: {created} acknowledged creates, {stored} orders stored");
