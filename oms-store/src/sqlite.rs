@@ -1126,20 +1126,26 @@ impl OrderStore for SqliteStore {
                     r.get::<_, String>(5)?,
                 ))
             })
+            .map_err(storage)?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(storage)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, order_id, version, name, at, data) = row.map_err(storage)?;
-            out.push(Event {
-                seq: to_u64(seq, "seq")?,
-                order_id: to_u64(order_id, "order id")?,
-                version: to_u64(version, "version")?,
-                name,
-                at: oms_core::time::Timestamp(at),
-                data: from_json(&data)?,
-            });
-        }
-        Ok(out)
+        drop(stmt);
+        drop(conn);
+        // Parsing the payloads is pure work, done without the connection on every core.
+        let data = crate::parallel::map(&rows, |row| from_json(&row.5));
+        rows.into_iter()
+            .zip(data)
+            .map(|((seq, order_id, version, name, at, _), data)| {
+                Ok(Event {
+                    seq: to_u64(seq, "seq")?,
+                    order_id: to_u64(order_id, "order id")?,
+                    version: to_u64(version, "version")?,
+                    name,
+                    at: oms_core::time::Timestamp(at),
+                    data: data?,
+                })
+            })
+            .collect()
     }
 
     fn ack_events(&self, up_to: u64) -> OmsResult<()> {
