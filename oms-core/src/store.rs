@@ -7,7 +7,7 @@
 //! [`OmsError::Conflict`], never a silent overwrite; an order and its events are written in one
 //! atomic step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,8 @@ pub trait OrderStore: Send + Sync {
 struct MemoryState {
     orders: BTreeMap<u64, Order>,
     by_number: BTreeMap<String, u64>,
+    /// Order ids by current status, so a sweep by status reads only its orders.
+    by_status: BTreeSet<(OrderStatus, u64)>,
     outbox: Vec<Event>,
     next_seq: u64,
     acked: u64,
@@ -168,6 +170,7 @@ impl OrderStore for MemoryStore {
             });
         }
         s.by_number.insert(order.number.clone(), order.id);
+        s.by_status.insert((order.status, order.id));
         s.orders.insert(order.id, order.clone());
         append(&mut s, events);
         keep_first(&mut s, idempotency);
@@ -182,13 +185,13 @@ impl OrderStore for MemoryStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let mut s = self.lock()?;
-        let found = s
+        let (found, was) = s
             .orders
             .get(&order.id)
+            .map(|o| (o.version, o.status))
             .ok_or_else(|| OmsError::OrderNotFound {
                 order: order.id.to_string(),
-            })?
-            .version;
+            })?;
         if found != expected_version || order.version <= expected_version {
             return Err(OmsError::Conflict {
                 entity: format!("order {}", order.number),
@@ -196,6 +199,8 @@ impl OrderStore for MemoryStore {
                 found,
             });
         }
+        s.by_status.remove(&(was, order.id));
+        s.by_status.insert((order.status, order.id));
         s.orders.insert(order.id, order.clone());
         append(&mut s, events);
         keep_first(&mut s, idempotency);
@@ -243,21 +248,17 @@ impl OrderStore for MemoryStore {
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
         Ok(self
             .lock()?
-            .orders
-            .values()
-            .filter(|o| o.status == status)
-            .map(|o| o.id)
+            .by_status
+            .range((status, 0)..=(status, u64::MAX))
+            .map(|(_, id)| *id)
             .collect())
     }
 
     fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {
         let s = self.lock()?;
-        Ok(s.outbox
-            .iter()
-            .filter(|e| e.seq > s.acked)
-            .take(limit)
-            .cloned()
-            .collect())
+        // The outbox is in sequence order: skip the acknowledged prefix without visiting it.
+        let first = s.outbox.partition_point(|e| e.seq <= s.acked);
+        Ok(s.outbox[first..].iter().take(limit).cloned().collect())
     }
 
     fn ack_events(&self, up_to: u64) -> OmsResult<()> {

@@ -1,7 +1,7 @@
 //! One conformance suite for every `OrderStore`. Each backend runs the same checks.
 
 use oms_core::events::{names, Event};
-use oms_core::lifecycle::Actor;
+use oms_core::lifecycle::{Actor, OrderStatus};
 use oms_core::money::{Currency, Money};
 use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft};
 use oms_core::store::{IdempotencyRecord, MemoryStore, OrderStore};
@@ -129,12 +129,29 @@ pub fn conformance(store: &dyn OrderStore) {
     assert!(store.pending_events(10).unwrap().is_empty());
     // acknowledging past the newest event does not swallow the next one
     store.ack_events(u64::MAX).unwrap();
+    // sweeps by status: both orders start in the same status; an update that changes it moves
+    // the order to its new status and out of the old one
+    assert_eq!(a.status, b.status);
+    assert_eq!(
+        store.order_ids_with_status(a.status).unwrap(),
+        vec![a.id, b.id]
+    );
     let mut a3 = a2.clone();
     a3.version = 3;
+    a3.status = OrderStatus::Cancelled;
     let next = Event::new(a.id, 3, names::ORDER_UPDATED, a.created_at);
     store
         .update_order(&a3, 2, std::slice::from_ref(&next), None)
         .unwrap();
+    assert_eq!(store.order_ids_with_status(a.status).unwrap(), vec![b.id]);
+    assert_eq!(
+        store.order_ids_with_status(OrderStatus::Cancelled).unwrap(),
+        vec![a.id]
+    );
+    assert!(store
+        .order_ids_with_status(OrderStatus::Delivered)
+        .unwrap()
+        .is_empty());
     let after = store.pending_events(10).unwrap();
     assert_eq!(
         after.iter().map(|e| e.version).collect::<Vec<_>>(),

@@ -167,6 +167,17 @@ struct State {
     stock: BTreeMap<Key, StockLevel>,
     reservations: BTreeMap<u64, Reservation>,
     by_order: BTreeMap<u64, BTreeSet<u64>>,
+    /// The open holds (reserved, or awaiting the customer's decision) by expiry, so a sweep
+    /// visits only what is due instead of every reservation ever made.
+    open_by_expiry: BTreeSet<(Timestamp, u64)>,
+}
+
+/// Whether `r` is a hold an expiry sweep may end.
+fn sweepable(r: &Reservation) -> bool {
+    matches!(
+        r.status,
+        ReservationStatus::Reserved | ReservationStatus::AwaitingCustomerDecision
+    )
 }
 
 /// Stock moves computed against a snapshot and written only when all of them succeeded.
@@ -251,6 +262,13 @@ impl State {
     }
 
     fn put(&mut self, reservation: Reservation) {
+        if let Some(old) = self.reservations.get(&reservation.id) {
+            self.open_by_expiry.remove(&(old.expires_at, old.id));
+        }
+        if sweepable(&reservation) {
+            self.open_by_expiry
+                .insert((reservation.expires_at, reservation.id));
+        }
         self.by_order
             .entry(reservation.order_id)
             .or_default()
@@ -593,12 +611,16 @@ impl InventoryStore for MemoryInventory {
         let mut staged = Staged::new();
         let mut changed = Vec::new();
         let mut report = Vec::new();
-        for r in state.reservations.values() {
-            let open = matches!(
-                r.status,
-                ReservationStatus::Reserved | ReservationStatus::AwaitingCustomerDecision
-            );
-            if !open || !r.is_expired(now) {
+        // Due holds, in id order (the order the report promises).
+        let due: BTreeSet<u64> = state
+            .open_by_expiry
+            .iter()
+            .take_while(|(expires_at, _)| *expires_at <= now)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in due {
+            let r = state.get(id)?;
+            if !sweepable(r) || !r.is_expired(now) {
                 continue;
             }
             let mut r = r.clone();
