@@ -103,110 +103,152 @@ pub fn compute(
     input: &MetricsInput,
     thresholds: &AlertThresholds,
 ) -> MetricsSnapshot {
-    use OrderStatus as S;
-    let shipped_or_later = [
-        S::PartiallyShipped,
-        S::Shipped,
-        S::InTransit,
-        S::OutForDelivery,
-        S::PartiallyDelivered,
-        S::Delivered,
-        S::Completed,
-    ];
-    let confirmed = [S::Confirmed, S::Processing];
-    let delivered = [S::Delivered];
-    let returned = [S::ReturnRequested];
+    let mut tally = MetricsTally::new(input.now);
+    for o in orders {
+        tally.add(o);
+    }
+    tally.snapshot(input, thresholds)
+}
 
-    let n = orders.len() as u64;
-    let hour_ago = input.now.plus(Duration::hours(-1));
-    let last_hour = orders
-        .iter()
-        .filter(|o| o.created_at > hour_ago && o.created_at <= input.now)
-        .count() as u64;
-    let span = match (
-        orders.iter().map(|o| o.created_at).min(),
-        orders.iter().map(|o| o.created_at).max(),
-    ) {
-        (Some(a), Some(b)) => b.since(a).millis().max(3_600_000),
-        _ => 3_600_000,
-    };
-    let per_hour = if n == 0 {
-        Decimal::ZERO
-    } else {
-        Rounding::HalfEven.apply(
-            Decimal::from(n) * Decimal::from(3_600_000) / Decimal::from(span),
-            2,
-        )
-    };
+/// Running totals of the order figures of a [`MetricsSnapshot`], so a book too large to hold
+/// at once can be read page by page: [`MetricsTally::add`] each order once, then
+/// [`MetricsTally::snapshot`]. Gives exactly what [`compute`] gives over the same orders.
+#[derive(Debug, Clone)]
+pub struct MetricsTally {
+    now: Timestamp,
+    orders: u64,
+    last_hour: u64,
+    first_created: Option<Timestamp>,
+    last_created: Option<Timestamp>,
+    /// Book value and count of the confirmed (or later) orders, per currency.
+    sums: BTreeMap<Currency, (Money, u64)>,
+    confirmed: u64,
+    fulfilled: u64,
+    cancelled: u64,
+    delivered: u64,
+    returned: u64,
+    status_distribution: BTreeMap<String, u64>,
+}
 
-    let mut sums: BTreeMap<Currency, (Money, u64)> = BTreeMap::new();
-    for o in orders
-        .iter()
-        .filter(|o| reached(o, &confirmed) || reached(o, &shipped_or_later))
-    {
-        if let Ok(v) = o.book_value() {
-            let e = sums
-                .entry(o.currency)
-                .or_insert((Money::zero(o.currency), 0));
-            if let Ok(s) = e.0.checked_add(&v) {
-                *e = (s, e.1 + 1);
-            }
+const SHIPPED_OR_LATER: [OrderStatus; 7] = [
+    OrderStatus::PartiallyShipped,
+    OrderStatus::Shipped,
+    OrderStatus::InTransit,
+    OrderStatus::OutForDelivery,
+    OrderStatus::PartiallyDelivered,
+    OrderStatus::Delivered,
+    OrderStatus::Completed,
+];
+const CONFIRMED: [OrderStatus; 2] = [OrderStatus::Confirmed, OrderStatus::Processing];
+
+impl MetricsTally {
+    /// An empty tally; `now` decides which orders count as created in the last hour.
+    pub fn new(now: Timestamp) -> Self {
+        MetricsTally {
+            now,
+            orders: 0,
+            last_hour: 0,
+            first_created: None,
+            last_created: None,
+            sums: BTreeMap::new(),
+            confirmed: 0,
+            fulfilled: 0,
+            cancelled: 0,
+            delivered: 0,
+            returned: 0,
+            status_distribution: OrderStatus::ALL
+                .iter()
+                .map(|s| (s.as_str().to_owned(), 0))
+                .collect(),
         }
     }
-    let average_order_value = sums
-        .into_iter()
-        .filter_map(|(c, (sum, count))| {
-            let avg = sum.amount() / Decimal::from(count.max(1));
-            Money::from_decimal_rounded(avg, c, Rounding::HalfEven)
-                .ok()
-                .map(|m| (c.code().to_owned(), m))
-        })
-        .collect();
 
-    let confirmed_n = orders
-        .iter()
-        .filter(|o| reached(o, &confirmed) || reached(o, &shipped_or_later))
-        .count() as u64;
-    let fulfilled_n = orders
-        .iter()
-        .filter(|o| reached(o, &shipped_or_later))
-        .count() as u64;
-    let cancelled_n = orders.iter().filter(|o| o.status == S::Cancelled).count() as u64;
-    let delivered_n = orders.iter().filter(|o| reached(o, &delivered)).count() as u64;
-    let returned_n = orders.iter().filter(|o| reached(o, &returned)).count() as u64;
-
-    let mut status_distribution: BTreeMap<String, u64> = OrderStatus::ALL
-        .iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .collect();
-    for o in orders {
-        *status_distribution
+    /// Count one order (each order once).
+    pub fn add(&mut self, o: &Order) {
+        self.orders += 1;
+        let hour_ago = self.now.plus(Duration::hours(-1));
+        if o.created_at > hour_ago && o.created_at <= self.now {
+            self.last_hour += 1;
+        }
+        self.first_created = Some(
+            self.first_created
+                .map_or(o.created_at, |t| t.min(o.created_at)),
+        );
+        self.last_created = Some(
+            self.last_created
+                .map_or(o.created_at, |t| t.max(o.created_at)),
+        );
+        let fulfilled = reached(o, &SHIPPED_OR_LATER);
+        if reached(o, &CONFIRMED) || fulfilled {
+            self.confirmed += 1;
+            if let Ok(v) = o.book_value() {
+                let e = self
+                    .sums
+                    .entry(o.currency)
+                    .or_insert((Money::zero(o.currency), 0));
+                if let Ok(s) = e.0.checked_add(&v) {
+                    *e = (s, e.1 + 1);
+                }
+            }
+        }
+        self.fulfilled += u64::from(fulfilled);
+        self.cancelled += u64::from(o.status == OrderStatus::Cancelled);
+        self.delivered += u64::from(reached(o, &[OrderStatus::Delivered]));
+        self.returned += u64::from(reached(o, &[OrderStatus::ReturnRequested]));
+        *self
+            .status_distribution
             .entry(o.status.as_str().to_owned())
             .or_insert(0) += 1;
     }
 
-    let low_stock: Vec<(String, u64)> = input
-        .stock
-        .iter()
-        .filter(|(_, units)| *units <= thresholds.low_stock_units)
-        .cloned()
-        .collect();
-
-    let mut snap = MetricsSnapshot {
-        orders: n,
-        orders_last_hour: last_hour,
-        orders_per_hour: per_hour,
-        average_order_value,
-        fulfillment_rate: rate(fulfilled_n, confirmed_n),
-        cancellation_rate: rate(cancelled_n, n),
-        return_rate: rate(returned_n, delivered_n),
-        status_distribution,
-        gateway_error_rate: rate(input.gateway_errors, input.gateway_calls),
-        low_stock,
-        alerts: Vec::new(),
-    };
-    snap.alerts = alerts(&snap, thresholds, confirmed_n);
-    snap
+    /// The snapshot of the orders added, with `input`'s gateway counts and stock (its `now`
+    /// is the tally's).
+    pub fn snapshot(self, input: &MetricsInput, thresholds: &AlertThresholds) -> MetricsSnapshot {
+        let n = self.orders;
+        let span = match (self.first_created, self.last_created) {
+            (Some(a), Some(b)) => b.since(a).millis().max(3_600_000),
+            _ => 3_600_000,
+        };
+        let per_hour = if n == 0 {
+            Decimal::ZERO
+        } else {
+            Rounding::HalfEven.apply(
+                Decimal::from(n) * Decimal::from(3_600_000) / Decimal::from(span),
+                2,
+            )
+        };
+        let average_order_value = self
+            .sums
+            .into_iter()
+            .filter_map(|(c, (sum, count))| {
+                let avg = sum.amount() / Decimal::from(count.max(1));
+                Money::from_decimal_rounded(avg, c, Rounding::HalfEven)
+                    .ok()
+                    .map(|m| (c.code().to_owned(), m))
+            })
+            .collect();
+        let low_stock: Vec<(String, u64)> = input
+            .stock
+            .iter()
+            .filter(|(_, units)| *units <= thresholds.low_stock_units)
+            .cloned()
+            .collect();
+        let mut snap = MetricsSnapshot {
+            orders: n,
+            orders_last_hour: self.last_hour,
+            orders_per_hour: per_hour,
+            average_order_value,
+            fulfillment_rate: rate(self.fulfilled, self.confirmed),
+            cancellation_rate: rate(self.cancelled, n),
+            return_rate: rate(self.returned, self.delivered),
+            status_distribution: self.status_distribution,
+            gateway_error_rate: rate(input.gateway_errors, input.gateway_calls),
+            low_stock,
+            alerts: Vec::new(),
+        };
+        snap.alerts = alerts(&snap, thresholds, self.confirmed);
+        snap
+    }
 }
 
 fn alerts(s: &MetricsSnapshot, t: &AlertThresholds, confirmed_n: u64) -> Vec<String> {
@@ -427,6 +469,12 @@ mod tests {
                 "low_inventory"
             ]
         );
+        // Counted page by page, in any order, a tally gives the same snapshot.
+        let mut tally = MetricsTally::new(input.now);
+        for o in orders.iter().rev() {
+            tally.add(o);
+        }
+        assert_eq!(tally.snapshot(&input, &AlertThresholds::default()), s);
         let prom = s.to_prometheus();
         assert!(prom.contains("oms_orders 5\n"));
         assert!(prom.contains("oms_orders_by_status{status=\"cancelled\"} 1\n"));

@@ -11,7 +11,7 @@ use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
 use oms_core::fraud::InMemoryFraudSignals;
 use oms_core::fulfillment::FulfillmentStatus;
-use oms_core::inventory::{InventoryStore, ReservationStatus};
+use oms_core::inventory::{InventoryStore, ReservationStatus, StockRow};
 use oms_core::lifecycle::{Actor, OrderStatus};
 use oms_core::metrics::{AlertThresholds, MetricsSnapshot};
 use oms_core::money::{Currency, Money};
@@ -657,7 +657,11 @@ impl Sim {
         };
         let mut totals = [rust_decimal::Decimal::ZERO; 3];
         let mut n = 0;
-        for o in orders.iter().filter(|o| !o.shipments.is_empty()).take(200) {
+        for o in orders
+            .iter()
+            .filter(|o| !o.shipments.is_empty())
+            .take(SOURCING_SAMPLE)
+        {
             let Some(location) = o.shipping_address.location else {
                 continue;
             };
@@ -718,46 +722,88 @@ impl Sim {
         })
     }
 
+    /// Check the world and build the report, reading the orders a page at a time (so memory
+    /// does not grow with the size of the book), then the outbox, then the stock rows.
     fn finish(self, config: &SimConfig, initial: u64) -> OmsResult<SimReport> {
+        const PAGE: usize = 1_000;
         let mut inv = Invariants::default();
-        let mut orders: Vec<Order> = Vec::new();
+        let mut digest = Fnv::default();
+        let mut stock = StockTotals {
+            initial,
+            received: self.received,
+            ..StockTotals::default()
+        };
+        let mut money = MoneyTally::default();
+        let (mut v_money, mut v_payments, mut v_states) = (Vec::new(), Vec::new(), Vec::new());
+        let mut versions: Vec<(u64, u64, String)> = Vec::new();
+        let mut sample: Vec<Order> = Vec::new();
+        let mut metrics = self.svc.metrics_tally();
+        let mut after = 0;
         loop {
-            let after = orders.last().map_or(0, |o| o.id);
-            let page = self.orders.orders_after(after, 1_000)?;
-            let full = page.len() == 1_000;
-            orders.extend(page);
-            if !full {
-                break;
+            let page = self.orders.orders_after(after, PAGE)?;
+            for o in &page {
+                stock_of_order(o, &mut stock);
+                money_of_order(o, &mut money, &mut v_money)?;
+                payments_of_order(o, &mut v_payments);
+                state_of_order(o, self.inventory.as_ref(), &mut v_states)?;
+                versions.push((o.id, o.version, o.number.clone()));
+                metrics.add(o);
+                serde_json::to_writer(&mut digest, o).map_err(|e| OmsError::Storage {
+                    reason: e.to_string(),
+                })?;
+                digest.record(b"");
+            }
+            if sample.len() < SOURCING_SAMPLE {
+                sample.extend(
+                    page.iter()
+                        .filter(|o| !o.shipments.is_empty())
+                        .take(SOURCING_SAMPLE - sample.len())
+                        .cloned(),
+                );
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = last.id,
+                _ => break,
             }
         }
-        let mut events: Vec<Event> = Vec::new();
+        let mut events = EventTally::default();
         loop {
             let batch = self.orders.pending_events(10_000)?;
             let Some(last) = batch.last().map(|e| e.seq) else {
                 break;
             };
-            events.extend(batch);
+            for e in &batch {
+                events.add(e);
+                write!(
+                    digest,
+                    "{}|{}|{}|{}|{}|{:?}",
+                    e.seq, e.order_id, e.version, e.name, e.at.0, e.data
+                )
+                .map_err(|e| OmsError::Storage {
+                    reason: e.to_string(),
+                })?;
+                digest.record(b"");
+            }
             self.orders.ack_events(last)?;
         }
-        let stock = check_stock(
-            &self.inventory,
-            &orders,
-            initial,
-            self.received,
-            &mut inv.violations,
-        )?;
-        let money = check_money(&orders, &self.gateway, &mut inv.violations)?;
-        check_payments(&orders, &mut inv.violations);
-        check_events(&orders, &events, &mut inv.violations);
-        check_states(&orders, self.inventory.as_ref(), &mut inv.violations)?;
+        let levels = self.inventory.levels()?;
+        check_stock(&levels, &mut stock, &mut inv.violations);
+        inv.violations.extend(v_money);
+        check_money(&money, &self.gateway, &mut inv.violations);
+        inv.violations.extend(v_payments);
+        let event_count = events.count;
+        events.check(&versions, &mut inv.violations);
+        inv.violations.extend(v_states);
         let has = |prefix: &str, v: &[String]| v.iter().any(|x| x.starts_with(prefix));
         inv.stock_conserved = !has("stock", &inv.violations);
         inv.money_conserved = !has("money", &inv.violations);
         inv.payments_bounded = !has("payment", &inv.violations);
         inv.events_complete = !has("event", &inv.violations);
         inv.states_valid = !has("state", &inv.violations);
-        let allocation = Some(self.sourcing_costs(&orders)?);
-        let metrics = self.svc.metrics_of(&orders, &AlertThresholds::default())?;
+        let allocation = Some(self.sourcing_costs(&sample)?);
+        let metrics = self
+            .svc
+            .metrics_of_tally(metrics, &AlertThresholds::default())?;
         let hours =
             u64::try_from(self.clock.now().since(self.start).millis() / 3_600_000).unwrap_or(0);
         let mut per_hour = vec![0u64; usize::try_from(hours + 1).unwrap_or(1)];
@@ -766,25 +812,7 @@ impl Sim {
                 *slot += 1;
             }
         }
-        let mut digest = Fnv::default();
-        for o in &orders {
-            serde_json::to_writer(&mut digest, o).map_err(|e| OmsError::Storage {
-                reason: e.to_string(),
-            })?;
-            digest.record(b"");
-        }
-        for e in &events {
-            write!(
-                digest,
-                "{}|{}|{}|{}|{}|{:?}",
-                e.seq, e.order_id, e.version, e.name, e.at.0, e.data
-            )
-            .map_err(|e| OmsError::Storage {
-                reason: e.to_string(),
-            })?;
-            digest.record(b"");
-        }
-        for row in self.inventory.levels()? {
+        for row in &levels {
             digest.record(format!("{}|{}|{:?}", row.sku, row.warehouse, row.level));
         }
         Ok(SimReport {
@@ -793,11 +821,15 @@ impl Sim {
             outcomes: self.outcomes,
             metrics,
             stock,
-            money,
+            money: MoneyTotals {
+                captured: money.captured,
+                refunded: money.refunded,
+                net_charges: money.net_charges,
+            },
             invariants: inv,
             orders_per_hour: per_hour,
             simulated_hours: hours,
-            events: events.len(),
+            events: event_count,
             digest: format!("{:016x}", digest.0),
             allocation,
         })
@@ -841,37 +873,32 @@ impl std::io::Write for Fnv {
     }
 }
 
-fn check_stock(
-    inventory: &Arc<dyn InventoryStore>,
-    orders: &[Order],
-    initial: u64,
-    received: u64,
-    v: &mut Vec<String>,
-) -> OmsResult<StockTotals> {
-    let mut t = StockTotals {
-        initial,
-        received,
-        ..StockTotals::default()
-    };
-    for o in orders {
-        for s in &o.shipments {
-            if s.status() >= FulfillmentStatus::HandedToCarrier
-                && s.status() != FulfillmentStatus::Cancelled
-            {
-                t.shipped += s.lines().iter().map(|(_, q)| u64::from(*q)).sum::<u64>();
-            }
-        }
-        for r in &o.returns {
-            let units: u64 = r.lines().iter().map(|l| u64::from(l.quantity)).sum();
-            match r.order_status() {
-                OrderStatus::Refunded => t.restocked += units,
-                OrderStatus::Completed => t.damaged += units,
-                _ => {}
-            }
+/// Orders whose sourcing is compared with the nearest-warehouse and priority baselines.
+const SOURCING_SAMPLE: usize = 200;
+
+/// One order's units shipped, restocked and written off by returns.
+fn stock_of_order(o: &Order, t: &mut StockTotals) {
+    for s in &o.shipments {
+        if s.status() >= FulfillmentStatus::HandedToCarrier
+            && s.status() != FulfillmentStatus::Cancelled
+        {
+            t.shipped += s.lines().iter().map(|(_, q)| u64::from(*q)).sum::<u64>();
         }
     }
+    for r in &o.returns {
+        let units: u64 = r.lines().iter().map(|l| u64::from(l.quantity)).sum();
+        match r.order_status() {
+            OrderStatus::Refunded => t.restocked += units,
+            OrderStatus::Completed => t.damaged += units,
+            _ => {}
+        }
+    }
+}
+
+/// Every stock row consistent, units conserved, damaged units matching damaged returns.
+fn check_stock(levels: &[StockRow], t: &mut StockTotals, v: &mut Vec<String>) {
     let mut damaged = 0;
-    for row in inventory.levels()? {
+    for row in levels {
         if !row.level.is_consistent() {
             v.push(format!(
                 "stock row {} at {} inconsistent: {:?}",
@@ -891,59 +918,63 @@ fn check_stock(
             t.damaged
         ));
     }
-    Ok(t)
 }
 
-fn check_money(
-    orders: &[Order],
-    gateway: &FakeGateway,
-    v: &mut Vec<String>,
-) -> OmsResult<MoneyTotals> {
-    let mut t = MoneyTotals::default();
-    let (mut captured, mut refunded) = (0i64, 0i64);
-    for o in orders {
-        let cap: Money = Money::checked_sum(
-            o.currency,
-            &o.payments
-                .iter()
-                .map(oms_core::payment::Payment::captured)
-                .collect::<Vec<_>>(),
-        )?;
-        let refd: Money = Money::checked_sum(
-            o.currency,
-            &o.payments
-                .iter()
-                .map(oms_core::payment::Payment::refunded)
-                .collect::<Vec<_>>(),
-        )?;
-        captured += cap.to_minor()?;
-        refunded += refd.to_minor()?;
-        let processed: Money = Money::checked_sum(
-            o.currency,
-            &o.returns
-                .iter()
-                .filter(|r| r.order_status() == OrderStatus::Refunded)
-                .filter_map(|r| r.refund().map(|p| p.total))
-                .collect::<Vec<_>>(),
-        )?;
-        let charge = if cap.is_zero() {
-            Money::zero(o.currency)
-        } else {
-            charged_total(o)?
-        };
-        let net = charge.checked_sub(&processed)?;
-        if cap.checked_sub(&refd)? != net {
-            v.push(format!(
-                "money: order {} nets {} but its charges say {}",
-                o.number,
-                cap.checked_sub(&refd)?,
-                net
-            ));
-        }
-        t.net_charges += net.to_minor()?;
+/// Money captured, refunded and charged so far, in minor units.
+#[derive(Default)]
+struct MoneyTally {
+    captured: i64,
+    refunded: i64,
+    net_charges: i64,
+}
+
+/// One order's payments against what its lines, refunds and returns say it was charged.
+fn money_of_order(o: &Order, t: &mut MoneyTally, v: &mut Vec<String>) -> OmsResult<()> {
+    let cap: Money = Money::checked_sum(
+        o.currency,
+        &o.payments
+            .iter()
+            .map(oms_core::payment::Payment::captured)
+            .collect::<Vec<_>>(),
+    )?;
+    let refd: Money = Money::checked_sum(
+        o.currency,
+        &o.payments
+            .iter()
+            .map(oms_core::payment::Payment::refunded)
+            .collect::<Vec<_>>(),
+    )?;
+    t.captured += cap.to_minor()?;
+    t.refunded += refd.to_minor()?;
+    let processed: Money = Money::checked_sum(
+        o.currency,
+        &o.returns
+            .iter()
+            .filter(|r| r.order_status() == OrderStatus::Refunded)
+            .filter_map(|r| r.refund().map(|p| p.total))
+            .collect::<Vec<_>>(),
+    )?;
+    let charge = if cap.is_zero() {
+        Money::zero(o.currency)
+    } else {
+        charged_total(o)?
+    };
+    let net = charge.checked_sub(&processed)?;
+    if cap.checked_sub(&refd)? != net {
+        v.push(format!(
+            "money: order {} nets {} but its charges say {}",
+            o.number,
+            cap.checked_sub(&refd)?,
+            net
+        ));
     }
-    t.captured = captured;
-    t.refunded = refunded;
+    t.net_charges += net.to_minor()?;
+    Ok(())
+}
+
+/// The gateway's totals against the payments', and money conserved over the book.
+fn check_money(t: &MoneyTally, gateway: &FakeGateway, v: &mut Vec<String>) {
+    let (captured, refunded) = (t.captured, t.refunded);
     if gateway.total(GatewayOp::Capture) != captured {
         v.push(format!(
             "money: gateway captured {} but payments say {captured}",
@@ -962,64 +993,77 @@ fn check_money(
             t.net_charges
         ));
     }
-    Ok(t)
 }
 
-fn check_payments(orders: &[Order], v: &mut Vec<String>) {
-    for o in orders {
-        for p in &o.payments {
-            if let Err(e) = p.check_invariants() {
-                v.push(format!("payment {} of {}: {e}", p.id(), o.number));
+/// Every payment of one order within its buckets.
+fn payments_of_order(o: &Order, v: &mut Vec<String>) {
+    for p in &o.payments {
+        if let Err(e) = p.check_invariants() {
+            v.push(format!("payment {} of {}: {e}", p.id(), o.number));
+        }
+    }
+}
+
+/// What the outbox held: each (order, version, name) once, and the versions seen per order.
+#[derive(Default)]
+struct EventTally {
+    count: usize,
+    /// Event names, numbered as first seen, so the sets below hold numbers, not strings.
+    names: BTreeMap<String, u32>,
+    seen: BTreeSet<(u64, u64, u32)>,
+    versions: BTreeMap<u64, BTreeSet<u64>>,
+    duplicates: Vec<String>,
+}
+
+impl EventTally {
+    fn add(&mut self, e: &Event) {
+        self.count += 1;
+        let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let name = *self.names.entry(e.name.clone()).or_insert(next);
+        if !self.seen.insert((e.order_id, e.version, name)) {
+            self.duplicates.push(format!(
+                "event {} v{} of order {} published twice",
+                e.name, e.version, e.order_id
+            ));
+        }
+        self.versions
+            .entry(e.order_id)
+            .or_default()
+            .insert(e.version);
+    }
+
+    /// Duplicates, then every order whose events do not cover versions 1 to its own.
+    fn check(self, orders: &[(u64, u64, String)], v: &mut Vec<String>) {
+        v.extend(self.duplicates);
+        for (id, version, number) in orders {
+            let got = self.versions.get(id).map_or(0, BTreeSet::len);
+            let complete = match self.versions.get(id) {
+                None => *version == 0,
+                Some(s) => s.iter().copied().eq(1..=*version),
+            };
+            if !complete {
+                v.push(format!(
+                    "event versions of {number} are {got:?}, expected 1..={version}"
+                ));
             }
         }
     }
 }
 
-fn check_events(orders: &[Order], events: &[Event], v: &mut Vec<String>) {
-    let mut seen = BTreeSet::new();
-    let mut versions: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-    for e in events {
-        if !seen.insert((e.order_id, e.version, e.name.clone())) {
-            v.push(format!(
-                "event {} v{} of order {} published twice",
-                e.name, e.version, e.order_id
-            ));
-        }
-        versions.entry(e.order_id).or_default().insert(e.version);
+/// One order at rest, and a cancelled one holding no stock.
+fn state_of_order(o: &Order, inventory: &dyn InventoryStore, v: &mut Vec<String>) -> OmsResult<()> {
+    let resting = o.status.is_terminal() || o.status == OrderStatus::Delivered;
+    if !resting {
+        v.push(format!("state: order {} left in {}", o.number, o.status));
     }
-    for o in orders {
-        let got = versions.get(&o.id).cloned().unwrap_or_default();
-        let want: BTreeSet<u64> = (1..=o.version).collect();
-        if got != want {
-            v.push(format!(
-                "event versions of {} are {:?}, expected 1..={}",
-                o.number,
-                got.len(),
-                o.version
-            ));
-        }
-    }
-}
-
-fn check_states(
-    orders: &[Order],
-    inventory: &dyn InventoryStore,
-    v: &mut Vec<String>,
-) -> OmsResult<()> {
-    for o in orders {
-        let resting = o.status.is_terminal() || o.status == OrderStatus::Delivered;
-        if !resting {
-            v.push(format!("state: order {} left in {}", o.number, o.status));
-        }
-        if o.status == OrderStatus::Cancelled {
-            for id in &o.reservations {
-                let r = inventory.reservation(*id)?;
-                if r.status != ReservationStatus::Released {
-                    v.push(format!(
-                        "state: cancelled order {} still holds reservation {id} ({:?})",
-                        o.number, r.status
-                    ));
-                }
+    if o.status == OrderStatus::Cancelled {
+        for id in &o.reservations {
+            let r = inventory.reservation(*id)?;
+            if r.status != ReservationStatus::Released {
+                v.push(format!(
+                    "state: cancelled order {} still holds reservation {id} ({:?})",
+                    o.number, r.status
+                ));
             }
         }
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::OrderService;
 use crate::error::OmsResult;
 use crate::lifecycle::{Actor, OrderStatus};
-use crate::metrics::{compute, AlertThresholds, MetricsInput, MetricsSnapshot};
+use crate::metrics::{AlertThresholds, MetricsInput, MetricsSnapshot, MetricsTally};
 use crate::order::Order;
 use crate::pricing::{get_total_price, PriceBreakdown};
 use crate::time::{Duration, Timestamp};
@@ -130,6 +130,25 @@ impl OrderService {
         orders: &[Order],
         thresholds: &AlertThresholds,
     ) -> OmsResult<MetricsSnapshot> {
+        let mut tally = self.metrics_tally();
+        for o in orders {
+            tally.add(o);
+        }
+        self.metrics_of_tally(tally, thresholds)
+    }
+
+    /// An empty [`MetricsTally`] at the service's current time: add every stored order to it
+    /// (page by page, see `OrderStore::orders_after`), then [`Self::metrics_of_tally`].
+    pub fn metrics_tally(&self) -> MetricsTally {
+        MetricsTally::new(self.now())
+    }
+
+    /// [`Self::metrics`] from a tally of every stored order, without holding them all at once.
+    pub fn metrics_of_tally(
+        &self,
+        tally: MetricsTally,
+        thresholds: &AlertThresholds,
+    ) -> OmsResult<MetricsSnapshot> {
         let mut stock: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
         for row in self.deps.inventory.levels()? {
             *stock.entry(row.sku.as_str().to_owned()).or_insert(0) += row.level.available();
@@ -146,6 +165,6 @@ impl OrderService {
                 .load(std::sync::atomic::Ordering::Relaxed),
             stock: stock.into_iter().collect(),
         };
-        Ok(compute(orders, &input, thresholds))
+        Ok(tally.snapshot(&input, thresholds))
     }
 }
