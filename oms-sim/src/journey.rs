@@ -1069,3 +1069,106 @@ fn state_of_order(o: &Order, inventory: &dyn InventoryStore, v: &mut Vec<String>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oms_core::inventory::{StockLevel, WarehouseId};
+    use oms_core::order::Sku;
+
+    fn row(on_hand: u64, reserved: u64, damaged: u64) -> StockRow {
+        StockRow {
+            sku: Sku::new("SKU-1").unwrap(),
+            warehouse: WarehouseId::new("WH-1").unwrap(),
+            level: StockLevel {
+                on_hand,
+                reserved,
+                allocated: 0,
+                damaged,
+            },
+        }
+    }
+
+    #[test]
+    fn stock_that_is_not_conserved_is_reported() {
+        let mut t = StockTotals {
+            initial: 10,
+            received: 5,
+            shipped: 3,
+            ..StockTotals::default()
+        };
+        let mut v = Vec::new();
+        check_stock(&[row(12, 0, 0)], &mut t.clone(), &mut v);
+        assert!(v.is_empty(), "{v:?}");
+        check_stock(&[row(11, 0, 0)], &mut t, &mut v);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].starts_with("stock not conserved"), "{v:?}");
+        let mut v = Vec::new();
+        let mut damaged = StockTotals {
+            initial: 12,
+            damaged: 1,
+            ..StockTotals::default()
+        };
+        check_stock(&[row(12, 13, 0)], &mut damaged, &mut v);
+        assert!(v.iter().any(|m| m.contains("inconsistent")), "{v:?}");
+        assert!(
+            v.iter().any(|m| m.starts_with("stock damaged bucket")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn money_that_does_not_add_up_is_reported() {
+        let gateway = FakeGateway::honouring_keys();
+        let mut v = Vec::new();
+        check_money(&MoneyTally::default(), &gateway, &mut v);
+        assert!(v.is_empty(), "{v:?}");
+        let off = MoneyTally {
+            captured: 1_000,
+            refunded: 100,
+            net_charges: 800,
+        };
+        check_money(&off, &gateway, &mut v);
+        // The gateway captured nothing, and 1,000 − 100 is not 800.
+        assert!(
+            v.iter().any(|m| m.starts_with("money: gateway captured 0")),
+            "{v:?}"
+        );
+        assert!(
+            v.iter().any(|m| m.starts_with("money not conserved")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_missing_events_are_reported() {
+        let at = Timestamp(0);
+        let mut t = EventTally::default();
+        for (order, version, name) in [
+            (1, 1, "order.created"),
+            (1, 2, "order.validated"),
+            (1, 2, "order.validated"),
+            (2, 1, "order.created"),
+            (2, 3, "order.updated"),
+        ] {
+            t.add(&Event::new(order, version, name, at));
+        }
+        assert_eq!(t.count, 5);
+        let mut v = Vec::new();
+        t.check(
+            &[
+                (1, 2, "ORD-1".into()),
+                (2, 3, "ORD-2".into()),
+                (3, 0, "ORD-3".into()),
+            ],
+            &mut v,
+        );
+        assert_eq!(
+            v,
+            [
+                "event order.validated v2 of order 1 published twice",
+                "event versions of ORD-2 are 2, expected 1..=3",
+            ]
+        );
+    }
+}
