@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use oms_core::metrics::{compute, AlertThresholds, MetricsInput, MetricsSnapshot};
+use oms_core::metrics::{AlertThresholds, MetricsInput, MetricsSnapshot, MetricsTally};
+use oms_core::order::Order;
 use oms_core::service::tracking;
 use oms_core::store::OrderStore;
 use oms_core::time::{Duration, SequentialIds, Timestamp};
@@ -163,14 +164,30 @@ pub fn track(number: &str, db: &PathBuf, json: bool) -> Result<String, String> {
     Ok(out)
 }
 
+/// Call `f` with every stored order, in id order, reading a page of them at a time.
+fn each_order(store: &SqliteStore, mut f: impl FnMut(&Order)) -> Result<(), String> {
+    const PAGE: usize = 1_000;
+    let mut after = 0;
+    loop {
+        let page = store.orders_after(after, PAGE).map_err(|e| oms(&e))?;
+        page.iter().for_each(&mut f);
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = last.id,
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// `oms metrics --db PATH`: the dashboard over a database.
 pub fn metrics(db: &PathBuf, format: FormatArg) -> Result<String, String> {
     existing(db)?;
     let store = SqliteStore::open(db).map_err(|e| oms(&e))?;
-    let mut orders = Vec::new();
-    for id in store.order_ids().map_err(|e| oms(&e))? {
-        orders.push(store.order(id).map_err(|e| oms(&e))?);
-    }
+    // "Now" is the last moment the book saw, so a replayed database reads the same every time;
+    // it decides the last hour, so the book is read twice, a page at a time, rather than held.
+    let mut now = Timestamp(0);
+    each_order(&store, |o| now = now.max(o.updated_at))?;
+    let mut tally = MetricsTally::new(now);
+    each_order(&store, |o| tally.add(o))?;
     let inventory = SqliteInventory::new(
         SqliteStore::open(db).map_err(|e| oms(&e))?,
         Arc::new(SequentialIds::default()),
@@ -179,19 +196,13 @@ pub fn metrics(db: &PathBuf, format: FormatArg) -> Result<String, String> {
     for row in oms_core::inventory::InventoryStore::levels(&inventory).map_err(|e| oms(&e))? {
         *stock.entry(row.sku.as_str().to_owned()).or_insert(0) += row.level.available();
     }
-    // "Now" is the last moment the book saw, so a replayed database reads the same every time.
-    let now = orders
-        .iter()
-        .map(|o| o.updated_at)
-        .max()
-        .unwrap_or(Timestamp(0));
     let input = MetricsInput {
         now,
         gateway_calls: 0,
         gateway_errors: 0,
         stock: stock.into_iter().collect(),
     };
-    let snap = compute(&orders, &input, &AlertThresholds::default());
+    let snap = tally.snapshot(&input, &AlertThresholds::default());
     Ok(match format {
         FormatArg::Text => dashboard(&snap),
         FormatArg::Json => serde_json::to_string_pretty(&snap).map_err(|e| e.to_string())?,
