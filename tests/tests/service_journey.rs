@@ -1,6 +1,6 @@
 //! Whole journeys through the order service: seed 004's eight stages with capture on delivery,
 //! seed 001 §7's refused cancellation after packing, a split order shipped in two parcels, and
-//! returns (refunded exactly, rejected, damaged).
+//! returns (refunded exactly, rejected, damaged), and the dashboard over a book larger than a page.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -403,4 +403,28 @@ fn with_a_sourcing_network_stock_is_reserved_where_the_optimal_plan_takes_it() {
     let whs: std::collections::BTreeSet<&str> =
         r.items.iter().map(|i| i.warehouse.as_str()).collect();
     assert_eq!(whs.len(), 2, "{:?}", r.items);
+}
+
+/// The dashboard over every stored order reads the book page by page: over more orders than a
+/// page it equals the snapshot computed from all of them at once.
+#[test]
+fn metrics_over_a_book_larger_than_a_page() {
+    use oms_core::metrics::AlertThresholds;
+    use oms_core::time::SequentialIds;
+    let w = World::new(CheckoutFlow::ReserveThenPay);
+    let ids = SequentialIds::starting_at(1_000_000);
+    let mut orders = Vec::new();
+    for n in 0..2_345u64 {
+        let mut o = Order::create(&w.draft(&[("A", 1)]), &w.customer(), &*w.clock, &ids).unwrap();
+        if n % 7 == 0 {
+            o.status = OrderStatus::Cancelled;
+        }
+        w.orders.insert_order(&o, &[], None).unwrap();
+        orders.push(o);
+    }
+    let t = AlertThresholds::default();
+    let paged = w.svc.metrics(&t).unwrap();
+    assert_eq!(paged.orders, 2_345);
+    assert_eq!(paged.status_distribution["cancelled"], 335);
+    assert_eq!(paged, w.svc.metrics_of(&orders, &t).unwrap());
 }

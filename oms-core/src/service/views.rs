@@ -115,12 +115,21 @@ impl OrderService {
 
     /// The seed 001 §10 dashboard over every order, at the clock's now.
     pub fn metrics(&self, thresholds: &AlertThresholds) -> OmsResult<MetricsSnapshot> {
-        let ids = self.deps.orders.order_ids()?;
-        let mut orders = Vec::with_capacity(ids.len());
-        for id in ids {
-            orders.push(self.deps.orders.order(id)?);
+        // A page of orders at a time, so the book never has to fit in memory at once.
+        const PAGE: usize = 1_000;
+        let mut tally = self.metrics_tally();
+        let mut after = 0;
+        loop {
+            let page = self.deps.orders.orders_after(after, PAGE)?;
+            for o in &page {
+                tally.add(o);
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = last.id,
+                _ => break,
+            }
         }
-        self.metrics_of(&orders, thresholds)
+        self.metrics_of_tally(tally, thresholds)
     }
 
     /// [`Self::metrics`] over orders the caller has already loaded (every stored order, for
