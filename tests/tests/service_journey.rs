@@ -1,6 +1,7 @@
 //! Whole journeys through the order service: seed 004's eight stages with capture on delivery,
-//! seed 001 §7's refused cancellation after packing, a split order shipped in two parcels, and
-//! returns (refunded exactly, rejected, damaged), and the dashboard over a book larger than a page.
+//! seed 001 §7's refused cancellation after packing, a split order shipped in two parcels,
+//! returns (refunded exactly, rejected, damaged), and the dashboard over a book larger than a
+//! page.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
