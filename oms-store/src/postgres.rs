@@ -852,7 +852,10 @@ impl OrderStore for PostgresStore {
             .map(|r| r.get(0))
             .collect())
         })?;
-        docs.iter().map(|d| order_from_json(d)).collect()
+        // Parsing is pure work, done after the connection is back in the pool, on every core.
+        crate::parallel::map(&docs, |d| order_from_json(d))
+            .into_iter()
+            .collect()
     }
 
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
