@@ -8,7 +8,7 @@ use std::sync::Arc;
 use oms_core::metrics::{AlertThresholds, MetricsInput, MetricsSnapshot, MetricsTally};
 use oms_core::order::Order;
 use oms_core::service::tracking;
-use oms_core::store::OrderStore;
+use oms_core::store::{for_each_page, OrderStore};
 use oms_core::time::{Duration, SequentialIds, Timestamp};
 use oms_core::OmsError;
 use oms_store::{SqliteInventory, SqliteStore};
@@ -166,16 +166,11 @@ pub fn track(number: &str, db: &PathBuf, json: bool) -> Result<String, String> {
 
 /// Call `f` with every stored order, in id order, reading a page of them at a time.
 fn each_order(store: &SqliteStore, mut f: impl FnMut(&Order)) -> Result<(), String> {
-    const PAGE: usize = 1_000;
-    let mut after = 0;
-    loop {
-        let page = store.orders_after(after, PAGE).map_err(|e| oms(&e))?;
+    for_each_page(store, |page| {
         page.iter().for_each(&mut f);
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = last.id,
-            _ => return Ok(()),
-        }
-    }
+        Ok(())
+    })
+    .map_err(|e| oms(&e))
 }
 
 /// `oms metrics --db PATH`: the dashboard over a database.

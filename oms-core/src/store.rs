@@ -104,6 +104,27 @@ pub trait OrderStore: Send + Sync {
     }
 }
 
+/// Orders per page when reading a whole book with [`for_each_page`].
+pub const PAGE: usize = 1_000;
+
+/// Call `f` with every stored order, a page of up to [`PAGE`] orders at a time in id order
+/// ([`OrderStore::orders_after`]), so a book of any size is read without holding it all.
+/// Stops at the first error `f` returns.
+pub fn for_each_page(
+    store: &dyn OrderStore,
+    mut f: impl FnMut(&[Order]) -> OmsResult<()>,
+) -> OmsResult<()> {
+    let mut after = 0;
+    loop {
+        let page = store.orders_after(after, PAGE)?;
+        f(&page)?;
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = last.id,
+            _ => return Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct MemoryState {
     orders: BTreeMap<u64, Order>,

@@ -21,7 +21,7 @@ use oms_core::pricing::charged_total;
 use oms_core::service::{
     CarrierUpdate, Dependencies, MemoryNotifier, OrderService, PaymentInput, ServiceConfig,
 };
-use oms_core::store::OrderStore;
+use oms_core::store::{for_each_page, OrderStore};
 use oms_core::time::{Clock, Duration, IdGenerator, ManualClock, SequentialIds, Timestamp};
 
 use crate::rng::Rng;
@@ -725,7 +725,6 @@ impl Sim {
     /// Check the world and build the report, reading the orders a page at a time (so memory
     /// does not grow with the size of the book), then the outbox, then the stock rows.
     fn finish(self, config: &SimConfig, initial: u64) -> OmsResult<SimReport> {
-        const PAGE: usize = 1_000;
         let mut inv = Invariants::default();
         let mut digest = Fnv::default();
         let mut stock = StockTotals {
@@ -738,10 +737,8 @@ impl Sim {
         let mut versions: Vec<(u64, u64, String)> = Vec::new();
         let mut sample: Vec<Order> = Vec::new();
         let mut metrics = self.svc.metrics_tally();
-        let mut after = 0;
-        loop {
-            let page = self.orders.orders_after(after, PAGE)?;
-            for o in &page {
+        for_each_page(self.orders.as_ref(), |page| {
+            for o in page {
                 stock_of_order(o, &mut stock);
                 money_of_order(o, &mut money, &mut v_money)?;
                 payments_of_order(o, &mut v_payments);
@@ -761,11 +758,8 @@ impl Sim {
                         .cloned(),
                 );
             }
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = last.id,
-                _ => break,
-            }
-        }
+            Ok(())
+        })?;
         let mut events = EventTally::default();
         loop {
             let batch = self.orders.pending_events(10_000)?;

@@ -116,19 +116,13 @@ impl OrderService {
     /// The seed 001 §10 dashboard over every order, at the clock's now.
     pub fn metrics(&self, thresholds: &AlertThresholds) -> OmsResult<MetricsSnapshot> {
         // A page of orders at a time, so the book never has to fit in memory at once.
-        const PAGE: usize = 1_000;
         let mut tally = self.metrics_tally();
-        let mut after = 0;
-        loop {
-            let page = self.deps.orders.orders_after(after, PAGE)?;
-            for o in &page {
+        crate::store::for_each_page(self.deps.orders.as_ref(), |page| {
+            for o in page {
                 tally.add(o);
             }
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = last.id,
-                _ => break,
-            }
-        }
+            Ok(())
+        })?;
         self.metrics_of_tally(tally, thresholds)
     }
 
