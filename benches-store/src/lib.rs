@@ -77,6 +77,9 @@ pub enum Backend {
     },
 }
 
+/// An order store and an inventory store on one SQLite connection.
+type SharedConnection = (Arc<SqliteStore>, Arc<dyn InventoryStore>);
+
 /// One shared database with stock received, from which worker services are made.
 pub struct Rig {
     backend: Backend,
@@ -206,6 +209,16 @@ impl Rig {
     /// connection's order store for grouping commits ([`Rig::run_grouped`]). `None` on
     /// PostgreSQL, whose stores make every write durable on its own.
     pub fn grouped_worker(&self) -> OmsResult<Option<(OrderService, Arc<SqliteStore>)>> {
+        let Some((store, inventory)) = self.one_connection()? else {
+            return Ok(None);
+        };
+        let svc = self.service(store.clone(), inventory)?;
+        Ok(Some((svc, store)))
+    }
+
+    /// A new SQLite connection as an order store and an inventory store sharing it; `None` on
+    /// PostgreSQL.
+    fn one_connection(&self) -> OmsResult<Option<SharedConnection>> {
         let Backend::Sqlite(path) = &self.backend else {
             return Ok(None);
         };
@@ -215,8 +228,7 @@ impl Rig {
             self.ids.clone(),
             oms_core::inventory::ReservationConfig::default(),
         );
-        let svc = self.service(store.clone(), Arc::new(inventory))?;
-        Ok(Some((svc, store)))
+        Ok(Some((store, Arc::new(inventory))))
     }
 
     /// Run `total` lifecycles on one grouped worker, committing once per `per_commit`
@@ -252,16 +264,10 @@ impl Rig {
         &self,
         n: usize,
     ) -> OmsResult<Option<(Vec<OrderService>, Arc<SqliteStore>)>> {
-        let Backend::Sqlite(path) = &self.backend else {
+        let Some((store, inventory)) = self.one_connection()? else {
             return Ok(None);
         };
-        let store = Arc::new(SqliteStore::open(path)?);
         store.enable_group_commit()?;
-        let inventory: Arc<dyn InventoryStore> = Arc::new(SqliteInventory::sharing(
-            store.clone(),
-            self.ids.clone(),
-            oms_core::inventory::ReservationConfig::default(),
-        ));
         let workers = (0..n)
             .map(|_| self.service(store.clone(), inventory.clone()))
             .collect::<OmsResult<Vec<_>>>()?;
