@@ -295,6 +295,21 @@ const WRITER_TEST: &str = "sqlite_writer_acknowledges_only_committed_orders";
 /// Set in the child: orders per batch commit (absent or 0: every call commits by itself).
 const WRITER_BATCH: &str = "OMS_CRASH_WRITER_BATCH";
 
+/// Cancel `before` with an idempotency key of its own; the `ack` line for it.
+fn cancel(svc: &OrderService, before: &Order) -> String {
+    let key = format!("cancel-{}", before.id);
+    let cancelled = svc
+        .cancel_order(
+            before.id,
+            &Actor::Staff("s1".into()),
+            "changed mind",
+            Some(&key),
+        )
+        .unwrap();
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    format!("ack {} {key}", before.number)
+}
+
 /// Set in the child: writer threads sharing one store with group commit (absent or 0: one
 /// writer, no group commit).
 const WRITER_THREADS: &str = "OMS_CRASH_WRITER_THREADS";
@@ -324,15 +339,7 @@ fn write_stream_grouped(
                         return;
                     }
                     if let (0, Some(before)) = (k % 3, previous.take()) {
-                        let cancel_key = format!("cancel-{}", before.id);
-                        svc.cancel_order(
-                            before.id,
-                            &Actor::Staff("s1".into()),
-                            "changed mind",
-                            Some(&cancel_key),
-                        )
-                        .unwrap();
-                        if !say(format!("ack {} {cancel_key}", before.number)) {
+                        if !say(cancel(&svc, &before)) {
                             return;
                         }
                     }
@@ -368,20 +375,10 @@ fn write_stream(path: &Path, limit: u64, batch: u64, out: &mut dyn Write) {
         }
         // Every third order, cancel the one before it, so update_order is cut short too.
         if let (0, Some(before)) = (n % 3, previous.take()) {
-            let cancel_key = format!("cancel-{}", before.id);
             if !say(format!("write cancel {}", before.number)) {
                 return;
             }
-            let cancelled = svc
-                .cancel_order(
-                    before.id,
-                    &Actor::Staff("s1".into()),
-                    "changed mind",
-                    Some(&cancel_key),
-                )
-                .unwrap();
-            assert_eq!(cancelled.status, OrderStatus::Cancelled);
-            unacked.push(format!("ack {} {cancel_key}", before.number));
+            unacked.push(cancel(&svc, &before));
             if batch == 0 && !unacked.drain(..).all(&mut say) {
                 return;
             }
