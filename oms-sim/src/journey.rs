@@ -732,7 +732,7 @@ impl Sim {
             received: self.received,
             ..StockTotals::default()
         };
-        let mut money = MoneyTally::default();
+        let mut money = MoneyTotals::default();
         let (mut v_money, mut v_payments, mut v_states) = (Vec::new(), Vec::new(), Vec::new());
         let mut versions: Vec<(u64, u64, String)> = Vec::new();
         let mut sample: Vec<Order> = Vec::new();
@@ -815,11 +815,7 @@ impl Sim {
             outcomes: self.outcomes,
             metrics,
             stock,
-            money: MoneyTotals {
-                captured: money.captured,
-                refunded: money.refunded,
-                net_charges: money.net_charges,
-            },
+            money,
             invariants: inv,
             orders_per_hour: per_hour,
             simulated_hours: hours,
@@ -914,16 +910,8 @@ fn check_stock(levels: &[StockRow], t: &mut StockTotals, v: &mut Vec<String>) {
     }
 }
 
-/// Money captured, refunded and charged so far, in minor units.
-#[derive(Default)]
-struct MoneyTally {
-    captured: i64,
-    refunded: i64,
-    net_charges: i64,
-}
-
 /// One order's payments against what its lines, refunds and returns say it was charged.
-fn money_of_order(o: &Order, t: &mut MoneyTally, v: &mut Vec<String>) -> OmsResult<()> {
+fn money_of_order(o: &Order, t: &mut MoneyTotals, v: &mut Vec<String>) -> OmsResult<()> {
     let cap: Money = Money::checked_sum(
         o.currency,
         &o.payments
@@ -967,7 +955,7 @@ fn money_of_order(o: &Order, t: &mut MoneyTally, v: &mut Vec<String>) -> OmsResu
 }
 
 /// The gateway's totals against the payments', and money conserved over the book.
-fn check_money(t: &MoneyTally, gateway: &FakeGateway, v: &mut Vec<String>) {
+fn check_money(t: &MoneyTotals, gateway: &FakeGateway, v: &mut Vec<String>) {
     let (captured, refunded) = (t.captured, t.refunded);
     if gateway.total(GatewayOp::Capture) != captured {
         v.push(format!(
@@ -1115,9 +1103,9 @@ mod tests {
     fn money_that_does_not_add_up_is_reported() {
         let gateway = FakeGateway::honouring_keys();
         let mut v = Vec::new();
-        check_money(&MoneyTally::default(), &gateway, &mut v);
+        check_money(&MoneyTotals::default(), &gateway, &mut v);
         assert!(v.is_empty(), "{v:?}");
-        let off = MoneyTally {
+        let off = MoneyTotals {
             captured: 1_000,
             refunded: 100,
             net_charges: 800,
