@@ -22,6 +22,8 @@ use crate::codec::{
     unpack,
 };
 use crate::group::GroupCommit;
+use crate::overlay::InventoryOverlay;
+use crate::sqlite_inventory::SqliteLedger;
 
 /// Embedded migrations, applied in order on open; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -172,6 +174,9 @@ pub struct SqliteStore {
     deferred: Mutex<BTreeMap<u64, Deferred>>,
     /// Shared commits between threads, when enabled ([`SqliteStore::enable_group_commit`]).
     group: GroupCommit,
+    /// Inside a batch or a group: the inventory rows its operations read and wrote, written
+    /// once, at the commit (see [`crate::overlay`]).
+    inventory: Mutex<InventoryOverlay>,
 }
 
 /// An order row a batch will write at its commit.
@@ -214,6 +219,7 @@ impl SqliteStore {
             decoded: Mutex::new(HashMap::new()),
             deferred: Mutex::new(BTreeMap::new()),
             group: GroupCommit::default(),
+            inventory: Mutex::new(InventoryOverlay::default()),
         };
         store.migrate()?;
         Ok(store)
@@ -233,13 +239,23 @@ impl SqliteStore {
 
     /// Forget what an abandoned batch held in memory.
     fn forget_batch(&self) -> OmsResult<()> {
+        self.overlay()?.clear();
         self.deferred()?.clear();
         self.decoded()?.clear();
         Ok(())
     }
 
-    /// Write the order rows the open batch deferred, oldest id first.
+    /// The inventory rows of the open batch or group.
+    pub(crate) fn overlay(&self) -> OmsResult<MutexGuard<'_, InventoryOverlay>> {
+        self.inventory
+            .lock()
+            .map_err(|_| storage("sqlite inventory rows lock poisoned"))
+    }
+
+    /// Write the inventory rows and the order rows the open batch deferred (orders oldest id
+    /// first).
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
+        self.overlay()?.flush(&mut SqliteLedger { conn })?;
         let rows: Vec<Deferred> = std::mem::take(&mut *self.deferred()?)
             .into_values()
             .collect();
@@ -291,9 +307,12 @@ impl SqliteStore {
     /// Start a batch: every write from now until [`SqliteStore::commit_batch`] (on this store
     /// and on a [`crate::SqliteInventory`] sharing its connection) joins one transaction and
     /// becomes durable with it, which saves a commit per operation. Each operation still runs
-    /// in its own savepoint, so a refused one rolls back alone. An order updated several times
-    /// in one batch has its row (and JSON document) written once, at the commit; its audit
-    /// rows, outbox events and idempotency records are written as each operation runs. The
+    /// atomically on its own, so a refused one rolls back alone: an order write in its own
+    /// savepoint, an inventory operation on the batch's in-memory stock and reservation rows
+    /// (undone there if refused). An order updated several times in one batch has its row (and
+    /// JSON document) written once, at the commit, and so has every stock row and reservation
+    /// the batch changed; an order's audit rows, outbox events and idempotency records are
+    /// written as each operation runs. The
     /// database's write lock is held for the whole batch, so no other connection can change
     /// those rows meanwhile; keep batches short when other connections write too.
     pub fn begin_batch(&self) -> OmsResult<()> {

@@ -21,6 +21,7 @@ use oms_core::time::{Duration, IdGenerator, Timestamp};
 
 use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
 use crate::inventory::{self as ops, Key, Ledger, OPEN_STATUSES};
+use crate::overlay::Journaled;
 use crate::sqlite::{atomically, SqliteStore};
 
 /// An [`InventoryStore`] on one SQLite connection (open one per worker thread).
@@ -100,30 +101,115 @@ impl SqliteInventory {
     }
 
     /// Run `f` atomically: in a transaction of its own (`BEGIN IMMEDIATE` for writes, deferred
-    /// for reads), or in a savepoint of the store's open batch. The writes are kept only if `f`
-    /// succeeds.
-    fn run<T>(
-        &self,
-        write: bool,
-        f: impl FnOnce(&mut SqliteLedger<'_>) -> OmsResult<T>,
-    ) -> OmsResult<T> {
+    /// for reads), or, when a batch or a shared group is open, on the store's in-memory rows of
+    /// that transaction (written at its commit; a failed `f` is undone there). The writes are
+    /// kept only if `f` succeeds.
+    fn run<T>(&self, write: bool, f: impl FnOnce(&mut Rows<'_>) -> OmsResult<T>) -> OmsResult<T> {
         let on_busy = || {
             self.busy_retries.fetch_add(1, Ordering::Relaxed);
         };
         if write {
             // Through the store, so a write joins its group commit when that is on.
             return self.store.write(&on_busy, |conn| {
-                atomically(conn, true, &on_busy, |conn| f(&mut SqliteLedger { conn }))
+                if conn.is_autocommit() {
+                    atomically(conn, true, &on_busy, |conn| {
+                        f(&mut Rows::Direct(SqliteLedger { conn }))
+                    })
+                } else {
+                    self.in_overlay(conn, f)
+                }
             });
         }
         let conn = self.store.lock()?;
-        atomically(&conn, false, &on_busy, |conn| f(&mut SqliteLedger { conn }))
+        if !conn.is_autocommit() {
+            return self.in_overlay(&conn, f);
+        }
+        atomically(&conn, false, &on_busy, |conn| {
+            f(&mut Rows::Direct(SqliteLedger { conn }))
+        })
+    }
+
+    /// Run `f` on the open transaction's in-memory rows, undoing its writes there if it fails.
+    fn in_overlay<T>(
+        &self,
+        conn: &Connection,
+        f: impl FnOnce(&mut Rows<'_>) -> OmsResult<T>,
+    ) -> OmsResult<T> {
+        let mut overlay = self.store.overlay()?;
+        let mut rows = Rows::Overlay(Journaled::new(SqliteLedger { conn }, &mut overlay));
+        let out = f(&mut rows);
+        if out.is_err() {
+            if let Rows::Overlay(journaled) = rows {
+                journaled.undo();
+            }
+        }
+        out
+    }
+}
+
+/// The rows an inventory operation works on: the database's directly (in a transaction or
+/// savepoint of the operation's own), or the open batch's in-memory rows.
+pub(crate) enum Rows<'a> {
+    /// Straight to the database.
+    Direct(SqliteLedger<'a>),
+    /// The open batch's or group's rows, written at its commit.
+    Overlay(Journaled<'a, SqliteLedger<'a>>),
+}
+
+/// Forward one [`Ledger`] call to whichever rows `self` is.
+macro_rules! either {
+    ($self:ident, $l:ident => $call:expr) => {
+        match $self {
+            Rows::Direct($l) => $call,
+            Rows::Overlay($l) => $call,
+        }
+    };
+}
+
+impl Ledger for Rows<'_> {
+    type Error = OmsError;
+
+    fn sku_known(&mut self, sku: &Sku) -> OmsResult<bool> {
+        either!(self, l => l.sku_known(sku))
+    }
+    fn warehouse_known(&mut self, warehouse: &WarehouseId) -> OmsResult<bool> {
+        either!(self, l => l.warehouse_known(warehouse))
+    }
+    fn add_warehouse(&mut self, warehouse: &WarehouseId) -> OmsResult<()> {
+        either!(self, l => l.add_warehouse(warehouse))
+    }
+    fn level(&mut self, key: &Key, lock: bool) -> OmsResult<Option<StockLevel>> {
+        either!(self, l => l.level(key, lock))
+    }
+    fn put_level(&mut self, key: &Key, level: StockLevel) -> OmsResult<()> {
+        either!(self, l => l.put_level(key, level))
+    }
+    fn reserve_units(&mut self, key: &Key, quantity: u64) -> OmsResult<bool> {
+        either!(self, l => l.reserve_units(key, quantity))
+    }
+    fn levels(&mut self) -> OmsResult<Vec<StockRow>> {
+        either!(self, l => l.levels())
+    }
+    fn reservation(&mut self, id: u64, lock: bool) -> OmsResult<Option<Reservation>> {
+        either!(self, l => l.reservation(id, lock))
+    }
+    fn insert_reservation(&mut self, r: &Reservation) -> OmsResult<bool> {
+        either!(self, l => l.insert_reservation(r))
+    }
+    fn update_reservation(&mut self, r: &Reservation, shipped_changed: bool) -> OmsResult<()> {
+        either!(self, l => l.update_reservation(r, shipped_changed))
+    }
+    fn expired_open(&mut self, now: Timestamp) -> OmsResult<Vec<Reservation>> {
+        either!(self, l => l.expired_open(now))
+    }
+    fn reservations_for_order(&mut self, order_id: u64) -> OmsResult<Vec<Reservation>> {
+        either!(self, l => l.reservations_for_order(order_id))
     }
 }
 
 /// The ledger rows inside one SQLite transaction.
 pub(crate) struct SqliteLedger<'a> {
-    conn: &'a Connection,
+    pub(crate) conn: &'a Connection,
 }
 
 fn level_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[i64; 4]> {

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use oms_core::inventory::{
@@ -577,6 +578,130 @@ impl Backend for Sqlite {
     }
 }
 
+/// SQLite inside batches: every operation runs on the batch's in-memory rows, and every
+/// third write commits the batch and opens the next, so operations also start from rows the
+/// database holds after a flush.
+struct SqliteBatched;
+impl Backend for SqliteBatched {
+    const CASES: u32 = 40;
+    fn new_store() -> Box<dyn InventoryStore> {
+        Box::new(Batched::new(
+            SqliteInventory::open_in_memory(Arc::new(SequentialIds::default())).unwrap(),
+        ))
+    }
+}
+
+/// A [`SqliteInventory`] whose writes run inside batches that commit every [`Batched::EVERY`]
+/// writes (refused ones included).
+struct Batched {
+    inner: SqliteInventory,
+    writes: AtomicU32,
+}
+
+impl Batched {
+    const EVERY: u32 = 3;
+
+    fn new(inner: SqliteInventory) -> Self {
+        inner.store().begin_batch().unwrap();
+        Batched {
+            inner,
+            writes: AtomicU32::new(0),
+        }
+    }
+
+    /// Count a write; commit the batch and open the next one every [`Self::EVERY`] writes.
+    fn wrote<T>(&self, out: Result<T, OmsError>) -> Result<T, OmsError> {
+        if (self.writes.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(Self::EVERY) {
+            let store = self.inner.store();
+            store.commit_batch().unwrap();
+            store.begin_batch().unwrap();
+        }
+        out
+    }
+}
+
+impl InventoryStore for Batched {
+    fn add_warehouse(&self, warehouse: &WarehouseId) -> Result<(), OmsError> {
+        self.wrote(self.inner.add_warehouse(warehouse))
+    }
+    fn receive(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        quantity: u64,
+    ) -> Result<StockLevel, OmsError> {
+        self.wrote(self.inner.receive(sku, warehouse, quantity))
+    }
+    fn adjust(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        adjustment: Adjustment,
+    ) -> Result<StockLevel, OmsError> {
+        self.wrote(self.inner.adjust(sku, warehouse, adjustment))
+    }
+    fn restock_return(
+        &self,
+        sku: &Sku,
+        warehouse: &WarehouseId,
+        quantity: u64,
+        condition: ReturnCondition,
+    ) -> Result<StockLevel, OmsError> {
+        self.wrote(
+            self.inner
+                .restock_return(sku, warehouse, quantity, condition),
+        )
+    }
+    fn stock(&self, sku: &Sku, warehouse: &WarehouseId) -> Result<StockLevel, OmsError> {
+        self.inner.stock(sku, warehouse)
+    }
+    fn levels(&self) -> Result<Vec<StockRow>, OmsError> {
+        self.inner.levels()
+    }
+    fn reserve(
+        &self,
+        request: &ReservationRequest,
+        now: Timestamp,
+    ) -> Result<ReserveOutcome, OmsError> {
+        self.wrote(self.inner.reserve(request, now))
+    }
+    fn accept_partial(&self, id: u64, now: Timestamp) -> Result<Reservation, OmsError> {
+        self.wrote(self.inner.accept_partial(id, now))
+    }
+    fn decline_partial(&self, id: u64, now: Timestamp) -> Result<Reservation, OmsError> {
+        self.wrote(self.inner.decline_partial(id, now))
+    }
+    fn release(&self, id: u64, now: Timestamp) -> Result<Reservation, OmsError> {
+        self.wrote(self.inner.release(id, now))
+    }
+    fn commit(&self, id: u64, now: Timestamp) -> Result<Reservation, OmsError> {
+        self.wrote(self.inner.commit(id, now))
+    }
+    fn ship(&self, id: u64, now: Timestamp) -> Result<Reservation, OmsError> {
+        self.wrote(self.inner.ship(id, now))
+    }
+    fn ship_from(
+        &self,
+        id: u64,
+        warehouse: &WarehouseId,
+        now: Timestamp,
+    ) -> Result<Reservation, OmsError> {
+        self.wrote(self.inner.ship_from(id, warehouse, now))
+    }
+    fn extend(&self, id: u64, by: Duration, now: Timestamp) -> Result<Reservation, OmsError> {
+        self.wrote(self.inner.extend(id, by, now))
+    }
+    fn expire(&self, now: Timestamp) -> Result<Vec<ExpiredReservation>, OmsError> {
+        self.wrote(self.inner.expire(now))
+    }
+    fn reservation(&self, id: u64) -> Result<Reservation, OmsError> {
+        self.inner.reservation(id)
+    }
+    fn reservations_for_order(&self, order_id: u64) -> Result<Vec<Reservation>, OmsError> {
+        self.inner.reservations_for_order(order_id)
+    }
+}
+
 /// Every case gets the same schema, emptied: migrating a new schema per case would dominate
 /// the run time.
 struct Postgres;
@@ -921,6 +1046,11 @@ fn sqlite_inventory_matches_reference_model() {
 }
 
 #[test]
+fn sqlite_inventory_in_batches_matches_reference_model() {
+    run_model::<SqliteBatched>();
+}
+
+#[test]
 fn postgres_inventory_matches_reference_model() {
     run_model::<Postgres>();
 }
@@ -951,6 +1081,7 @@ fn backends_agree_on_seeded_sequences() {
         let stores: Vec<(&str, Box<dyn InventoryStore>)> = vec![
             ("memory", Memory::new_store()),
             ("sqlite", Sqlite::new_store()),
+            ("sqlite in batches", SqliteBatched::new_store()),
             ("postgres", Postgres::new_store()),
         ];
         for (_, s) in &stores {

@@ -1,0 +1,607 @@
+//! Inventory rows of an open SQLite batch or shared group, held in memory and written once,
+//! when the transaction commits.
+//!
+//! Inside a batch ([`crate::SqliteStore::begin_batch`]) or a group commit the connection holds
+//! the database's write lock from the first write to the commit, so no other connection can
+//! change a row meanwhile: a row read once stays what was read until this store changes it.
+//! The overlay keeps every row an operation read or wrote; reads are answered from it, writes
+//! only change it, and the commit writes each changed row once (a stock row many reservations
+//! moved, a reservation that was held, committed and shipped within the batch). An operation
+//! that fails is undone in the overlay from its journal, which is what the savepoint used to
+//! do in the database.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use oms_core::error::{OmsError, OmsResult};
+use oms_core::inventory::{Reservation, StockLevel, StockRow, WarehouseId};
+use oms_core::order::Sku;
+use oms_core::time::Timestamp;
+
+use crate::inventory::{Key, Ledger, OPEN_STATUSES};
+
+/// A stock row as the overlay knows it: absent (`None`) or its counts, and whether the commit
+/// must write it.
+#[derive(Debug, Clone, Copy)]
+struct LevelSlot {
+    level: Option<StockLevel>,
+    dirty: bool,
+}
+
+/// What the commit writes for a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Read from the database and unchanged since.
+    Clean,
+    /// Created in this transaction.
+    Insert,
+    /// Changed in this transaction; `shipped` when a warehouse was shipped from.
+    Update { shipped: bool },
+}
+
+/// A reservation as the overlay knows it: absent (`None`) or its newest state.
+#[derive(Debug, Clone)]
+struct ReservationSlot {
+    reservation: Option<Reservation>,
+    write: Write,
+}
+
+/// A warehouse as the overlay knows it: whether it exists, and whether the commit adds it.
+#[derive(Debug, Clone, Copy)]
+struct WarehouseSlot {
+    known: bool,
+    added: bool,
+}
+
+/// The inventory rows of the open transaction (see the module documentation).
+#[derive(Debug, Default)]
+pub(crate) struct InventoryOverlay {
+    levels: BTreeMap<Key, LevelSlot>,
+    reservations: BTreeMap<u64, ReservationSlot>,
+    skus: BTreeMap<Sku, bool>,
+    warehouses: BTreeMap<WarehouseId, WarehouseSlot>,
+    /// Reservation ids in `reservations` with a stored value, by order.
+    by_order: BTreeMap<u64, BTreeSet<u64>>,
+    /// Orders whose reservations in the database have all been read into the overlay.
+    orders_read: BTreeSet<u64>,
+}
+
+/// How to undo one write of a failed operation: the slot as it was before.
+#[derive(Debug)]
+enum Undo {
+    Level(Key, Option<LevelSlot>),
+    Reservation(u64, Option<ReservationSlot>),
+    Sku(Sku, Option<bool>),
+    Warehouse(WarehouseId, Option<WarehouseSlot>),
+}
+
+impl InventoryOverlay {
+    /// Whether the overlay holds nothing.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+            && self.reservations.is_empty()
+            && self.skus.is_empty()
+            && self.warehouses.is_empty()
+            && self.by_order.is_empty()
+            && self.orders_read.is_empty()
+    }
+
+    /// Forget everything (the transaction ended).
+    pub(crate) fn clear(&mut self) {
+        *self = InventoryOverlay::default();
+    }
+
+    /// Write every changed row through `db` (the database rows of the still-open transaction):
+    /// warehouses first, then stock rows in key order, then reservations in id order. The
+    /// overlay is left empty.
+    pub(crate) fn flush<L: Ledger<Error = OmsError>>(&mut self, db: &mut L) -> OmsResult<()> {
+        let overlay = std::mem::take(self);
+        for (warehouse, slot) in &overlay.warehouses {
+            if slot.added {
+                db.add_warehouse(warehouse)?;
+            }
+        }
+        for (key, slot) in &overlay.levels {
+            if let (true, Some(level)) = (slot.dirty, slot.level) {
+                db.put_level(key, level)?;
+            }
+        }
+        for slot in overlay.reservations.values() {
+            let Some(r) = &slot.reservation else {
+                continue;
+            };
+            match slot.write {
+                Write::Clean => {}
+                Write::Insert => {
+                    if !db.insert_reservation(r)? {
+                        return Err(OmsError::Storage {
+                            reason: format!("reservation id {} is taken in the database", r.id),
+                        });
+                    }
+                    // Item rows start unshipped; mark those shipped within the transaction.
+                    if !r.shipped_from.is_empty() {
+                        db.update_reservation(r, true)?;
+                    }
+                }
+                Write::Update { shipped } => db.update_reservation(r, shipped)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rows of one operation: the overlay first, the database (`db`) for rows not in it yet,
+/// and a journal of the operation's writes so a failure can undo them ([`Journaled::undo`]).
+pub(crate) struct Journaled<'a, L> {
+    db: L,
+    overlay: &'a mut InventoryOverlay,
+    journal: Vec<Undo>,
+}
+
+impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
+    /// Start an operation on `overlay`, reading missing rows from `db`.
+    pub(crate) fn new(db: L, overlay: &'a mut InventoryOverlay) -> Self {
+        Journaled {
+            db,
+            overlay,
+            journal: Vec::new(),
+        }
+    }
+
+    /// Put back every slot the operation wrote, newest first.
+    pub(crate) fn undo(self) {
+        let overlay = self.overlay;
+        for undo in self.journal.into_iter().rev() {
+            match undo {
+                Undo::Level(key, before) => restore(&mut overlay.levels, key, before),
+                Undo::Reservation(id, before) => {
+                    if before.is_none() {
+                        if let Some(Some(r)) = overlay
+                            .reservations
+                            .get(&id)
+                            .map(|s| s.reservation.as_ref())
+                        {
+                            if let Some(ids) = overlay.by_order.get_mut(&r.order_id) {
+                                ids.remove(&id);
+                            }
+                        }
+                    }
+                    restore(&mut overlay.reservations, id, before);
+                }
+                Undo::Sku(sku, before) => restore(&mut overlay.skus, sku, before),
+                Undo::Warehouse(w, before) => restore(&mut overlay.warehouses, w, before),
+            }
+        }
+    }
+
+    /// Remember a reservation read from the database (`None`: no such id), unless the overlay
+    /// already has that id.
+    fn cache_reservation(&mut self, id: u64, found: Option<Reservation>) {
+        if self.overlay.reservations.contains_key(&id) {
+            return;
+        }
+        if let Some(r) = &found {
+            self.overlay
+                .by_order
+                .entry(r.order_id)
+                .or_default()
+                .insert(id);
+        }
+        self.overlay.reservations.insert(
+            id,
+            ReservationSlot {
+                reservation: found,
+                write: Write::Clean,
+            },
+        );
+    }
+
+    /// Replace the slot of reservation `r.id`, journaling the old one.
+    fn write_reservation(&mut self, r: &Reservation, write: Write) {
+        let before = self.overlay.reservations.insert(
+            r.id,
+            ReservationSlot {
+                reservation: Some(r.clone()),
+                write,
+            },
+        );
+        if before.as_ref().is_none_or(|s| s.reservation.is_none()) {
+            self.overlay
+                .by_order
+                .entry(r.order_id)
+                .or_default()
+                .insert(r.id);
+        }
+        self.journal.push(Undo::Reservation(r.id, before));
+    }
+}
+
+fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, before: Option<V>) {
+    match before {
+        Some(v) => {
+            map.insert(key, v);
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
+fn is_open_and_due(r: &Reservation, now: Timestamp) -> bool {
+    OPEN_STATUSES.contains(&r.status) && r.expires_at <= now
+}
+
+impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
+    type Error = OmsError;
+
+    fn sku_known(&mut self, sku: &Sku) -> OmsResult<bool> {
+        if let Some(known) = self.overlay.skus.get(sku) {
+            return Ok(*known);
+        }
+        let known = self.db.sku_known(sku)?;
+        self.overlay.skus.insert(sku.clone(), known);
+        Ok(known)
+    }
+
+    fn warehouse_known(&mut self, warehouse: &WarehouseId) -> OmsResult<bool> {
+        if let Some(slot) = self.overlay.warehouses.get(warehouse) {
+            return Ok(slot.known);
+        }
+        let known = self.db.warehouse_known(warehouse)?;
+        self.overlay.warehouses.insert(
+            warehouse.clone(),
+            WarehouseSlot {
+                known,
+                added: false,
+            },
+        );
+        Ok(known)
+    }
+
+    fn add_warehouse(&mut self, warehouse: &WarehouseId) -> OmsResult<()> {
+        if self.warehouse_known(warehouse)? {
+            return Ok(());
+        }
+        let before = self.overlay.warehouses.insert(
+            warehouse.clone(),
+            WarehouseSlot {
+                known: true,
+                added: true,
+            },
+        );
+        self.journal
+            .push(Undo::Warehouse(warehouse.clone(), before));
+        Ok(())
+    }
+
+    fn level(&mut self, key: &Key, lock: bool) -> OmsResult<Option<StockLevel>> {
+        if let Some(slot) = self.overlay.levels.get(key) {
+            return Ok(slot.level);
+        }
+        let level = self.db.level(key, lock)?;
+        self.overlay.levels.insert(
+            key.clone(),
+            LevelSlot {
+                level,
+                dirty: false,
+            },
+        );
+        Ok(level)
+    }
+
+    fn put_level(&mut self, key: &Key, level: StockLevel) -> OmsResult<()> {
+        let before = self.overlay.levels.insert(
+            key.clone(),
+            LevelSlot {
+                level: Some(level),
+                dirty: true,
+            },
+        );
+        self.journal.push(Undo::Level(key.clone(), before));
+        // A stock row makes its sku known.
+        let was = self.overlay.skus.insert(key.0.clone(), true);
+        self.journal.push(Undo::Sku(key.0.clone(), was));
+        Ok(())
+    }
+
+    fn reserve_units(&mut self, key: &Key, quantity: u64) -> OmsResult<bool> {
+        // The conditional update, on the overlay's copy of the row.
+        let Some(level) = self.level(key, true)? else {
+            return Ok(false);
+        };
+        if level.available() < quantity {
+            return Ok(false);
+        }
+        let reserved = level
+            .reserved
+            .checked_add(quantity)
+            .ok_or_else(|| OmsError::overflow("reserved units"))?;
+        self.put_level(key, StockLevel { reserved, ..level })?;
+        Ok(true)
+    }
+
+    fn levels(&mut self) -> OmsResult<Vec<StockRow>> {
+        let mut rows: BTreeMap<Key, StockLevel> = self
+            .db
+            .levels()?
+            .into_iter()
+            .map(|row| ((row.sku, row.warehouse), row.level))
+            .collect();
+        for (key, slot) in &self.overlay.levels {
+            if let Some(level) = slot.level {
+                rows.insert(key.clone(), level);
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|((sku, warehouse), level)| StockRow {
+                sku,
+                warehouse,
+                level,
+            })
+            .collect())
+    }
+
+    fn reservation(&mut self, id: u64, lock: bool) -> OmsResult<Option<Reservation>> {
+        if let Some(slot) = self.overlay.reservations.get(&id) {
+            return Ok(slot.reservation.clone());
+        }
+        let found = self.db.reservation(id, lock)?;
+        self.cache_reservation(id, found.clone());
+        Ok(found)
+    }
+
+    fn insert_reservation(&mut self, r: &Reservation) -> OmsResult<bool> {
+        if self.reservation(r.id, true)?.is_some() {
+            return Ok(false);
+        }
+        self.write_reservation(r, Write::Insert);
+        Ok(true)
+    }
+
+    fn update_reservation(&mut self, r: &Reservation, shipped_changed: bool) -> OmsResult<()> {
+        let write = match self.overlay.reservations.get(&r.id).map(|s| s.write) {
+            Some(Write::Insert) => Write::Insert,
+            Some(Write::Update { shipped }) => Write::Update {
+                shipped: shipped || shipped_changed,
+            },
+            Some(Write::Clean) | None => Write::Update {
+                shipped: shipped_changed,
+            },
+        };
+        self.write_reservation(r, write);
+        Ok(())
+    }
+
+    fn expired_open(&mut self, now: Timestamp) -> OmsResult<Vec<Reservation>> {
+        // The database's due reservations, unless the overlay has a newer state of them...
+        for r in self.db.expired_open(now)? {
+            self.cache_reservation(r.id, Some(r));
+        }
+        // ...then every due one the overlay holds, in id order.
+        Ok(self
+            .overlay
+            .reservations
+            .values()
+            .filter_map(|s| s.reservation.as_ref())
+            .filter(|r| is_open_and_due(r, now))
+            .cloned()
+            .collect())
+    }
+
+    fn reservations_for_order(&mut self, order_id: u64) -> OmsResult<Vec<Reservation>> {
+        if !self.overlay.orders_read.contains(&order_id) {
+            for r in self.db.reservations_for_order(order_id)? {
+                self.cache_reservation(r.id, Some(r));
+            }
+            self.overlay.orders_read.insert(order_id);
+        }
+        let Some(ids) = self.overlay.by_order.get(&order_id) else {
+            return Ok(Vec::new());
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.overlay.reservations.get(id))
+            .filter_map(|s| s.reservation.clone())
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use oms_core::inventory::{InventoryStore, ReservationRequest, ReservationStatus};
+    use oms_core::time::SequentialIds;
+
+    use super::*;
+    use crate::{SqliteInventory, SqliteStore};
+
+    const T0: Timestamp = Timestamp(1_000);
+
+    fn sku(s: &str) -> Sku {
+        Sku::new(s).unwrap()
+    }
+    fn wh(s: &str) -> WarehouseId {
+        WarehouseId::new(s).unwrap()
+    }
+
+    /// A file database with WH1 {A: 5} and WH2 {A: 3}, committed.
+    fn stocked(name: &str) -> (PathBuf, SqliteInventory) {
+        let dir = std::env::temp_dir().join(format!("oms-overlay-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let inv = SqliteInventory::open(&path, Arc::new(SequentialIds::default())).unwrap();
+        for w in ["WH1", "WH2"] {
+            inv.add_warehouse(&wh(w)).unwrap();
+        }
+        inv.receive(&sku("A"), &wh("WH1"), 5).unwrap();
+        inv.receive(&sku("A"), &wh("WH2"), 3).unwrap();
+        (path, inv)
+    }
+
+    fn query(store: &SqliteStore, sql: &str) -> i64 {
+        store
+            .lock()
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn request(order: u64, warehouse: &str, q: u64) -> ReservationRequest {
+        ReservationRequest::new(order).item(sku("A"), wh(warehouse), q)
+    }
+
+    #[test]
+    fn rows_changed_in_a_batch_are_written_once_at_the_commit() {
+        let (path, inv) = stocked("commit");
+        let store = inv.store();
+        store.begin_batch().unwrap();
+        let held = inv
+            .reserve(&request(7, "WH1", 2), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        inv.commit(held.id, T0).unwrap();
+        let shipped = inv.ship_from(held.id, &wh("WH1"), T0).unwrap();
+        assert_eq!(shipped.status, ReservationStatus::Shipped);
+        inv.add_warehouse(&wh("WH3")).unwrap();
+        inv.receive(&sku("B"), &wh("WH3"), 4).unwrap();
+        // This store reads its own batch; the database holds none of it yet.
+        assert_eq!(inv.stock(&sku("A"), &wh("WH1")).unwrap().on_hand, 3);
+        assert_eq!(
+            inv.reservations_for_order(7).unwrap(),
+            vec![shipped.clone()]
+        );
+        assert_eq!(
+            query(store, "SELECT COUNT(*) FROM inventory_reservations"),
+            0
+        );
+        assert_eq!(
+            query(
+                store,
+                "SELECT on_hand FROM inventory WHERE sku = 'A' AND warehouse_id = 'WH1'"
+            ),
+            5
+        );
+        assert!(!store.overlay().unwrap().is_empty());
+        store.commit_batch().unwrap();
+        assert!(store.overlay().unwrap().is_empty());
+
+        let other = SqliteInventory::open(&path, Arc::new(SequentialIds::default())).unwrap();
+        assert_eq!(other.reservation(held.id).unwrap(), shipped);
+        assert_eq!(other.stock(&sku("A"), &wh("WH1")).unwrap().on_hand, 3);
+        assert_eq!(other.stock(&sku("B"), &wh("WH3")).unwrap().on_hand, 4);
+        let rows = other.store();
+        assert_eq!(
+            query(
+                rows,
+                "SELECT COUNT(*) FROM inventory_reservation_items WHERE shipped = 1"
+            ),
+            1
+        );
+        assert_eq!(query(rows, "SELECT COUNT(*) FROM warehouses"), 3);
+        assert_eq!(
+            query(
+                rows,
+                "SELECT COUNT(*) FROM inventory_reservations WHERE status = 'shipped'"
+            ),
+            1
+        );
+    }
+
+    #[test]
+    fn a_refused_operation_in_a_batch_leaves_the_rows_as_they_were() {
+        let (_, inv) = stocked("refused");
+        let store = inv.store();
+        store.begin_batch().unwrap();
+        let first = inv
+            .reserve(&request(1, "WH1", 4), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        // Two lines: the first could be held, the second cannot; neither may stay held.
+        let both = ReservationRequest::new(2)
+            .item(sku("A"), wh("WH2"), 3)
+            .item(sku("A"), wh("WH1"), 2);
+        let before = (
+            inv.stock(&sku("A"), &wh("WH1")).unwrap(),
+            inv.stock(&sku("A"), &wh("WH2")).unwrap(),
+        );
+        let refused = inv.reserve(&both, T0).unwrap();
+        assert!(refused.into_reserved().is_err());
+        assert_eq!(
+            (
+                inv.stock(&sku("A"), &wh("WH1")).unwrap(),
+                inv.stock(&sku("A"), &wh("WH2")).unwrap()
+            ),
+            before
+        );
+        assert!(inv.release(999, T0).is_err());
+        assert!(inv.commit(first.id, T0).is_ok());
+        assert!(inv.commit(first.id, T0).is_err(), "committed twice");
+        store.commit_batch().unwrap();
+        let level = inv.stock(&sku("A"), &wh("WH1")).unwrap();
+        assert_eq!((level.on_hand, level.reserved, level.allocated), (5, 0, 4));
+        assert_eq!(inv.stock(&sku("A"), &wh("WH2")).unwrap().reserved, 0);
+    }
+
+    #[test]
+    fn a_rolled_back_batch_forgets_its_rows() {
+        let (_, inv) = stocked("rollback");
+        let store = inv.store();
+        store.begin_batch().unwrap();
+        let held = inv
+            .reserve(&request(1, "WH2", 3), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        assert_eq!(inv.stock(&sku("A"), &wh("WH2")).unwrap().available(), 0);
+        store.rollback_batch().unwrap();
+        assert!(store.overlay().unwrap().is_empty());
+        assert!(inv.reservation(held.id).is_err());
+        assert_eq!(inv.stock(&sku("A"), &wh("WH2")).unwrap().available(), 3);
+    }
+
+    #[test]
+    fn expiry_in_a_batch_sees_holds_of_the_batch_and_of_the_database() {
+        let (_, inv) = stocked("expiry");
+        let store = inv.store();
+        let stored = inv
+            .reserve(&request(1, "WH1", 1), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        store.begin_batch().unwrap();
+        let batched = inv
+            .reserve(&request(2, "WH2", 1), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        let extended = inv
+            .reserve(&request(3, "WH1", 1), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        inv.extend(extended.id, oms_core::time::Duration(10_000_000), T0)
+            .unwrap();
+        let later = Timestamp(stored.expires_at.0.max(batched.expires_at.0));
+        let expired: Vec<u64> = inv
+            .expire(later)
+            .unwrap()
+            .iter()
+            .map(|e| e.reservation_id)
+            .collect();
+        assert_eq!(expired, vec![stored.id, batched.id]);
+        assert!(inv.expire(later).unwrap().is_empty(), "expired twice");
+        store.commit_batch().unwrap();
+        assert_eq!(inv.stock(&sku("A"), &wh("WH1")).unwrap().reserved, 1);
+        assert_eq!(inv.stock(&sku("A"), &wh("WH2")).unwrap().reserved, 0);
+        assert_eq!(
+            inv.reservation(stored.id).unwrap().status,
+            ReservationStatus::Released
+        );
+    }
+}
