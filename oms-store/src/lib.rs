@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod children;
 mod codec;
 mod group;
 mod inventory;

@@ -17,6 +17,7 @@ use oms_core::lifecycle::OrderStatus;
 use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
 
+use crate::children::HeldRows;
 use crate::codec::{
     actor_text, from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64,
     unpack,
@@ -177,6 +178,9 @@ pub struct SqliteStore {
     /// Inside a batch or a group: the inventory rows its operations read and wrote, written
     /// once, at the commit (see [`crate::overlay`]).
     inventory: Mutex<InventoryOverlay>,
+    /// Inside a batch or a group: the audit, outbox and idempotency rows of its order writes,
+    /// written at the commit (see [`crate::children`]).
+    held: Mutex<HeldRows>,
 }
 
 /// An order row a batch will write at its commit.
@@ -184,6 +188,8 @@ pub struct SqliteStore {
 struct Deferred {
     order: Order,
     lines_digest: i64,
+    /// Whether the order's line rows changed since they were last written.
+    rewrite_items: bool,
 }
 
 impl SqliteStore {
@@ -220,6 +226,7 @@ impl SqliteStore {
             deferred: Mutex::new(BTreeMap::new()),
             group: GroupCommit::default(),
             inventory: Mutex::new(InventoryOverlay::default()),
+            held: Mutex::new(HeldRows::default()),
         };
         store.migrate()?;
         Ok(store)
@@ -240,6 +247,7 @@ impl SqliteStore {
     /// Forget what an abandoned batch held in memory.
     fn forget_batch(&self) -> OmsResult<()> {
         self.overlay()?.clear();
+        self.held()?.clear();
         self.deferred()?.clear();
         self.decoded()?.clear();
         Ok(())
@@ -252,10 +260,27 @@ impl SqliteStore {
             .map_err(|_| storage("sqlite inventory rows lock poisoned"))
     }
 
-    /// Write the inventory rows and the order rows the open batch deferred (orders oldest id
-    /// first).
+    /// The audit, outbox and idempotency rows of the open batch or group.
+    fn held(&self) -> OmsResult<MutexGuard<'_, HeldRows>> {
+        self.held
+            .lock()
+            .map_err(|_| storage("sqlite held rows lock poisoned"))
+    }
+
+    /// Inside a batch or a group, write the held audit, outbox and idempotency rows now, so a
+    /// read of those tables sees them.
+    fn write_held(&self, conn: &Connection) -> OmsResult<()> {
+        if conn.is_autocommit() {
+            return Ok(());
+        }
+        self.held()?.flush(conn)
+    }
+
+    /// Write the inventory rows, the held rows and the order rows the open batch deferred
+    /// (orders oldest id first).
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
         self.overlay()?.flush(&mut SqliteLedger { conn })?;
+        self.held()?.flush(conn)?;
         let rows: Vec<Deferred> = std::mem::take(&mut *self.deferred()?)
             .into_values()
             .collect();
@@ -264,6 +289,9 @@ impl SqliteStore {
         let mut written = Vec::with_capacity(rows.len());
         for (row, values) in rows.into_iter().zip(values) {
             update_order_row(conn, &row.order, values?, row.lines_digest)?;
+            if row.rewrite_items {
+                write_items(conn, &row.order)?;
+            }
             written.push(row.order);
         }
         let mut decoded = self.decoded()?;
@@ -307,12 +335,14 @@ impl SqliteStore {
     /// Start a batch: every write from now until [`SqliteStore::commit_batch`] (on this store
     /// and on a [`crate::SqliteInventory`] sharing its connection) joins one transaction and
     /// becomes durable with it, which saves a commit per operation. Each operation still runs
-    /// atomically on its own, so a refused one rolls back alone: an order write in its own
-    /// savepoint, an inventory operation on the batch's in-memory stock and reservation rows
-    /// (undone there if refused). An order updated several times in one batch has its row (and
-    /// JSON document) written once, at the commit, and so has every stock row and reservation
-    /// the batch changed; an order's audit rows, outbox events and idempotency records are
-    /// written as each operation runs. The
+    /// atomically on its own, so a refused one rolls back alone: an order write is checked
+    /// before anything of it is kept (a new order's row goes in within a savepoint), an
+    /// inventory operation runs on the batch's in-memory stock and reservation rows (undone
+    /// there if refused). An order updated several times in one batch has its row (and JSON
+    /// document) written once, at the commit, and so has every stock row and reservation the
+    /// batch changed; audit rows, outbox events and idempotency records are held in memory and
+    /// written at the commit too, in the order their operations ran (this store's outbox and
+    /// idempotency reads see them meanwhile). The
     /// database's write lock is held for the whole batch, so no other connection can change
     /// those rows meanwhile; keep batches short when other connections write too.
     pub fn begin_batch(&self) -> OmsResult<()> {
@@ -643,6 +673,33 @@ fn lines_digest(order: &Order) -> i64 {
     i64::from_le_bytes(h.to_le_bytes())
 }
 
+/// Replace the line rows of `order` with its current lines.
+fn write_items(conn: &Connection, order: &Order) -> OmsResult<()> {
+    let id = to_i64(order.id, "order id")?;
+    conn.prepare_cached("DELETE FROM order_items WHERE order_id = ?1")
+        .and_then(|mut s| s.execute(params![id]))
+        .map_err(storage)?;
+    let mut item = conn
+        .prepare_cached(
+            "INSERT INTO order_items (order_id, line_id, sku, quantity, unit_price, discount, tax_class)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .map_err(storage)?;
+    for l in &order.lines {
+        item.execute(params![
+            id,
+            l.line_id,
+            l.sku.as_str(),
+            l.quantity,
+            l.unit_price.amount().to_string(),
+            l.discount.amount().to_string(),
+            l.tax_class,
+        ])
+        .map_err(storage)?;
+    }
+    Ok(())
+}
+
 fn write_children(
     conn: &Connection,
     order: &Order,
@@ -656,27 +713,7 @@ fn write_children(
     }
     let id = to_i64(order.id, "order id")?;
     if rewrite_items {
-        conn.prepare_cached("DELETE FROM order_items WHERE order_id = ?1")
-            .and_then(|mut s| s.execute(params![id]))
-            .map_err(storage)?;
-        let mut item = conn
-            .prepare_cached(
-                "INSERT INTO order_items (order_id, line_id, sku, quantity, unit_price, discount, tax_class)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )
-            .map_err(storage)?;
-        for l in &order.lines {
-            item.execute(params![
-                id,
-                l.line_id,
-                l.sku.as_str(),
-                l.quantity,
-                l.unit_price.amount().to_string(),
-                l.discount.amount().to_string(),
-                l.tax_class,
-            ])
-            .map_err(storage)?;
-        }
+        write_items(conn, order)?;
     }
     let mut audit = conn
         .prepare_cached(
@@ -849,31 +886,34 @@ impl SqliteStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let digest = lines_digest(order);
-        let current = self.deferred()?.get(&order.id).map(|row| Stored {
-            version: row.order.version,
-            history_len: row.order.history.len(),
-            lines_digest: Some(row.lines_digest),
+        let current = self.deferred()?.get(&order.id).map(|row| {
+            (
+                Stored {
+                    version: row.order.version,
+                    history_len: row.order.history.len(),
+                    lines_digest: Some(row.lines_digest),
+                },
+                row.rewrite_items,
+            )
         });
-        let stored = match current {
-            Some(stored) => stored,
-            None => Stored::read(conn, order)?,
+        let (stored, rewrite_pending) = match current {
+            Some(current) => current,
+            None => (Stored::read(conn, order)?, false),
         };
         stored.admit(order, expected_version)?;
-        atomically(conn, true, &|| {}, |conn| {
-            write_children(
-                conn,
-                order,
-                events,
-                stored.history_len,
-                stored.lines_digest != Some(digest),
-                idempotency,
-            )
-        })?;
+        // Checked: from here on nothing can refuse the write, so it needs no savepoint.
+        self.held()?.hold(
+            order.id,
+            order.history.get(stored.history_len..).unwrap_or(&[]),
+            events,
+            idempotency,
+        );
         self.deferred()?.insert(
             order.id,
             Deferred {
                 order: order.clone(),
                 lines_digest: digest,
+                rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
             },
         );
         Ok(())
@@ -939,6 +979,7 @@ impl OrderStore for SqliteStore {
         let version = to_i64(order.version, "version")?;
         let new_history = history_len(order)?;
         self.write(&|| {}, |conn| {
+            let held = !conn.is_autocommit();
             atomically(conn, true, &|| {}, |conn| {
                 let exists: Option<i64> = conn
                     .prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
@@ -979,8 +1020,18 @@ impl OrderStore for SqliteStore {
                     ])
                 })
                 .map_err(storage)?;
-                write_children(conn, order, events, 0, true, idempotency)
-            })
+                if held {
+                    write_items(conn, order)
+                } else {
+                    write_children(conn, order, events, 0, true, idempotency)
+                }
+            })?;
+            if held {
+                // Inside a batch or a group the other rows are written at its commit.
+                self.held()?
+                    .hold(order.id, &order.history, events, idempotency);
+            }
+            Ok(())
         })?;
         self.remember(order)
     }
@@ -1126,6 +1177,7 @@ impl OrderStore for SqliteStore {
 
     fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {
         let conn = self.lock()?;
+        self.write_held(&conn)?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT seq, order_id, version, name, at, data FROM events_outbox
@@ -1169,6 +1221,7 @@ impl OrderStore for SqliteStore {
 
     fn ack_events(&self, up_to: u64) -> OmsResult<()> {
         self.write(&|| {}, |conn| {
+            self.write_held(conn)?;
             // Never past the newest event: a later event must not count as published already.
             conn.prepare_cached(
                 "UPDATE outbox_cursor SET published_upto = MAX(published_upto,
@@ -1200,11 +1253,25 @@ impl OrderStore for SqliteStore {
                     response: unpack((&response).into())?,
                 })
             })
-            .transpose()
+            .transpose()?
+            // A stored record is older than any the open transaction holds, so it wins.
+            .map_or_else(
+                || {
+                    if conn.is_autocommit() {
+                        return Ok(None);
+                    }
+                    Ok(self.held()?.key(key).cloned())
+                },
+                |stored| Ok(Some(stored)),
+            )
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
         self.write(&|| {}, |conn| {
+            if !conn.is_autocommit() {
+                self.held()?.hold_key(key, record);
+                return Ok(());
+            }
             atomically(conn, true, &|| {}, |conn| put_key(conn, key, record))
         })
     }
@@ -1379,6 +1446,99 @@ mod batch_tests {
             cur.history.len() as i64
         );
         assert_eq!(b.pending_events(100).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn rows_held_in_a_batch_keep_the_order_their_writes_ran_in() {
+        let path = temp_db("batch-held");
+        let (a, b) = (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        );
+        let ids = SequentialIds::default();
+        let (x, y) = (order(&ids), order(&ids));
+        let record = |n: &str| IdempotencyRecord {
+            fingerprint: format!("fp-{n}"),
+            response: format!("{{\"n\":\"{n}\"}}"),
+        };
+        a.put_idempotency("stored", &record("stored")).unwrap();
+        a.begin_batch().unwrap();
+        let ev = |o: &Order, v: u64| Event::new(o.id, v, names::ORDER_UPDATED, o.created_at);
+        a.insert_order(&x, &[ev(&x, 1)], Some(("kx", &record("x"))))
+            .unwrap();
+        a.insert_order(&y, &[ev(&y, 1)], None).unwrap();
+        // x, y, x: the outbox must list them in that order.
+        let mut x2 = x.clone();
+        x2.version = 2;
+        x2.history.push(x.history[0].clone());
+        x2.lines[0].quantity = 5;
+        a.update_order(&x2, 1, &[ev(&x, 2)], Some(("stored", &record("late"))))
+            .unwrap();
+        let mut y2 = y.clone();
+        y2.version = 2;
+        a.update_order(&y2, 1, &[ev(&y, 2)], Some(("kx", &record("second"))))
+            .unwrap();
+        a.put_idempotency("ky", &record("y")).unwrap();
+        a.put_idempotency("ky", &record("y-again")).unwrap();
+        // Nothing of it on disk yet, but this store's reads see it: the first record of
+        // each key wins, a stored one before any held.
+        assert_eq!(count(&b, "SELECT COUNT(*) FROM events_outbox"), 0);
+        assert_eq!(a.idempotency("kx").unwrap(), Some(record("x")));
+        assert_eq!(a.idempotency("ky").unwrap(), Some(record("y")));
+        assert_eq!(a.idempotency("stored").unwrap(), Some(record("stored")));
+        assert_eq!(a.idempotency("none").unwrap(), None);
+        let order_of = |events: Vec<Event>| -> Vec<(u64, u64)> {
+            events.iter().map(|e| (e.order_id, e.version)).collect()
+        };
+        assert_eq!(
+            order_of(a.pending_events(10).unwrap()),
+            vec![(x.id, 1), (y.id, 1), (x.id, 2), (y.id, 2)]
+        );
+        a.commit_batch().unwrap();
+        assert_eq!(
+            order_of(b.pending_events(10).unwrap()),
+            vec![(x.id, 1), (y.id, 1), (x.id, 2), (y.id, 2)]
+        );
+        assert_eq!(b.idempotency("kx").unwrap(), Some(record("x")));
+        assert_eq!(b.idempotency("ky").unwrap(), Some(record("y")));
+        assert_eq!(b.idempotency("stored").unwrap(), Some(record("stored")));
+        // One audit row per history entry, each order's in its order; line rows as last written.
+        assert_eq!(
+            count(&b, "SELECT COUNT(*) FROM order_state_transitions"),
+            (x2.history.len() + y2.history.len()) as i64
+        );
+        assert_eq!(
+            count(
+                &b,
+                &format!("SELECT quantity FROM order_items WHERE order_id = {}", x.id)
+            ),
+            5
+        );
+        assert_eq!(b.order(x.id).unwrap(), x2);
+    }
+
+    #[test]
+    fn rows_held_in_a_rolled_back_batch_are_never_written() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let ids = SequentialIds::default();
+        let o = order(&ids);
+        store.begin_batch().unwrap();
+        let ev = Event::new(o.id, 1, names::ORDER_UPDATED, o.created_at);
+        let rec = IdempotencyRecord {
+            fingerprint: "fp".into(),
+            response: "{}".into(),
+        };
+        store
+            .insert_order(&o, std::slice::from_ref(&ev), Some(("k", &rec)))
+            .unwrap();
+        store.rollback_batch().unwrap();
+        assert!(store.held().unwrap().is_empty());
+        assert_eq!(store.idempotency("k").unwrap(), None);
+        assert!(store.pending_events(10).unwrap().is_empty());
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM order_state_transitions"),
+            0
+        );
     }
 
     #[test]
