@@ -829,6 +829,58 @@ impl Stored {
     }
 }
 
+/// Insert the row of a new `order` with its columns already encoded, or `Conflict` when its
+/// id or number is taken. Nothing is written when it fails.
+fn insert_order_row(
+    conn: &Connection,
+    order: &Order,
+    (total, ship, bill, doc): RowValues,
+) -> OmsResult<()> {
+    let id = to_i64(order.id, "order id")?;
+    let version = to_i64(order.version, "version")?;
+    let history = history_len(order)?;
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![id, order.number], |r| r.get(0))
+                .optional()
+        })
+        .map_err(storage)?;
+    if let Some(found) = exists {
+        return Err(OmsError::Conflict {
+            entity: format!("order {}", order.number),
+            expected: 0,
+            found: to_u64(found, "version")?,
+        });
+    }
+    conn.prepare_cached(
+        "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount,
+                             version, shipping_address, billing_address, created_at,
+                             updated_at, document, history_len, lines_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            order.number,
+            order.customer.id,
+            order.status.as_str(),
+            order.currency.code(),
+            total,
+            version,
+            ship,
+            bill,
+            order.created_at.0,
+            order.updated_at.0,
+            doc,
+            history,
+            lines_digest(order),
+        ])
+    })
+    .map_err(storage)?;
+    Ok(())
+}
+
 /// Rewrite an existing order row with `order` and its bookkeeping.
 fn write_order_row(conn: &Connection, order: &Order, lines_digest: i64) -> OmsResult<()> {
     update_order_row(conn, order, order_row_values(order)?, lines_digest)
@@ -919,6 +971,36 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// [`OrderStore::insert_order`] inside an open batch: the row goes in now (so its id and
+    /// number are taken) with its encoded columns left empty; like an update, the whole row,
+    /// its line rows and the held audit, outbox and idempotency rows are written at the commit.
+    /// One statement writes, so no savepoint is needed.
+    fn insert_in_batch(
+        &self,
+        conn: &Connection,
+        order: &Order,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        let empty = || rusqlite::types::Value::Text(String::new());
+        insert_order_row(
+            conn,
+            order,
+            (String::new(), String::new(), String::new(), empty()),
+        )?;
+        self.held()?
+            .hold(order.id, &order.history, events, idempotency);
+        self.deferred()?.insert(
+            order.id,
+            Deferred {
+                order: order.clone(),
+                lines_digest: lines_digest(order),
+                rewrite_items: true,
+            },
+        );
+        Ok(())
+    }
+
     /// Read one order's document by a cached statement keyed on `sql`'s single parameter,
     /// reusing the decoded copy when its version is still the stored one.
     fn load(
@@ -974,66 +1056,22 @@ impl OrderStore for SqliteStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let (total, ship, bill, doc) = order_row_values(order)?;
-        let id = to_i64(order.id, "order id")?;
-        let version = to_i64(order.version, "version")?;
-        let new_history = history_len(order)?;
-        self.write(&|| {}, |conn| {
-            let held = !conn.is_autocommit();
-            atomically(conn, true, &|| {}, |conn| {
-                let exists: Option<i64> = conn
-                    .prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
-                    .and_then(|mut s| {
-                        s.query_row(params![id, order.number], |r| r.get(0))
-                            .optional()
-                    })
-                    .map_err(storage)?;
-                if let Some(found) = exists {
-                    return Err(OmsError::Conflict {
-                        entity: format!("order {}", order.number),
-                        expected: 0,
-                        found: to_u64(found, "version")?,
-                    });
-                }
-                conn.prepare_cached(
-                    "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount,
-                                     version, shipping_address, billing_address, created_at,
-                                     updated_at, document, history_len, lines_digest)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        id,
-                        order.number,
-                        order.customer.id,
-                        order.status.as_str(),
-                        order.currency.code(),
-                        total,
-                        version,
-                        ship,
-                        bill,
-                        order.created_at.0,
-                        order.updated_at.0,
-                        doc,
-                        new_history,
-                        lines_digest(order),
-                    ])
-                })
-                .map_err(storage)?;
-                if held {
-                    write_items(conn, order)
-                } else {
-                    write_children(conn, order, events, 0, true, idempotency)
-                }
-            })?;
-            if held {
-                // Inside a batch or a group the other rows are written at its commit.
-                self.held()?
-                    .hold(order.id, &order.history, events, idempotency);
+        let inserted = self.write(&|| {}, |conn| {
+            if !conn.is_autocommit() {
+                self.insert_in_batch(conn, order, events, idempotency)?;
+                return Ok(false);
             }
-            Ok(())
+            let values = order_row_values(order)?;
+            atomically(conn, true, &|| {}, |conn| {
+                insert_order_row(conn, order, values)?;
+                write_children(conn, order, events, 0, true, idempotency)
+            })?;
+            Ok(true)
         })?;
-        self.remember(order)
+        if inserted {
+            self.remember(order)?;
+        }
+        Ok(())
     }
 
     fn update_order(
