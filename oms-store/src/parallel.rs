@@ -6,13 +6,25 @@ const SPLIT_FROM: usize = 64;
 /// At most this many threads, whatever the machine has.
 const MAX_THREADS: usize = 4;
 
+/// The threads to use: the machine's cores up to [`MAX_THREADS`], asked once (the standard
+/// library reads the cgroup files on every call, which costs more than a small commit).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_THREADS)
+    })
+}
+
 /// `f` applied to every item, results in the items' order. Large inputs are cut into one
 /// contiguous chunk per core (up to [`MAX_THREADS`]), the first on the calling thread.
 pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(MAX_THREADS);
-    if items.len() < SPLIT_FROM || threads < 2 {
+    if items.len() < SPLIT_FROM {
+        return items.iter().map(&f).collect();
+    }
+    let threads = cores();
+    if threads < 2 {
         return items.iter().map(&f).collect();
     }
     let chunk = items.len().div_ceil(threads);
