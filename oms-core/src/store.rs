@@ -52,6 +52,29 @@ pub trait OrderStore: Send + Sync {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()>;
 
+    /// [`OrderStore::insert_order`] with the order and its events handed over, so a store that
+    /// keeps them in memory takes them instead of copying them. The same rules and outcome.
+    fn insert_order_owned(
+        &self,
+        order: Order,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        self.insert_order(&order, &events, idempotency)
+    }
+
+    /// [`OrderStore::update_order`] with the order and its events handed over (see
+    /// [`OrderStore::insert_order_owned`]). The same rules and outcome.
+    fn update_order_owned(
+        &self,
+        order: Order,
+        expected_version: u64,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        self.update_order(&order, expected_version, &events, idempotency)
+    }
+
     /// Load an order by id.
     fn order(&self, id: u64) -> OmsResult<Order>;
 
@@ -157,10 +180,9 @@ impl MemoryStore {
     }
 }
 
-fn append(state: &mut MemoryState, events: &[Event]) {
-    for e in events {
+fn append(state: &mut MemoryState, events: Vec<Event>) {
+    for mut e in events {
         state.next_seq += 1;
-        let mut e = e.clone();
         e.seq = state.next_seq;
         state.outbox.push(e);
     }
@@ -182,6 +204,30 @@ impl OrderStore for MemoryStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        self.insert_order_owned(order.clone(), events.to_vec(), idempotency)
+    }
+
+    fn update_order(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        self.update_order_owned(
+            order.clone(),
+            expected_version,
+            events.to_vec(),
+            idempotency,
+        )
+    }
+
+    fn insert_order_owned(
+        &self,
+        order: Order,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
         let mut s = self.lock()?;
         if s.orders.contains_key(&order.id) || s.by_number.contains_key(&order.number) {
             return Err(OmsError::Conflict {
@@ -192,17 +238,17 @@ impl OrderStore for MemoryStore {
         }
         s.by_number.insert(order.number.clone(), order.id);
         s.by_status.insert((order.status, order.id));
-        s.orders.insert(order.id, order.clone());
+        s.orders.insert(order.id, order);
         append(&mut s, events);
         keep_first(&mut s, idempotency);
         Ok(())
     }
 
-    fn update_order(
+    fn update_order_owned(
         &self,
-        order: &Order,
+        order: Order,
         expected_version: u64,
-        events: &[Event],
+        events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let mut s = self.lock()?;
@@ -222,7 +268,7 @@ impl OrderStore for MemoryStore {
         }
         s.by_status.remove(&(was, order.id));
         s.by_status.insert((order.status, order.id));
-        s.orders.insert(order.id, order.clone());
+        s.orders.insert(order.id, order);
         append(&mut s, events);
         keep_first(&mut s, idempotency);
         Ok(())

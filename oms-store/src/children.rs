@@ -8,7 +8,8 @@
 //! ([`crate::SqliteStore`]'s outbox and idempotency reads) write the held rows first or look
 //! here as well.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use rusqlite::{params, Connection};
 
@@ -18,11 +19,14 @@ use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::store::{IdempotencyRecord, Keyed};
 
 use crate::codec::{actor_text, pack, storage, to_i64, to_json};
+use crate::sqlite::Deferred;
 
 /// The held rows of the open transaction, in the order their operations ran.
 #[derive(Debug, Default)]
 pub(crate) struct HeldRows {
-    audit: Vec<(u64, AuditEntry)>,
+    /// Audit rows as ranges of their order's history: the entries themselves are read from
+    /// the order the batch defers, which holds every one of them (history only grows).
+    audit: Vec<(u64, Range<usize>)>,
     events: Vec<Event>,
     keys: Vec<(String, IdempotencyRecord)>,
     /// Where each key of `keys` is: a key's first record is the one kept.
@@ -33,18 +37,20 @@ pub(crate) struct HeldRows {
 type AuditValues = (Option<&'static str>, &'static str, String, String);
 
 impl HeldRows {
-    /// Hold the rows of one order write: `audit` entries of order `order_id`, its outbox
-    /// `events`, and its idempotency record unless that key is already held.
+    /// Hold the rows of one order write: the audit rows of entries `history` of order
+    /// `order_id` (which the batch defers), its outbox `events`, and its idempotency record
+    /// unless that key is already held.
     pub(crate) fn hold(
         &mut self,
         order_id: u64,
-        audit: &[AuditEntry],
-        events: &[Event],
+        history: Range<usize>,
+        events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) {
-        self.audit
-            .extend(audit.iter().map(|h| (order_id, h.clone())));
-        self.events.extend_from_slice(events);
+        if !history.is_empty() {
+            self.audit.push((order_id, history));
+        }
+        self.events.extend(events);
         if let Some((key, record)) = idempotency {
             self.hold_key(key, record);
         }
@@ -76,14 +82,27 @@ impl HeldRows {
         *self = HeldRows::default();
     }
 
-    /// Write every held row on `conn` (inside the open transaction) and forget them.
-    pub(crate) fn flush(&mut self, conn: &Connection) -> OmsResult<()> {
+    /// Write every held row on `conn` (inside the open transaction) and forget them; `orders`
+    /// are the batch's deferred orders, whose histories hold the audit entries.
+    pub(crate) fn flush(
+        &mut self,
+        conn: &Connection,
+        orders: &BTreeMap<u64, Deferred>,
+    ) -> OmsResult<()> {
         if self.is_empty() {
             return Ok(());
         }
         let held = std::mem::take(self);
+        let mut entries: Vec<(u64, &AuditEntry)> = Vec::new();
+        for (order_id, range) in &held.audit {
+            let history = orders
+                .get(order_id)
+                .and_then(|d| d.order.history.get(range.clone()))
+                .ok_or_else(|| storage(format!("held audit rows of order {order_id} are lost")))?;
+            entries.extend(history.iter().map(|h| (*order_id, h)));
+        }
         // Encoding is pure work: spread it over the cores, then write in the held order.
-        let audit: Vec<OmsResult<AuditValues>> = crate::parallel::map(&held.audit, |(_, h)| {
+        let audit: Vec<OmsResult<AuditValues>> = crate::parallel::map(&entries, |(_, h)| {
             Ok((
                 h.from.map(OrderStatus::as_str),
                 h.to.as_str(),
@@ -101,7 +120,7 @@ impl HeldRows {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(storage)?;
-        for ((order_id, h), values) in held.audit.iter().zip(audit) {
+        for ((order_id, h), values) in entries.iter().zip(audit) {
             let (from, to, metadata, actor) = values?;
             insert
                 .execute(params![

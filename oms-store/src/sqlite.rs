@@ -185,8 +185,8 @@ pub struct SqliteStore {
 
 /// An order row a batch will write at its commit.
 #[derive(Debug)]
-struct Deferred {
-    order: Order,
+pub(crate) struct Deferred {
+    pub(crate) order: Order,
     lines_digest: i64,
     /// Whether the order's line rows changed since they were last written.
     rewrite_items: bool,
@@ -273,14 +273,14 @@ impl SqliteStore {
         if conn.is_autocommit() {
             return Ok(());
         }
-        self.held()?.flush(conn)
+        self.held()?.flush(conn, &*self.deferred()?)
     }
 
     /// Write the inventory rows, the held rows and the order rows the open batch deferred
     /// (orders oldest id first).
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
         self.overlay()?.flush(&mut SqliteLedger { conn })?;
-        self.held()?.flush(conn)?;
+        self.held()?.flush(conn, &*self.deferred()?)?;
         let rows: Vec<Deferred> = std::mem::take(&mut *self.deferred()?)
             .into_values()
             .collect();
@@ -311,13 +311,13 @@ impl SqliteStore {
     }
 
     /// Remember `order` as the decoded form of its stored version.
-    fn remember(&self, order: &Order) -> OmsResult<()> {
+    fn remember(&self, order: Order) -> OmsResult<()> {
         let mut decoded = self.decoded()?;
         if decoded.len() >= DECODED_LIMIT && !decoded.contains_key(&order.id) {
             // Dropping everything is cheap and keeps the bound; the next reads re-parse.
             decoded.clear();
         }
-        decoded.insert(order.id, (order.version, order.clone()));
+        decoded.insert(order.id, (order.version, order));
         Ok(())
     }
 
@@ -932,12 +932,12 @@ impl SqliteStore {
     fn update_in_batch(
         &self,
         conn: &Connection,
-        order: &Order,
+        order: Order,
         expected_version: u64,
-        events: &[Event],
+        events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let digest = lines_digest(order);
+        let digest = lines_digest(&order);
         let current = self.deferred()?.get(&order.id).map(|row| {
             (
                 Stored {
@@ -950,20 +950,20 @@ impl SqliteStore {
         });
         let (stored, rewrite_pending) = match current {
             Some(current) => current,
-            None => (Stored::read(conn, order)?, false),
+            None => (Stored::read(conn, &order)?, false),
         };
-        stored.admit(order, expected_version)?;
+        stored.admit(&order, expected_version)?;
         // Checked: from here on nothing can refuse the write, so it needs no savepoint.
         self.held()?.hold(
             order.id,
-            order.history.get(stored.history_len..).unwrap_or(&[]),
+            stored.history_len..order.history.len().max(stored.history_len),
             events,
             idempotency,
         );
         self.deferred()?.insert(
             order.id,
             Deferred {
-                order: order.clone(),
+                order,
                 lines_digest: digest,
                 rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
             },
@@ -978,23 +978,23 @@ impl SqliteStore {
     fn insert_in_batch(
         &self,
         conn: &Connection,
-        order: &Order,
-        events: &[Event],
+        order: Order,
+        events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let empty = || rusqlite::types::Value::Text(String::new());
         insert_order_row(
             conn,
-            order,
+            &order,
             (String::new(), String::new(), String::new(), empty()),
         )?;
         self.held()?
-            .hold(order.id, &order.history, events, idempotency);
+            .hold(order.id, 0..order.history.len(), events, idempotency);
         self.deferred()?.insert(
             order.id,
             Deferred {
-                order: order.clone(),
-                lines_digest: lines_digest(order),
+                lines_digest: lines_digest(&order),
+                order,
                 rewrite_items: true,
             },
         );
@@ -1043,7 +1043,7 @@ impl SqliteStore {
         let order = order_from_json(&doc)?;
         drop(conn);
         if order.version == version {
-            self.remember(&order)?;
+            self.remember(order.clone())?;
         }
         Ok(order)
     }
@@ -1056,22 +1056,7 @@ impl OrderStore for SqliteStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let inserted = self.write(&|| {}, |conn| {
-            if !conn.is_autocommit() {
-                self.insert_in_batch(conn, order, events, idempotency)?;
-                return Ok(false);
-            }
-            let values = order_row_values(order)?;
-            atomically(conn, true, &|| {}, |conn| {
-                insert_order_row(conn, order, values)?;
-                write_children(conn, order, events, 0, true, idempotency)
-            })?;
-            Ok(true)
-        })?;
-        if inserted {
-            self.remember(order)?;
-        }
-        Ok(())
+        self.insert_order_owned(order.clone(), events.to_vec(), idempotency)
     }
 
     fn update_order(
@@ -1081,32 +1066,71 @@ impl OrderStore for SqliteStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let deferred = self.write(&|| {}, |conn| {
+        self.update_order_owned(
+            order.clone(),
+            expected_version,
+            events.to_vec(),
+            idempotency,
+        )
+    }
+
+    fn insert_order_owned(
+        &self,
+        order: Order,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        let written = self.write(&|| {}, |conn| {
+            if !conn.is_autocommit() {
+                self.insert_in_batch(conn, order, events, idempotency)?;
+                return Ok(None);
+            }
+            let values = order_row_values(&order)?;
+            atomically(conn, true, &|| {}, |conn| {
+                insert_order_row(conn, &order, values)?;
+                write_children(conn, &order, &events, 0, true, idempotency)
+            })?;
+            Ok(Some(order))
+        })?;
+        match written {
+            Some(order) => self.remember(order),
+            None => Ok(()),
+        }
+    }
+
+    fn update_order_owned(
+        &self,
+        order: Order,
+        expected_version: u64,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        let written = self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {
                 // In a batch or a shared group: the row is written at the commit.
                 self.update_in_batch(conn, order, expected_version, events, idempotency)?;
-                return Ok(true);
+                return Ok(None);
             }
-            let digest = lines_digest(order);
+            let digest = lines_digest(&order);
             atomically(conn, true, &|| {}, |conn| {
-                let stored = Stored::read(conn, order)?;
-                stored.admit(order, expected_version)?;
-                write_order_row(conn, order, digest)?;
+                let stored = Stored::read(conn, &order)?;
+                stored.admit(&order, expected_version)?;
+                write_order_row(conn, &order, digest)?;
                 write_children(
                     conn,
-                    order,
-                    events,
+                    &order,
+                    &events,
                     stored.history_len,
                     stored.lines_digest != Some(digest),
                     idempotency,
                 )
             })?;
-            Ok(false)
+            Ok(Some(order))
         })?;
-        if deferred {
-            return Ok(());
+        match written {
+            Some(order) => self.remember(order),
+            None => Ok(()),
         }
-        self.remember(order)
     }
 
     fn order(&self, id: u64) -> OmsResult<Order> {
@@ -1115,6 +1139,14 @@ impl OrderStore for SqliteStore {
                 order: id.to_string(),
             });
         };
+        {
+            // Inside a batch or a group a deferred row is the newest version (this connection
+            // holds the write lock), so no statement is needed to find it.
+            let _conn = self.lock()?;
+            if let Some(row) = self.deferred()?.get(&id) {
+                return Ok(row.order.clone());
+            }
+        }
         self.load(
             "SELECT id, version FROM orders WHERE id = ?1",
             "SELECT document FROM orders WHERE id = ?1",

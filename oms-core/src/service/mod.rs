@@ -503,17 +503,21 @@ impl OrderService {
             None => None,
         };
         let keyed = record.as_ref().map(|(k, r)| (*k, r));
-        match change.read_version {
-            None => self
-                .deps
-                .orders
-                .insert_order(&change.order, &change.events, keyed)?,
+        let Change {
+            order,
+            read_version,
+            events,
+            notes,
+        } = change;
+        // Handed over: a store that keeps the order in memory takes it without a copy.
+        match read_version {
+            None => self.deps.orders.insert_order_owned(order, events, keyed)?,
             Some(v) => self
                 .deps
                 .orders
-                .update_order(&change.order, v, &change.events, keyed)?,
+                .update_order_owned(order, v, events, keyed)?,
         }
-        for n in &change.notes {
+        for n in &notes {
             if self.deps.notifier.notify(n).is_err() {
                 self.counters
                     .notify_failures
