@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-use rusqlite::{params, Connection};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::Connection;
 
 use oms_core::error::OmsResult;
 use oms_core::events::Event;
@@ -93,6 +94,16 @@ impl HeldRows {
             return Ok(());
         }
         let held = std::mem::take(self);
+        held.write(conn, orders)
+    }
+
+    /// [`HeldRows::flush`] of rows already taken out.
+    fn write<'a>(
+        &'a self,
+        conn: &Connection,
+        orders: &'a BTreeMap<u64, Deferred>,
+    ) -> OmsResult<()> {
+        let held = self;
         let mut entries: Vec<(u64, &AuditEntry)> = Vec::new();
         for (order_id, range) in &held.audit {
             let history = orders
@@ -113,56 +124,162 @@ impl HeldRows {
         let data: Vec<OmsResult<String>> = crate::parallel::map(&held.events, |e| to_json(&e.data));
         let responses = crate::parallel::map(&held.keys, |(_, r)| pack(r.response.clone()));
 
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO order_state_transitions
-                 (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .map_err(storage)?;
-        for ((order_id, h), values) in entries.iter().zip(audit) {
-            let (from, to, metadata, actor) = values?;
-            insert
-                .execute(params![
-                    to_i64(*order_id, "order id")?,
-                    from,
-                    to,
-                    h.event,
-                    h.reason,
-                    metadata,
-                    actor,
-                    h.at.0,
-                ])
-                .map_err(storage)?;
+        let text = |s: &'a str| ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()));
+        let int = |v: i64| ToSqlOutput::Owned(Value::Integer(v));
+        let owned = |s: String| ToSqlOutput::Owned(Value::Text(s));
+        let mut values = Vec::with_capacity(entries.len() * 8);
+        for ((order_id, h), encoded) in entries.iter().zip(audit) {
+            let (from, to, metadata, actor) = encoded?;
+            values.extend([
+                int(to_i64(*order_id, "order id")?),
+                from.map_or(ToSqlOutput::Owned(Value::Null), text),
+                text(to),
+                text(&h.event),
+                text(&h.reason),
+                owned(metadata),
+                owned(actor),
+                int(h.at.0),
+            ]);
         }
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO events_outbox (order_id, version, name, at, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(storage)?;
+        insert_rows(
+            conn,
+            "INSERT INTO order_state_transitions
+             (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)",
+            8,
+            "",
+            &values,
+        )?;
+        let mut values = Vec::with_capacity(held.events.len() * 5);
         for (e, data) in held.events.iter().zip(data) {
-            insert
-                .execute(params![
-                    to_i64(e.order_id, "event order id")?,
-                    to_i64(e.version, "event version")?,
-                    e.name,
-                    e.at.0,
-                    data?,
-                ])
-                .map_err(storage)?;
+            values.extend([
+                int(to_i64(e.order_id, "event order id")?),
+                int(to_i64(e.version, "event version")?),
+                text(&e.name),
+                int(e.at.0),
+                owned(data?),
+            ]);
         }
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (key) DO NOTHING",
-            )
-            .map_err(storage)?;
+        insert_rows(
+            conn,
+            "INSERT INTO events_outbox (order_id, version, name, at, data)",
+            5,
+            "",
+            &values,
+        )?;
+        let mut values = Vec::with_capacity(held.keys.len() * 3);
         for ((key, record), response) in held.keys.iter().zip(responses) {
-            insert
-                .execute(params![key, record.fingerprint, response])
+            values.extend([
+                text(key),
+                text(&record.fingerprint),
+                ToSqlOutput::Owned(response),
+            ]);
+        }
+        insert_rows(
+            conn,
+            "INSERT INTO idempotency_keys (key, fingerprint, response)",
+            3,
+            " ON CONFLICT (key) DO NOTHING",
+            &values,
+        )?;
+        Ok(())
+    }
+}
+
+/// Rows per multi-row `INSERT`: a statement's fixed cost (starting, constraint bookkeeping,
+/// halting) is paid once for this many rows.
+const ROWS_PER_STATEMENT: usize = 32;
+
+/// Insert `values`, `width` per row, as `head VALUES (…), (…) tail`: whole groups of
+/// [`ROWS_PER_STATEMENT`] rows in one statement each, the rest one row at a time (so only two
+/// statement texts per table are ever prepared). Rows go in in the order given. The statement
+/// texts are built from the constant `head` and `tail` only; every value is bound.
+fn insert_rows(
+    conn: &Connection,
+    head: &str,
+    width: usize,
+    tail: &str,
+    values: &[ToSqlOutput<'_>],
+) -> OmsResult<()> {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    let statement = |rows: usize| {
+        format!(
+            "{head} VALUES {}{tail}",
+            vec![row.as_str(); rows].join(", ")
+        )
+    };
+    let mut chunks = values.chunks_exact(width * ROWS_PER_STATEMENT);
+    if chunks.len() > 0 {
+        let mut many = conn
+            .prepare_cached(&statement(ROWS_PER_STATEMENT))
+            .map_err(storage)?;
+        for chunk in chunks.by_ref() {
+            many.execute(rusqlite::params_from_iter(chunk))
                 .map_err(storage)?;
         }
-        Ok(())
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut one = conn.prepare_cached(&statement(1)).map_err(storage)?;
+        for values in rest.chunks_exact(width) {
+            one.execute(rusqlite::params_from_iter(values))
+                .map_err(storage)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_go_in_whole_groups_then_one_by_one_in_the_order_given() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, a INTEGER, b TEXT UNIQUE)")
+            .unwrap();
+        for n in [
+            0,
+            1,
+            ROWS_PER_STATEMENT - 1,
+            ROWS_PER_STATEMENT,
+            2 * ROWS_PER_STATEMENT + 5,
+        ] {
+            conn.execute("DELETE FROM t", []).unwrap();
+            let names: Vec<String> = (0..n)
+                .map(|i| format!("x'); DROP TABLE t;-- {i}"))
+                .collect();
+            let mut values = Vec::new();
+            for (i, name) in names.iter().enumerate() {
+                values.push(ToSqlOutput::Owned(Value::Integer(
+                    i64::try_from(i).unwrap() * 10,
+                )));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Text(name.as_bytes())));
+            }
+            // A repeated row is skipped by the tail's conflict clause, as a held key would be.
+            if let Some(first) = names.first() {
+                values.push(ToSqlOutput::Owned(Value::Integer(-1)));
+                values.push(ToSqlOutput::Borrowed(ValueRef::Text(first.as_bytes())));
+            }
+            insert_rows(
+                &conn,
+                "INSERT INTO t (a, b)",
+                2,
+                " ON CONFLICT (b) DO NOTHING",
+                &values,
+            )
+            .unwrap();
+            let mut stmt = conn.prepare("SELECT a, b FROM t ORDER BY seq").unwrap();
+            let got: Vec<(i64, String)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let want: Vec<(i64, String)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i64::try_from(i).unwrap() * 10, s.clone()))
+                .collect();
+            assert_eq!(got, want, "{n} rows");
+        }
     }
 }
