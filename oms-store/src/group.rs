@@ -3,8 +3,8 @@
 //!
 //! SQLite has one writer at a time, so threads with a connection each take turns at the write
 //! lock and pay a commit (WAL frames, checksums, a write call) per operation. With a shared
-//! connection the first write opens a transaction (the group); later writes join it, each in a
-//! savepoint of its own; a writer returns only once a commit covering its write has finished.
+//! connection the first write opens a transaction (the group); later writes join it, each atomic on
+//! its own (see `SqliteStore::begin_batch`); a writer returns only once a commit covering its write has finished.
 //! The thread that finds no commit under way commits the whole group, so a group is as large as
 //! the writes that arrived while the previous commit ran.
 //!

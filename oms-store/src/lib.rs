@@ -11,9 +11,10 @@
 //! transaction, so a crash loses none of them and never leaves half an order. On SQLite a host
 //! may also group many operations into one commit ([`SqliteStore::begin_batch`] /
 //! [`SqliteStore::commit_batch`], through `OrderStore::begin_batch`): each operation is still
-//! atomic on its own, so a refused one rolls back alone (order writes in a savepoint, inventory
-//! operations on the batch's in-memory rows, written once at the commit), and the group becomes
-//! durable together — a crash before the commit loses the whole group and never part of an operation.
+//! atomic on its own, so a refused one rolls back alone (order writes are checked before
+//! anything is kept, inventory operations run on the batch's in-memory rows; each changed row
+//! is written once, at the commit), and the group becomes durable together — a crash before
+//! the commit loses the whole group and never part of an operation.
 //! Threads sharing one [`SqliteStore`] can instead turn on group commit
 //! ([`SqliteStore::enable_group_commit`]): every write returns only once it is durable, and
 //! writes that arrive together share one commit. Every statement binds its parameters; no SQL is

@@ -7,8 +7,8 @@
 //! The overlay keeps every row an operation read or wrote; reads are answered from it, writes
 //! only change it, and the commit writes each changed row once (a stock row many reservations
 //! moved, a reservation that was held, committed and shipped within the batch). An operation
-//! that fails is undone in the overlay from its journal, which is what the savepoint used to
-//! do in the database.
+//! that fails is undone in the overlay from its journal, as a savepoint would undo it in the
+//! database.
 
 use std::collections::{BTreeMap, BTreeSet};
 

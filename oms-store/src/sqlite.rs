@@ -163,9 +163,10 @@ const AUTOCHECKPOINT_PAGES: i64 = 8_192;
 /// between threads with [`SqliteStore::enable_group_commit`]).
 ///
 /// Writes are atomic one by one: each runs in its own `BEGIN IMMEDIATE` transaction, or, inside
-/// a batch ([`SqliteStore::begin_batch`]) or a shared group commit, in a savepoint of that
-/// transaction, so a failed operation rolls back alone. Decoded orders are kept by version: a read checks the stored
-/// version and parses the document only when another writer has moved it on.
+/// a batch ([`SqliteStore::begin_batch`]) or a shared group commit, on that transaction's rows
+/// kept in memory until its commit (checked before anything is kept, or undone in memory), so a
+/// failed operation rolls back alone. Decoded orders are kept by version: a read checks the
+/// stored version and parses the document only when another writer has moved it on.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -336,7 +337,7 @@ impl SqliteStore {
     /// and on a [`crate::SqliteInventory`] sharing its connection) joins one transaction and
     /// becomes durable with it, which saves a commit per operation. Each operation still runs
     /// atomically on its own, so a refused one rolls back alone: an order write is checked
-    /// before anything of it is kept (a new order's row goes in within a savepoint), an
+    /// before anything of it is kept (a new order's row goes in with one statement), an
     /// inventory operation runs on the batch's in-memory stock and reservation rows (undone
     /// there if refused). An order updated several times in one batch has its row (and JSON
     /// document) written once, at the commit, and so has every stock row and reservation the
@@ -405,7 +406,7 @@ impl SqliteStore {
 
     /// Let many threads share this store (one connection) and make each write durable in a
     /// commit shared with the writes other threads made meanwhile ("group commit"). A write
-    /// still runs atomically on its own, in a savepoint, and returns only once a commit covering
+    /// still runs atomically on its own (as in a batch), and returns only once a commit covering
     /// it has finished, so every acknowledged write is durable; what changes is that concurrent
     /// writers pay one commit between them instead of one each. Writes are visible to this
     /// store's readers as soon as they are done, slightly before they are durable; if a shared
@@ -926,9 +927,9 @@ fn update_order_row(
 }
 
 impl SqliteStore {
-    /// [`OrderStore::update_order`] inside an open batch: the same checks and the same audit,
-    /// outbox and idempotency rows, in a savepoint; the order row itself is deferred to the
-    /// batch's commit, so an order updated many times in a batch is serialized once.
+    /// [`OrderStore::update_order`] inside an open batch: the same checks; the audit, outbox and
+    /// idempotency rows are held and the order row deferred to the batch's commit, so an order
+    /// updated many times in a batch is serialized once.
     fn update_in_batch(
         &self,
         conn: &Connection,
