@@ -147,8 +147,8 @@ impl SqliteInventory {
     }
 }
 
-/// The rows an inventory operation works on: the database's directly (in a transaction or
-/// savepoint of the operation's own), or the open batch's in-memory rows.
+/// The rows an inventory operation works on: the database's directly (in a transaction of the
+/// operation's own), or the open batch's or group's in-memory rows.
 pub(crate) enum Rows<'a> {
     /// Straight to the database.
     Direct(SqliteLedger<'a>),
