@@ -94,95 +94,98 @@ impl HeldRows {
             return Ok(());
         }
         let held = std::mem::take(self);
-        held.write(conn, orders)
-    }
-
-    /// [`HeldRows::flush`] of rows already taken out.
-    fn write<'a>(
-        &'a self,
-        conn: &Connection,
-        orders: &'a BTreeMap<u64, Deferred>,
-    ) -> OmsResult<()> {
-        let held = self;
-        let mut entries: Vec<(u64, &AuditEntry)> = Vec::new();
+        let mut audit: Vec<(u64, &AuditEntry)> = Vec::new();
         for (order_id, range) in &held.audit {
             let history = orders
                 .get(order_id)
                 .and_then(|d| d.order.history.get(range.clone()))
                 .ok_or_else(|| storage(format!("held audit rows of order {order_id} are lost")))?;
-            entries.extend(history.iter().map(|h| (*order_id, h)));
+            audit.extend(history.iter().map(|h| (*order_id, h)));
         }
-        // Encoding is pure work: spread it over the cores, then write in the held order.
-        let audit: Vec<OmsResult<AuditValues>> = crate::parallel::map(&entries, |(_, h)| {
-            Ok((
-                h.from.map(OrderStatus::as_str),
-                h.to.as_str(),
-                to_json(&h.metadata)?,
-                actor_text(&h.actor),
-            ))
-        });
-        let data: Vec<OmsResult<String>> = crate::parallel::map(&held.events, |e| to_json(&e.data));
-        let responses = crate::parallel::map(&held.keys, |(_, r)| pack(r.response.clone()));
-
-        let text = |s: &'a str| ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()));
-        let int = |v: i64| ToSqlOutput::Owned(Value::Integer(v));
-        let owned = |s: String| ToSqlOutput::Owned(Value::Text(s));
-        let mut values = Vec::with_capacity(entries.len() * 8);
-        for ((order_id, h), encoded) in entries.iter().zip(audit) {
-            let (from, to, metadata, actor) = encoded?;
-            values.extend([
-                int(to_i64(*order_id, "order id")?),
-                from.map_or(ToSqlOutput::Owned(Value::Null), text),
-                text(to),
-                text(&h.event),
-                text(&h.reason),
-                owned(metadata),
-                owned(actor),
-                int(h.at.0),
-            ]);
-        }
-        insert_rows(
-            conn,
-            "INSERT INTO order_state_transitions
-             (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)",
-            8,
-            "",
-            &values,
-        )?;
-        let mut values = Vec::with_capacity(held.events.len() * 5);
-        for (e, data) in held.events.iter().zip(data) {
-            values.extend([
-                int(to_i64(e.order_id, "event order id")?),
-                int(to_i64(e.version, "event version")?),
-                text(&e.name),
-                int(e.at.0),
-                owned(data?),
-            ]);
-        }
-        insert_rows(
-            conn,
-            "INSERT INTO events_outbox (order_id, version, name, at, data)",
-            5,
-            "",
-            &values,
-        )?;
-        let mut values = Vec::with_capacity(held.keys.len() * 3);
-        for ((key, record), response) in held.keys.iter().zip(responses) {
-            values.extend([
-                text(key),
-                text(&record.fingerprint),
-                ToSqlOutput::Owned(response),
-            ]);
-        }
-        insert_rows(
-            conn,
-            "INSERT INTO idempotency_keys (key, fingerprint, response)",
-            3,
-            " ON CONFLICT (key) DO NOTHING",
-            &values,
-        )?;
-        Ok(())
+        let keys: Vec<(&str, &IdempotencyRecord)> =
+            held.keys.iter().map(|(k, r)| (k.as_str(), r)).collect();
+        write_rows(conn, &audit, &held.events, &keys)
     }
+}
+
+/// Write audit rows (`(order id, entry)`), outbox `events` and idempotency `keys` (a key
+/// already stored keeps its first record) on `conn`, each table's rows in the order given.
+/// Used for held rows at a commit and for a write that stores its rows at once.
+pub(crate) fn write_rows<'a>(
+    conn: &Connection,
+    audit: &[(u64, &'a AuditEntry)],
+    events: &'a [Event],
+    keys: &[(&'a str, &'a IdempotencyRecord)],
+) -> OmsResult<()> {
+    // Encoding is pure work: spread it over the cores, then write in the given order.
+    let encoded: Vec<OmsResult<AuditValues>> = crate::parallel::map(audit, |(_, h)| {
+        Ok((
+            h.from.map(OrderStatus::as_str),
+            h.to.as_str(),
+            to_json(&h.metadata)?,
+            actor_text(&h.actor),
+        ))
+    });
+    let data: Vec<OmsResult<String>> = crate::parallel::map(events, |e| to_json(&e.data));
+    let responses = crate::parallel::map(keys, |(_, r)| pack(r.response.clone()));
+
+    let text = |s: &'a str| ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()));
+    let int = |v: i64| ToSqlOutput::Owned(Value::Integer(v));
+    let owned = |s: String| ToSqlOutput::Owned(Value::Text(s));
+    let mut values = Vec::with_capacity(audit.len() * 8);
+    for ((order_id, h), encoded) in audit.iter().zip(encoded) {
+        let (from, to, metadata, actor) = encoded?;
+        values.extend([
+            int(to_i64(*order_id, "order id")?),
+            from.map_or(ToSqlOutput::Owned(Value::Null), text),
+            text(to),
+            text(&h.event),
+            text(&h.reason),
+            owned(metadata),
+            owned(actor),
+            int(h.at.0),
+        ]);
+    }
+    insert_rows(
+        conn,
+        "INSERT INTO order_state_transitions
+         (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)",
+        8,
+        "",
+        &values,
+    )?;
+    let mut values = Vec::with_capacity(events.len() * 5);
+    for (e, data) in events.iter().zip(data) {
+        values.extend([
+            int(to_i64(e.order_id, "event order id")?),
+            int(to_i64(e.version, "event version")?),
+            text(&e.name),
+            int(e.at.0),
+            owned(data?),
+        ]);
+    }
+    insert_rows(
+        conn,
+        "INSERT INTO events_outbox (order_id, version, name, at, data)",
+        5,
+        "",
+        &values,
+    )?;
+    let mut values = Vec::with_capacity(keys.len() * 3);
+    for ((key, record), response) in keys.iter().zip(responses) {
+        values.extend([
+            text(key),
+            text(&record.fingerprint),
+            ToSqlOutput::Owned(response),
+        ]);
+    }
+    insert_rows(
+        conn,
+        "INSERT INTO idempotency_keys (key, fingerprint, response)",
+        3,
+        " ON CONFLICT (key) DO NOTHING",
+        &values,
+    )
 }
 
 /// Rows per multi-row `INSERT`: a statement's fixed cost (starting, constraint bookkeeping,

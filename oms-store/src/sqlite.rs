@@ -13,14 +13,13 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
-use oms_core::lifecycle::OrderStatus;
+use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
 
-use crate::children::HeldRows;
+use crate::children::{write_rows, HeldRows};
 use crate::codec::{
-    actor_text, from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64,
-    unpack,
+    from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64, unpack,
 };
 use crate::group::GroupCommit;
 use crate::overlay::InventoryOverlay;
@@ -701,6 +700,8 @@ fn write_items(conn: &Connection, order: &Order) -> OmsResult<()> {
     Ok(())
 }
 
+/// The rows that go with an order write made at once: the idempotency record, the line rows
+/// when they changed, the audit rows of history entries past `stored_history`, the events.
 fn write_children(
     conn: &Connection,
     order: &Order,
@@ -709,67 +710,17 @@ fn write_children(
     rewrite_items: bool,
     idempotency: Option<Keyed<'_>>,
 ) -> OmsResult<()> {
-    if let Some((key, record)) = idempotency {
-        put_key(conn, key, record)?;
-    }
-    let id = to_i64(order.id, "order id")?;
     if rewrite_items {
         write_items(conn, order)?;
     }
-    let mut audit = conn
-        .prepare_cached(
-            "INSERT INTO order_state_transitions
-             (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(storage)?;
-    for h in order.history.iter().skip(stored_history) {
-        audit
-            .execute(params![
-                id,
-                h.from.map(OrderStatus::as_str),
-                h.to.as_str(),
-                h.event,
-                h.reason,
-                to_json(&h.metadata)?,
-                actor_text(&h.actor),
-                h.at.0,
-            ])
-            .map_err(storage)?;
-    }
-    let mut outbox = conn
-        .prepare_cached(
-            "INSERT INTO events_outbox (order_id, version, name, at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(storage)?;
-    for e in events {
-        outbox
-            .execute(params![
-                to_i64(e.order_id, "event order id")?,
-                to_i64(e.version, "event version")?,
-                e.name,
-                e.at.0,
-                to_json(&e.data)?
-            ])
-            .map_err(storage)?;
-    }
-    Ok(())
-}
-
-fn put_key(conn: &Connection, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO idempotency_keys (key, fingerprint, response) VALUES (?1, ?2, ?3)
-         ON CONFLICT (key) DO NOTHING",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            key,
-            record.fingerprint,
-            pack(record.response.clone())
-        ])
-    })
-    .map_err(storage)?;
-    Ok(())
+    let audit: Vec<(u64, &AuditEntry)> = order
+        .history
+        .iter()
+        .skip(stored_history)
+        .map(|h| (order.id, h))
+        .collect();
+    let keys: Vec<(&str, &IdempotencyRecord)> = idempotency.into_iter().collect();
+    write_rows(conn, &audit, events, &keys)
 }
 
 fn order_row_values(order: &Order) -> OmsResult<RowValues> {
@@ -1343,7 +1294,9 @@ impl OrderStore for SqliteStore {
                 self.held()?.hold_key(key, record);
                 return Ok(());
             }
-            atomically(conn, true, &|| {}, |conn| put_key(conn, key, record))
+            atomically(conn, true, &|| {}, |conn| {
+                write_rows(conn, &[], &[], &[(key, record)])
+            })
         })
     }
 
