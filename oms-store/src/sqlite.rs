@@ -574,59 +574,50 @@ fn begin_transaction(conn: &Connection, begin: &str, on_busy: &dyn Fn()) -> OmsR
     }
 }
 
-/// Run `f` atomically on `conn`: in a transaction of its own (`BEGIN IMMEDIATE` when `write`,
-/// so the write lock is taken before the first read), or in a savepoint when a batch is open
-/// (a read in an open batch runs as it is).
-/// `f`'s writes are kept only if it succeeds. `on_busy` is called for each retried `BEGIN`.
+/// Run `f` atomically on `conn` in a transaction of its own (`BEGIN IMMEDIATE` when `write`,
+/// so the write lock is taken before the first read); `f`'s writes are kept only if it
+/// succeeds. A read inside an open batch or group runs as it is: it already sees one
+/// consistent state (the transaction holds the write lock) and has nothing to undo. Writes
+/// inside a batch or group never come here (they are checked and kept in memory until the
+/// commit, see [`SqliteStore::begin_batch`]), so one that does is refused. `on_busy` is called
+/// for each retried `BEGIN`.
 pub(crate) fn atomically<T>(
     conn: &Connection,
     write: bool,
     on_busy: &dyn Fn(),
     f: impl FnOnce(&Connection) -> OmsResult<T>,
 ) -> OmsResult<T> {
-    let nested = !conn.is_autocommit();
-    if nested && !write {
-        // A read inside the open batch already sees one consistent state (the batch holds the
-        // write lock) and has nothing to undo: a savepoint would only cost two statements.
+    if !conn.is_autocommit() {
+        if write {
+            return Err(storage(
+                "a write needs a transaction of its own, but a batch or group is open",
+            ));
+        }
         return f(conn);
     }
-    if nested {
-        exec(conn, "SAVEPOINT oms_op")?;
+    let begin = if write {
+        "BEGIN IMMEDIATE"
     } else {
-        let begin = if write {
-            "BEGIN IMMEDIATE"
-        } else {
-            "BEGIN DEFERRED"
-        };
-        begin_transaction(conn, begin, on_busy)?;
-    }
-    // Rolls back if `f` fails or unwinds, so the connection never keeps a half-done scope.
-    let mut scope = Scope {
-        conn,
-        nested,
-        done: false,
+        "BEGIN DEFERRED"
     };
+    begin_transaction(conn, begin, on_busy)?;
+    // Rolls back if `f` fails or unwinds, so the connection never keeps a half-done transaction.
+    let mut scope = Scope { conn, done: false };
     let value = f(conn)?;
     scope.finish()?;
     Ok(value)
 }
 
-/// An open transaction or savepoint, rolled back on drop unless finished.
+/// An open transaction, rolled back on drop unless finished.
 struct Scope<'a> {
     conn: &'a Connection,
-    nested: bool,
     done: bool,
 }
 
 impl Scope<'_> {
     fn finish(&mut self) -> OmsResult<()> {
         self.done = true;
-        let end = if self.nested {
-            "RELEASE oms_op"
-        } else {
-            "COMMIT"
-        };
-        if let Err(e) = exec(self.conn, end) {
+        if let Err(e) = exec(self.conn, "COMMIT") {
             self.done = false;
             return Err(e);
         }
@@ -636,17 +627,9 @@ impl Scope<'_> {
 
 impl Drop for Scope<'_> {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        // Errors here mean SQLite already rolled back (the connection is back in autocommit);
-        // there is nothing left to undo.
-        if self.nested {
-            if !self.conn.is_autocommit() {
-                let _ = exec(self.conn, "ROLLBACK TO oms_op");
-                let _ = exec(self.conn, "RELEASE oms_op");
-            }
-        } else if !self.conn.is_autocommit() {
+        // An error here means SQLite already rolled back (the connection is back in
+        // autocommit); there is nothing left to undo.
+        if !self.done && !self.conn.is_autocommit() {
             let _ = exec(self.conn, "ROLLBACK");
         }
     }
