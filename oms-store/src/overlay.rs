@@ -416,7 +416,8 @@ mod tests {
     use oms_core::time::SequentialIds;
 
     use super::*;
-    use crate::{SqliteInventory, SqliteStore};
+    use crate::sqlite::batch_tests::{count, temp_db};
+    use crate::SqliteInventory;
 
     const T0: Timestamp = Timestamp(1_000);
 
@@ -429,10 +430,7 @@ mod tests {
 
     /// A file database with WH1 {A: 5} and WH2 {A: 3}, committed.
     fn stocked(name: &str) -> (PathBuf, SqliteInventory) {
-        let dir = std::env::temp_dir().join(format!("oms-overlay-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.db");
+        let path = temp_db(&format!("overlay-{name}"));
         let inv = SqliteInventory::open(&path, Arc::new(SequentialIds::default())).unwrap();
         for w in ["WH1", "WH2"] {
             inv.add_warehouse(&wh(w)).unwrap();
@@ -440,14 +438,6 @@ mod tests {
         inv.receive(&sku("A"), &wh("WH1"), 5).unwrap();
         inv.receive(&sku("A"), &wh("WH2"), 3).unwrap();
         (path, inv)
-    }
-
-    fn query(store: &SqliteStore, sql: &str) -> i64 {
-        store
-            .lock()
-            .unwrap()
-            .query_row(sql, [], |r| r.get(0))
-            .unwrap()
     }
 
     fn request(order: u64, warehouse: &str, q: u64) -> ReservationRequest {
@@ -476,11 +466,11 @@ mod tests {
             vec![shipped.clone()]
         );
         assert_eq!(
-            query(store, "SELECT COUNT(*) FROM inventory_reservations"),
+            count(store, "SELECT COUNT(*) FROM inventory_reservations"),
             0
         );
         assert_eq!(
-            query(
+            count(
                 store,
                 "SELECT on_hand FROM inventory WHERE sku = 'A' AND warehouse_id = 'WH1'"
             ),
@@ -496,15 +486,15 @@ mod tests {
         assert_eq!(other.stock(&sku("B"), &wh("WH3")).unwrap().on_hand, 4);
         let rows = other.store();
         assert_eq!(
-            query(
+            count(
                 rows,
                 "SELECT COUNT(*) FROM inventory_reservation_items WHERE shipped = 1"
             ),
             1
         );
-        assert_eq!(query(rows, "SELECT COUNT(*) FROM warehouses"), 3);
+        assert_eq!(count(rows, "SELECT COUNT(*) FROM warehouses"), 3);
         assert_eq!(
-            query(
+            count(
                 rows,
                 "SELECT COUNT(*) FROM inventory_reservations WHERE status = 'shipped'"
             ),

@@ -1319,7 +1319,7 @@ mod tests {
 
 #[cfg(test)]
 #[allow(clippy::cast_possible_wrap)]
-mod batch_tests {
+pub(crate) mod batch_tests {
     use super::*;
     use oms_core::events::names;
     use oms_core::lifecycle::Actor;
@@ -1327,7 +1327,8 @@ mod batch_tests {
     use oms_core::order::{AddressInput, Customer, LineItemInput, OrderDraft};
     use oms_core::time::{ManualClock, SequentialIds, Timestamp};
 
-    fn temp_db(name: &str) -> std::path::PathBuf {
+    /// A fresh database path in a directory of its own, named for the test.
+    pub(crate) fn temp_db(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("oms-sqlite-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -1363,7 +1364,8 @@ mod batch_tests {
         Order::create(&draft, &Actor::System, &clock, ids).unwrap()
     }
 
-    fn count(store: &SqliteStore, sql: &str) -> i64 {
+    /// The single integer `sql` returns on `store`'s connection.
+    pub(crate) fn count(store: &SqliteStore, sql: &str) -> i64 {
         store
             .lock()
             .unwrap()
