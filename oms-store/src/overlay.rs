@@ -444,16 +444,20 @@ mod tests {
         ReservationRequest::new(order).item(sku("A"), wh(warehouse), q)
     }
 
+    /// Reserve `q` of sku A in `warehouse` for `order`, which must succeed.
+    fn hold(inv: &SqliteInventory, order: u64, warehouse: &str, q: u64) -> Reservation {
+        inv.reserve(&request(order, warehouse, q), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap()
+    }
+
     #[test]
     fn rows_changed_in_a_batch_are_written_once_at_the_commit() {
         let (path, inv) = stocked("commit");
         let store = inv.store();
         store.begin_batch().unwrap();
-        let held = inv
-            .reserve(&request(7, "WH1", 2), T0)
-            .unwrap()
-            .into_reserved()
-            .unwrap();
+        let held = hold(&inv, 7, "WH1", 2);
         inv.commit(held.id, T0).unwrap();
         let shipped = inv.ship_from(held.id, &wh("WH1"), T0).unwrap();
         assert_eq!(shipped.status, ReservationStatus::Shipped);
@@ -507,11 +511,7 @@ mod tests {
         let (_, inv) = stocked("refused");
         let store = inv.store();
         store.begin_batch().unwrap();
-        let first = inv
-            .reserve(&request(1, "WH1", 4), T0)
-            .unwrap()
-            .into_reserved()
-            .unwrap();
+        let first = hold(&inv, 1, "WH1", 4);
         // Two lines: the first could be held, the second cannot; neither may stay held.
         let both = ReservationRequest::new(2)
             .item(sku("A"), wh("WH2"), 3)
@@ -543,11 +543,7 @@ mod tests {
         let (_, inv) = stocked("rollback");
         let store = inv.store();
         store.begin_batch().unwrap();
-        let held = inv
-            .reserve(&request(1, "WH2", 3), T0)
-            .unwrap()
-            .into_reserved()
-            .unwrap();
+        let held = hold(&inv, 1, "WH2", 3);
         assert_eq!(inv.stock(&sku("A"), &wh("WH2")).unwrap().available(), 0);
         store.rollback_batch().unwrap();
         assert!(store.overlay().unwrap().is_empty());
@@ -559,22 +555,10 @@ mod tests {
     fn expiry_in_a_batch_sees_holds_of_the_batch_and_of_the_database() {
         let (_, inv) = stocked("expiry");
         let store = inv.store();
-        let stored = inv
-            .reserve(&request(1, "WH1", 1), T0)
-            .unwrap()
-            .into_reserved()
-            .unwrap();
+        let stored = hold(&inv, 1, "WH1", 1);
         store.begin_batch().unwrap();
-        let batched = inv
-            .reserve(&request(2, "WH2", 1), T0)
-            .unwrap()
-            .into_reserved()
-            .unwrap();
-        let extended = inv
-            .reserve(&request(3, "WH1", 1), T0)
-            .unwrap()
-            .into_reserved()
-            .unwrap();
+        let batched = hold(&inv, 2, "WH2", 1);
+        let extended = hold(&inv, 3, "WH1", 1);
         inv.extend(extended.id, oms_core::time::Duration(10_000_000), T0)
             .unwrap();
         let later = Timestamp(stored.expires_at.0.max(batched.expires_at.0));
