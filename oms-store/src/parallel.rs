@@ -1,7 +1,7 @@
 //! Pure per-item work (encoding or decoding documents) spread over the machine's cores.
 
 /// Below this many items one thread does the work: starting another costs more than it saves.
-const SPLIT_FROM: usize = 64;
+pub(crate) const SPLIT_FROM: usize = 64;
 
 /// At most this many threads, whatever the machine has.
 const MAX_THREADS: usize = 4;
@@ -47,9 +47,33 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
     })
 }
 
+/// Run `side` on a second thread while `main` runs on this one, when `apart` (the work is
+/// large enough to pay for a thread), else one after the other here. Returns `main`'s error if
+/// it fails, else `side`'s value.
+pub(crate) fn beside<S: Send, E>(
+    apart: bool,
+    side: impl FnOnce() -> S + Send,
+    main: impl FnOnce() -> Result<(), E>,
+) -> Result<S, E> {
+    if !apart || cores() < 2 {
+        main()?;
+        return Ok(side());
+    }
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(side);
+        let done = main();
+        let value = match handle.join() {
+            Ok(value) => value,
+            // A panic in `side` is a bug; carry it to the caller as it would have been there.
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        done.map(|()| value)
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::map;
+    use super::{beside, map};
 
     #[test]
     fn results_keep_the_items_order_small_and_large() {
@@ -70,5 +94,15 @@ mod tests {
         let out = map(&items, |x| if *x == 150 { Err(*x) } else { Ok(*x) });
         assert_eq!(out[150], Err(150));
         assert_eq!(out.iter().filter(|r| r.is_err()).count(), 1);
+    }
+
+    #[test]
+    fn beside_returns_the_side_value_or_the_main_error_either_way() {
+        for apart in [false, true] {
+            let ok: Result<u32, &str> = beside(apart, || 7, || Ok(()));
+            assert_eq!(ok, Ok(7), "apart = {apart}");
+            let err: Result<u32, &str> = beside(apart, || 7, || Err("refused"));
+            assert_eq!(err, Err("refused"), "apart = {apart}");
+        }
     }
 }

@@ -279,27 +279,37 @@ impl SqliteStore {
     /// Write the inventory rows, the held rows and the order rows the open batch deferred
     /// (orders oldest id first).
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
-        self.overlay()?.flush(&mut SqliteLedger { conn })?;
-        self.held()?.flush(conn, &*self.deferred()?)?;
-        let rows: Vec<Deferred> = std::mem::take(&mut *self.deferred()?)
-            .into_values()
-            .collect();
-        // Encoding the documents is pure work: spread it over the cores, write in id order.
-        let values = crate::parallel::map(&rows, |row| order_row_values(&row.order));
-        let mut written = Vec::with_capacity(rows.len());
-        for (row, values) in rows.into_iter().zip(values) {
+        let orders = std::mem::take(&mut *self.deferred()?);
+        let rows: Vec<&Deferred> = orders.values().collect();
+        // Encoding the documents is pure work and the other rows' statements do not need it:
+        // it runs on a second thread while this one writes stock, audit, outbox and
+        // idempotency rows, so the commit costs about the longer of the two, not their sum.
+        let values = crate::parallel::beside(
+            rows.len() >= crate::parallel::SPLIT_FROM,
+            || {
+                rows.iter()
+                    .map(|row| order_row_values(&row.order))
+                    .collect::<Vec<_>>()
+            },
+            || {
+                self.overlay()?.flush(&mut SqliteLedger { conn })?;
+                self.held()?.flush(conn, &orders)
+            },
+        );
+        let values = values?;
+        for (row, values) in rows.iter().zip(values) {
             update_order_row(conn, &row.order, values?, row.lines_digest)?;
             if row.rewrite_items {
                 write_items(conn, &row.order)?;
             }
-            written.push(row.order);
         }
+        drop(rows);
         let mut decoded = self.decoded()?;
-        if decoded.len() + written.len() > DECODED_LIMIT {
+        if decoded.len() + orders.len() > DECODED_LIMIT {
             decoded.clear();
         }
-        for order in written {
-            decoded.insert(order.id, (order.version, order));
+        for (id, row) in orders {
+            decoded.insert(id, (row.order.version, row.order));
         }
         Ok(())
     }
