@@ -21,9 +21,10 @@ use oms_core::pricing::charged_total;
 use oms_core::service::{
     CarrierUpdate, Dependencies, MemoryNotifier, OrderService, PaymentInput, ServiceConfig,
 };
-use oms_core::store::{for_each_page, OrderStore};
+use oms_core::store::{OrderStore, PAGE};
 use oms_core::time::{Clock, Duration, IdGenerator, ManualClock, SequentialIds, Timestamp};
 
+use crate::prefetch::read_ahead;
 use crate::rng::Rng;
 use crate::world::{generate, World};
 use crate::{BackendFactory, SimConfig};
@@ -737,8 +738,22 @@ impl Sim {
         let mut versions: Vec<(u64, u64, String)> = Vec::new();
         let mut sample: Vec<Order> = Vec::new();
         let mut metrics = self.svc.metrics_tally();
-        for_each_page(self.orders.as_ref(), |page| {
-            for o in page {
+        let store = self.orders.as_ref();
+        let mut after = 0;
+        let mut last_page = false;
+        let next_page = || {
+            if last_page {
+                return Ok(None);
+            }
+            let page = store.orders_after(after, PAGE)?;
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = last.id,
+                _ => last_page = true,
+            }
+            Ok(Some(page))
+        };
+        read_ahead(next_page, |page| {
+            for o in &page {
                 stock_of_order(o, &mut stock);
                 money_of_order(o, &mut money, &mut v_money)?;
                 payments_of_order(o, &mut v_payments);
@@ -761,11 +776,16 @@ impl Sim {
             Ok(())
         })?;
         let mut events = EventTally::default();
-        loop {
-            let batch = self.orders.pending_events(10_000)?;
+        // The outbox is drained as a publisher would: read, acknowledge, read on.
+        let next_events = || {
+            let batch = store.pending_events(10_000)?;
             let Some(last) = batch.last().map(|e| e.seq) else {
-                break;
+                return Ok(None);
             };
+            store.ack_events(last)?;
+            Ok(Some(batch))
+        };
+        read_ahead(next_events, |batch| {
             for e in &batch {
                 events.add(e);
                 write!(
@@ -778,8 +798,8 @@ impl Sim {
                 })?;
                 digest.record(b"");
             }
-            self.orders.ack_events(last)?;
-        }
+            Ok(())
+        })?;
         let levels = self.inventory.levels()?;
         check_stock(&levels, &mut stock, &mut inv.violations);
         inv.violations.extend(v_money);

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod journey;
+mod prefetch;
 pub mod report;
 mod rng;
 mod world;
