@@ -94,47 +94,116 @@ impl HeldRows {
             return Ok(());
         }
         let held = std::mem::take(self);
-        let mut audit: Vec<(u64, &AuditEntry)> = Vec::new();
-        for (order_id, range) in &held.audit {
+        let audit = held.audit_entries(orders)?;
+        write_rows(conn, &audit, &held.events, &held.key_records())
+    }
+
+    /// The audit entries the held audit rows name, with their order ids, read from the
+    /// batch's deferred `orders`.
+    pub(crate) fn audit_entries<'a>(
+        &self,
+        orders: &'a BTreeMap<u64, Deferred>,
+    ) -> OmsResult<Vec<(u64, &'a AuditEntry)>> {
+        let mut audit = Vec::new();
+        for (order_id, range) in &self.audit {
             let history = orders
                 .get(order_id)
                 .and_then(|d| d.order.history.get(range.clone()))
                 .ok_or_else(|| storage(format!("held audit rows of order {order_id} are lost")))?;
             audit.extend(history.iter().map(|h| (*order_id, h)));
         }
-        let keys: Vec<(&str, &IdempotencyRecord)> =
-            held.keys.iter().map(|(k, r)| (k.as_str(), r)).collect();
-        write_rows(conn, &audit, &held.events, &keys)
+        Ok(audit)
+    }
+
+    /// The held outbox events, in the order their operations ran.
+    pub(crate) fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// The held idempotency records with their keys, first held first.
+    pub(crate) fn key_records(&self) -> Vec<(&str, &IdempotencyRecord)> {
+        self.keys.iter().map(|(k, r)| (k.as_str(), r)).collect()
     }
 }
 
 /// Write audit rows (`(order id, entry)`), outbox `events` and idempotency `keys` (a key
 /// already stored keeps its first record) on `conn`, each table's rows in the order given.
-/// Used for held rows at a commit and for a write that stores its rows at once.
-pub(crate) fn write_rows<'a>(
+/// Used for a write that stores its rows at once and for held rows read back early.
+pub(crate) fn write_rows(
     conn: &Connection,
-    audit: &[(u64, &'a AuditEntry)],
-    events: &'a [Event],
-    keys: &[(&'a str, &'a IdempotencyRecord)],
+    audit: &[(u64, &AuditEntry)],
+    events: &[Event],
+    keys: &[(&str, &IdempotencyRecord)],
 ) -> OmsResult<()> {
-    // Encoding is pure work: spread it over the cores, then write in the given order.
-    let encoded: Vec<OmsResult<AuditValues>> = crate::parallel::map(audit, |(_, h)| {
+    let encoded = encode_rows(audit, events, keys, true)?;
+    insert_encoded(conn, audit, events, keys, encoded)
+}
+
+/// The columns of audit, outbox and idempotency rows that take encoding (JSON, compression),
+/// built apart from the statements that write them so the two can run on different threads.
+#[derive(Debug)]
+pub(crate) struct EncodedRows {
+    audit: Vec<AuditValues>,
+    data: Vec<String>,
+    responses: Vec<Value>,
+}
+
+/// Encode the columns of the rows [`insert_encoded`] writes; `spread` spreads the work over
+/// the cores (leave it off on a thread that already runs beside another).
+pub(crate) fn encode_rows(
+    audit: &[(u64, &AuditEntry)],
+    events: &[Event],
+    keys: &[(&str, &IdempotencyRecord)],
+    spread: bool,
+) -> OmsResult<EncodedRows> {
+    fn each<T: Sync, R: Send>(spread: bool, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+        if spread {
+            crate::parallel::map(items, f)
+        } else {
+            items.iter().map(f).collect()
+        }
+    }
+    let audit = each(spread, audit, |(_, h)| {
         Ok((
             h.from.map(OrderStatus::as_str),
             h.to.as_str(),
             to_json(&h.metadata)?,
             actor_text(&h.actor),
         ))
-    });
-    let data: Vec<OmsResult<String>> = crate::parallel::map(events, |e| to_json(&e.data));
-    let responses = crate::parallel::map(keys, |(_, r)| pack(r.response.clone()));
+    })
+    .into_iter()
+    .collect::<OmsResult<Vec<AuditValues>>>()?;
+    let data = each(spread, events, |e| to_json(&e.data))
+        .into_iter()
+        .collect::<OmsResult<Vec<String>>>()?;
+    let responses = each(spread, keys, |(_, r)| pack(r.response.clone()));
+    Ok(EncodedRows {
+        audit,
+        data,
+        responses,
+    })
+}
 
+/// Write the rows of [`write_rows`] with their columns encoded by [`encode_rows`] from the
+/// same `audit`, `events` and `keys`.
+pub(crate) fn insert_encoded<'a>(
+    conn: &Connection,
+    audit: &[(u64, &'a AuditEntry)],
+    events: &'a [Event],
+    keys: &[(&'a str, &'a IdempotencyRecord)],
+    encoded: EncodedRows,
+) -> OmsResult<()> {
+    if encoded.audit.len() != audit.len()
+        || encoded.data.len() != events.len()
+        || encoded.responses.len() != keys.len()
+    {
+        return Err(storage("encoded rows do not match the rows to write"));
+    }
     let text = |s: &'a str| ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()));
     let int = |v: i64| ToSqlOutput::Owned(Value::Integer(v));
     let owned = |s: String| ToSqlOutput::Owned(Value::Text(s));
     let mut values = Vec::with_capacity(audit.len() * 8);
-    for ((order_id, h), encoded) in audit.iter().zip(encoded) {
-        let (from, to, metadata, actor) = encoded?;
+    for ((order_id, h), (from, to, metadata, actor)) in audit.iter().zip(encoded.audit) {
         values.extend([
             int(to_i64(*order_id, "order id")?),
             from.map_or(ToSqlOutput::Owned(Value::Null), text),
@@ -155,13 +224,13 @@ pub(crate) fn write_rows<'a>(
         &values,
     )?;
     let mut values = Vec::with_capacity(events.len() * 5);
-    for (e, data) in events.iter().zip(data) {
+    for (e, data) in events.iter().zip(encoded.data) {
         values.extend([
             int(to_i64(e.order_id, "event order id")?),
             int(to_i64(e.version, "event version")?),
             text(&e.name),
             int(e.at.0),
-            owned(data?),
+            owned(data),
         ]);
     }
     insert_rows(
@@ -172,7 +241,7 @@ pub(crate) fn write_rows<'a>(
         &values,
     )?;
     let mut values = Vec::with_capacity(keys.len() * 3);
-    for ((key, record), response) in keys.iter().zip(responses) {
+    for ((key, record), response) in keys.iter().zip(encoded.responses) {
         values.extend([
             text(key),
             text(&record.fingerprint),

@@ -48,16 +48,17 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
 }
 
 /// Run `side` on a second thread while `main` runs on this one, when `apart` (the work is
-/// large enough to pay for a thread), else one after the other here. Returns `main`'s error if
-/// it fails, else `side`'s value.
+/// large enough to pay for a thread), else `side` then `main` here (so `main` may wait for
+/// something `side` sends). Returns `main`'s error if it fails, else `side`'s value.
 pub(crate) fn beside<S: Send, E>(
     apart: bool,
     side: impl FnOnce() -> S + Send,
     main: impl FnOnce() -> Result<(), E>,
 ) -> Result<S, E> {
     if !apart || cores() < 2 {
+        let value = side();
         main()?;
-        return Ok(side());
+        return Ok(value);
     }
     std::thread::scope(|scope| {
         let handle = scope.spawn(side);
@@ -103,6 +104,25 @@ mod tests {
             assert_eq!(ok, Ok(7), "apart = {apart}");
             let err: Result<u32, &str> = beside(apart, || 7, || Err("refused"));
             assert_eq!(err, Err("refused"), "apart = {apart}");
+        }
+    }
+
+    #[test]
+    fn main_can_wait_for_what_side_sends_either_way() {
+        for apart in [false, true] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let got: Result<&str, String> = beside(
+                apart,
+                || {
+                    tx.send(41).unwrap();
+                    "side done"
+                },
+                || match rx.recv() {
+                    Ok(41) => Ok(()),
+                    other => Err(format!("main got {other:?}")),
+                },
+            );
+            assert_eq!(got, Ok("side done"), "apart = {apart}");
         }
     }
 }

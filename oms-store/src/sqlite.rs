@@ -17,7 +17,7 @@ use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
 
-use crate::children::{write_rows, HeldRows};
+use crate::children::{encode_rows, insert_encoded, write_rows, HeldRows};
 use crate::codec::{
     from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64, unpack,
 };
@@ -280,20 +280,31 @@ impl SqliteStore {
     /// (orders oldest id first).
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
         let orders = std::mem::take(&mut *self.deferred()?);
+        let held = std::mem::take(&mut *self.held()?);
+        let audit = held.audit_entries(&orders)?;
+        let keys = held.key_records();
         let rows: Vec<&Deferred> = orders.values().collect();
-        // Encoding the documents is pure work and the other rows' statements do not need it:
-        // it runs on a second thread while this one writes stock, audit, outbox and
-        // idempotency rows, so the commit costs about the longer of the two, not their sum.
+        // Encoding (JSON, compression) is pure work, and the statements need only its results:
+        // a second thread encodes the held rows, then the order documents, while this one
+        // writes stock rows, then the held rows as their encoding arrives; so the commit costs
+        // about the longer of the two, not their sum.
+        let (encoded_tx, encoded_rx) = std::sync::mpsc::channel();
+        let apart = rows.len() + audit.len() + held.events().len() >= crate::parallel::SPLIT_FROM;
         let values = crate::parallel::beside(
-            rows.len() >= crate::parallel::SPLIT_FROM,
+            apart,
             || {
+                // The receiver is gone only if the writing side already failed.
+                let _ = encoded_tx.send(encode_rows(&audit, held.events(), &keys, false));
                 rows.iter()
                     .map(|row| order_row_values(&row.order))
                     .collect::<Vec<_>>()
             },
             || {
                 self.overlay()?.flush(&mut SqliteLedger { conn })?;
-                self.held()?.flush(conn, &orders)
+                let encoded = encoded_rx
+                    .recv()
+                    .map_err(|_| storage("the encoding of the held rows stopped"))??;
+                insert_encoded(conn, &audit, held.events(), &keys, encoded)
             },
         );
         let values = values?;
