@@ -1548,6 +1548,62 @@ pub(crate) mod batch_tests {
     }
 
     #[test]
+    fn a_commit_refused_midway_writes_nothing_and_leaves_the_store_usable() {
+        // 3 orders keep the encoding on the committing thread; 80 move it to a second one
+        // (`parallel::SPLIT_FROM`): the refusal must come back the same way on both paths.
+        for n in [3, 80] {
+            let path = temp_db(&format!("batch-refused-{n}"));
+            let store = SqliteStore::open(&path).unwrap();
+            let ids = SequentialIds::default();
+            let kept = order(&ids);
+            store.insert_order(&kept, &[], None).unwrap();
+            // The database refuses one outbox row, as a full disk or a constraint would,
+            // after the stock and audit rows of the commit went in.
+            store
+                .lock()
+                .unwrap()
+                .execute_batch(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON events_outbox
+                     WHEN NEW.name = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                )
+                .unwrap();
+            store.begin_batch().unwrap();
+            let mut changed = kept.clone();
+            changed.version = 2;
+            store.update_order(&changed, 1, &[], None).unwrap();
+            for i in 0..n {
+                let o = order(&ids);
+                let name = if i == n - 1 {
+                    "refused"
+                } else {
+                    names::ORDER_UPDATED
+                };
+                let e = Event::new(o.id, 1, name, o.created_at);
+                store.insert_order(&o, &[e], None).unwrap();
+            }
+            let err = store.commit_batch().unwrap_err();
+            assert_eq!(err.code(), "storage", "{n} orders: {err}");
+            assert!(err.to_string().contains("refused"), "{n} orders: {err}");
+            assert!(!store.in_batch().unwrap());
+            // Nothing of the batch is stored or remembered: the update is gone, and so are the
+            // new orders and every held row.
+            assert_eq!(store.order(kept.id).unwrap(), kept, "{n} orders");
+            assert_eq!(count(&store, "SELECT COUNT(*) FROM orders"), 1);
+            assert_eq!(count(&store, "SELECT COUNT(*) FROM events_outbox"), 0);
+            assert_eq!(
+                count(&store, "SELECT COUNT(*) FROM order_state_transitions"),
+                kept.history.len() as i64
+            );
+            // And the next batch commits as usual.
+            store.begin_batch().unwrap();
+            store.update_order(&changed, 1, &[], None).unwrap();
+            store.commit_batch().unwrap();
+            assert_eq!(store.order(kept.id).unwrap(), changed);
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        }
+    }
+
+    #[test]
     fn rows_held_in_a_rolled_back_batch_are_never_written() {
         let store = SqliteStore::open_in_memory().unwrap();
         let ids = SequentialIds::default();
