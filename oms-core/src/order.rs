@@ -719,7 +719,7 @@ impl Order {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::time::{ManualClock, SequentialIds};
 
@@ -758,7 +758,8 @@ mod tests {
         }
     }
 
-    fn create() -> Order {
+    /// A placed order (two lines, USD), for tests of other modules too.
+    pub(crate) fn create() -> Order {
         let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 9, 30, 0));
         Order::create(&draft(), &Actor::System, &clock, &SequentialIds::default()).unwrap()
     }

@@ -127,25 +127,59 @@ pub trait OrderStore: Send + Sync {
     }
 }
 
-/// Orders per page when reading a whole book with [`for_each_page`].
+/// Orders per page when reading a whole book with [`pages`] or [`for_each_page`].
 pub const PAGE: usize = 1_000;
 
-/// Call `f` with every stored order, a page of up to [`PAGE`] orders at a time in id order
-/// ([`OrderStore::orders_after`]), so a book of any size is read without holding it all.
-/// Stops at the first error `f` returns.
+/// Every stored order, a page of up to [`PAGE`] orders at a time in id order
+/// ([`OrderStore::orders_after`]), so a book of any size is read without holding it all. The
+/// first page comes even when it is empty; after a short page, or an error, there are no more.
+pub fn pages(store: &dyn OrderStore) -> Pages<'_> {
+    Pages {
+        store,
+        after: Some(0),
+    }
+}
+
+/// The iterator of [`pages`].
+#[derive(Clone)]
+pub struct Pages<'a> {
+    store: &'a dyn OrderStore,
+    /// The last id read, or `None` once the last page was read.
+    after: Option<u64>,
+}
+
+impl std::fmt::Debug for Pages<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pages").field("after", &self.after).finish()
+    }
+}
+
+impl Iterator for Pages<'_> {
+    type Item = OmsResult<Vec<Order>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let after = self.after.take()?;
+        let page = match self.store.orders_after(after, PAGE) {
+            Ok(page) => page,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Some(last) = page.last().filter(|_| page.len() == PAGE) {
+            self.after = Some(last.id);
+        }
+        Some(Ok(page))
+    }
+}
+
+/// Call `f` with every stored order, page by page as [`pages`] reads them. Stops at the first
+/// error of the store or of `f`.
 pub fn for_each_page(
     store: &dyn OrderStore,
     mut f: impl FnMut(&[Order]) -> OmsResult<()>,
 ) -> OmsResult<()> {
-    let mut after = 0;
-    loop {
-        let page = store.orders_after(after, PAGE)?;
-        f(&page)?;
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = last.id,
-            _ => return Ok(()),
-        }
+    for page in pages(store) {
+        f(&page?)?;
     }
+    Ok(())
 }
 
 #[derive(Debug, Default)]
@@ -341,5 +375,63 @@ impl OrderStore for MemoryStore {
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
         keep_first(&mut *self.lock()?, Some((key, record)));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memory store holding `n` orders with ids 1..=n.
+    fn book(n: u64) -> MemoryStore {
+        let store = MemoryStore::new();
+        let template = crate::order::tests::create();
+        for id in 1..=n {
+            let mut o = template.clone();
+            o.id = id;
+            o.number = format!("ORD-{id:06}");
+            store.insert_order_owned(o, Vec::new(), None).unwrap();
+        }
+        store
+    }
+
+    fn page_sizes(store: &MemoryStore) -> Vec<usize> {
+        pages(store).map(|p| p.unwrap().len()).collect()
+    }
+
+    #[test]
+    fn pages_cover_the_book_in_id_order_then_stop() {
+        let page = PAGE as u64;
+        assert_eq!(page_sizes(&book(0)), vec![0]);
+        assert_eq!(page_sizes(&book(3)), vec![3]);
+        // A full page may have more behind it: one more read finds the book ends there.
+        assert_eq!(page_sizes(&book(page)), vec![PAGE, 0]);
+        let store = book(2 * page + 1);
+        assert_eq!(page_sizes(&store), vec![PAGE, PAGE, 1]);
+        let ids: Vec<u64> = pages(&store)
+            .flat_map(|p| p.unwrap())
+            .map(|o| o.id)
+            .collect();
+        assert_eq!(ids, (1..=2 * page + 1).collect::<Vec<_>>());
+        // for_each_page sees the same pages.
+        let mut seen = Vec::new();
+        for_each_page(&store, |p| {
+            seen.push(p.len());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![PAGE, PAGE, 1]);
+    }
+
+    #[test]
+    fn an_error_ends_the_pages_and_stops_for_each_page() {
+        let store = book(PAGE as u64 + 5);
+        let mut calls = 0;
+        let err = for_each_page(&store, |_| {
+            calls += 1;
+            Err(OmsError::invalid("page", "refused"))
+        })
+        .unwrap_err();
+        assert_eq!((calls, err.code()), (1, "invalid_field"));
     }
 }

@@ -21,7 +21,7 @@ use oms_core::pricing::charged_total;
 use oms_core::service::{
     CarrierUpdate, Dependencies, MemoryNotifier, OrderService, PaymentInput, ServiceConfig,
 };
-use oms_core::store::{OrderStore, PAGE};
+use oms_core::store::{pages, OrderStore};
 use oms_core::time::{Clock, Duration, IdGenerator, ManualClock, SequentialIds, Timestamp};
 
 use crate::prefetch::read_ahead;
@@ -739,19 +739,8 @@ impl Sim {
         let mut sample: Vec<Order> = Vec::new();
         let mut metrics = self.svc.metrics_tally();
         let store = self.orders.as_ref();
-        let mut after = 0;
-        let mut last_page = false;
-        let next_page = || {
-            if last_page {
-                return Ok(None);
-            }
-            let page = store.orders_after(after, PAGE)?;
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = last.id,
-                _ => last_page = true,
-            }
-            Ok(Some(page))
-        };
+        let mut book = pages(store);
+        let next_page = move || book.next().transpose();
         read_ahead(next_page, |page| {
             for o in &page {
                 stock_of_order(o, &mut stock);
