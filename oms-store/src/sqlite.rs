@@ -314,7 +314,6 @@ impl SqliteStore {
                 write_items(conn, &row.order)?;
             }
         }
-        drop(rows);
         let mut decoded = self.decoded()?;
         if decoded.len() + orders.len() > DECODED_LIMIT {
             decoded.clear();
@@ -1356,6 +1355,15 @@ pub(crate) mod batch_tests {
         dir.join("t.db")
     }
 
+    /// Two connections (stores) on one fresh database file named for the test.
+    fn two_connections(name: &str) -> (SqliteStore, SqliteStore) {
+        let path = temp_db(name);
+        (
+            SqliteStore::open(&path).unwrap(),
+            SqliteStore::open(&path).unwrap(),
+        )
+    }
+
     fn order(ids: &SequentialIds) -> Order {
         let usd = Currency::from_code("USD").unwrap();
         let draft = OrderDraft {
@@ -1396,11 +1404,7 @@ pub(crate) mod batch_tests {
 
     #[test]
     fn a_batch_is_invisible_until_committed_and_gone_when_rolled_back() {
-        let path = temp_db("batch-visibility");
-        let (a, b) = (
-            SqliteStore::open(&path).unwrap(),
-            SqliteStore::open(&path).unwrap(),
-        );
+        let (a, b) = two_connections("batch-visibility");
         let ids = SequentialIds::default();
         let first = order(&ids);
         a.begin_batch().unwrap();
@@ -1423,11 +1427,7 @@ pub(crate) mod batch_tests {
 
     #[test]
     fn an_order_updated_many_times_in_a_batch_is_written_once_whole() {
-        let path = temp_db("batch-deferred");
-        let (a, b) = (
-            SqliteStore::open(&path).unwrap(),
-            SqliteStore::open(&path).unwrap(),
-        );
+        let (a, b) = two_connections("batch-deferred");
         let ids = SequentialIds::default();
         let o = order(&ids);
         a.insert_order(&o, &[], None).unwrap();
@@ -1480,11 +1480,7 @@ pub(crate) mod batch_tests {
 
     #[test]
     fn rows_held_in_a_batch_keep_the_order_their_writes_ran_in() {
-        let path = temp_db("batch-held");
-        let (a, b) = (
-            SqliteStore::open(&path).unwrap(),
-            SqliteStore::open(&path).unwrap(),
-        );
+        let (a, b) = two_connections("batch-held");
         let ids = SequentialIds::default();
         let (x, y) = (order(&ids), order(&ids));
         let record = |n: &str| IdempotencyRecord {
@@ -1684,11 +1680,7 @@ pub(crate) mod batch_tests {
 
     #[test]
     fn a_read_never_returns_a_version_another_connection_replaced() {
-        let path = temp_db("cache");
-        let (a, b) = (
-            SqliteStore::open(&path).unwrap(),
-            SqliteStore::open(&path).unwrap(),
-        );
+        let (a, b) = two_connections("cache");
         let ids = SequentialIds::default();
         let o = order(&ids);
         a.insert_order(&o, &[], None).unwrap();
