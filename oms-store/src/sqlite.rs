@@ -190,6 +190,9 @@ pub(crate) struct Deferred {
     lines_digest: i64,
     /// Whether the order's line rows changed since they were last written.
     rewrite_items: bool,
+    /// The row's encoded columns, when the writer encoded them already (group commit: each
+    /// writer encodes its own order on its own thread, so the shared commit only writes).
+    encoded: Option<RowValues>,
 }
 
 impl SqliteStore {
@@ -279,8 +282,10 @@ impl SqliteStore {
     /// Write the inventory rows, the held rows and the order rows the open batch deferred
     /// (orders oldest id first).
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
-        let orders = std::mem::take(&mut *self.deferred()?);
+        let mut orders = std::mem::take(&mut *self.deferred()?);
         let held = std::mem::take(&mut *self.held()?);
+        let encoded: Vec<Option<RowValues>> =
+            orders.values_mut().map(|row| row.encoded.take()).collect();
         let audit = held.audit_entries(&orders)?;
         let keys = held.key_records();
         let rows: Vec<&Deferred> = orders.values().collect();
@@ -296,7 +301,8 @@ impl SqliteStore {
                 // The receiver is gone only if the writing side already failed.
                 let _ = encoded_tx.send(encode_rows(&audit, held.events(), &keys, false));
                 rows.iter()
-                    .map(|row| order_row_values(&row.order))
+                    .zip(encoded)
+                    .map(|(row, done)| done.map_or_else(|| order_row_values(&row.order), Ok))
                     .collect::<Vec<_>>()
             },
             || {
@@ -476,6 +482,18 @@ impl SqliteStore {
         let value = result?;
         shared?;
         Ok(value)
+    }
+
+    /// With group commit on, `order`'s encoded row, made here on the writer's thread before it
+    /// takes the shared connection: writers encode side by side, and the commit they share
+    /// only writes. `None` otherwise (a batch encodes once, at its commit, however often it
+    /// updated the order; a lone write encodes inside its transaction).
+    fn encode_for_group(&self, order: &Order) -> OmsResult<Option<RowValues>> {
+        if self.group.enabled() {
+            order_row_values(order).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Run `f` in the open group (opening one when none is): its result and the group.
@@ -891,6 +909,7 @@ impl SqliteStore {
         expected_version: u64,
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
+        encoded: Option<RowValues>,
     ) -> OmsResult<()> {
         let digest = lines_digest(&order);
         let current = self.deferred()?.get(&order.id).map(|row| {
@@ -921,6 +940,7 @@ impl SqliteStore {
                 order,
                 lines_digest: digest,
                 rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
+                encoded,
             },
         );
         Ok(())
@@ -936,6 +956,7 @@ impl SqliteStore {
         order: Order,
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
+        encoded: Option<RowValues>,
     ) -> OmsResult<()> {
         let empty = || rusqlite::types::Value::Text(String::new());
         insert_order_row(
@@ -951,6 +972,7 @@ impl SqliteStore {
                 lines_digest: lines_digest(&order),
                 order,
                 rewrite_items: true,
+                encoded,
             },
         );
         Ok(())
@@ -1035,9 +1057,10 @@ impl OrderStore for SqliteStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        let encoded = self.encode_for_group(&order)?;
         let written = self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {
-                self.insert_in_batch(conn, order, events, idempotency)?;
+                self.insert_in_batch(conn, order, events, idempotency, encoded)?;
                 return Ok(None);
             }
             let values = order_row_values(&order)?;
@@ -1060,10 +1083,11 @@ impl OrderStore for SqliteStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        let encoded = self.encode_for_group(&order)?;
         let written = self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {
                 // In a batch or a shared group: the row is written at the commit.
-                self.update_in_batch(conn, order, expected_version, events, idempotency)?;
+                self.update_in_batch(conn, order, expected_version, events, idempotency, encoded)?;
                 return Ok(None);
             }
             let digest = lines_digest(&order);
