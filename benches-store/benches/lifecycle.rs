@@ -10,6 +10,12 @@ use std::time::Duration;
 use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use oms_store_benches::{postgres_url, Rig};
 
+/// The allocator of the `oms` binary, so the stores are measured as it runs them: each
+/// operation allocates and frees many short-lived strings and documents, which mimalloc serves
+/// from per-size free lists.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WORKERS: [usize; 3] = [1, 8, 16];
 
 fn bench_rig(c: &mut Criterion, name: &str, rig: &Rig) {

@@ -9,6 +9,12 @@ use std::process::ExitCode;
 use oms_core::error::OmsResult;
 use oms_store_benches::{create_latency, get_latency, postgres_url, Latency, Rig};
 
+/// The allocator of the `oms` binary, so the stores are measured as it runs them: each
+/// operation allocates and frees many short-lived strings and documents, which mimalloc serves
+/// from per-size free lists.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Lifecycles per commit in the grouped row (one worker, one connection, each operation still
 /// atomic in its own savepoint; a crash loses at most the unacknowledged group).
 const GROUP: u64 = 100;
