@@ -17,6 +17,7 @@ use crate::inspect::{all_diagrams, dashboard};
 
 /// Flags of `oms simulate`.
 #[derive(clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // each is one on/off switch of the command line
 pub struct SimulateArgs {
     /// Orders to simulate.
     #[arg(long, default_value_t = 10_000)]
@@ -47,6 +48,11 @@ pub struct SimulateArgs {
     /// every operation by itself.
     #[arg(long, default_value_t = 1000)]
     pub commit_every: usize,
+    /// Commit each group of orders on the simulation's own thread. By default a group is
+    /// committed on a second thread while the next one already runs (SQLite, with
+    /// `--commit-every` above 0).
+    #[arg(long)]
+    pub commit_in_line: bool,
 }
 
 /// True when `path` is a SQLite file written by oms (it has our schema table).
@@ -123,10 +129,13 @@ fn fresh_sqlite(path: &Path) -> Result<(), String> {
 }
 
 /// How the run made its writes durable, for the dashboard.
-fn commit_text(orders_per_commit: usize) -> String {
-    match orders_per_commit {
-        0 => "one per operation".to_owned(),
-        n => format!("grouped, one per {n} orders (each operation atomic)"),
+fn commit_text(orders_per_commit: usize, pipelined: bool) -> String {
+    match (orders_per_commit, pipelined) {
+        (0, _) => "one per operation".to_owned(),
+        (n, false) => format!("grouped, one per {n} orders (each operation atomic)"),
+        (n, true) => format!(
+            "grouped, one per {n} orders, each written while the next runs (each operation atomic)"
+        ),
     }
 }
 
@@ -162,6 +171,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
         ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} orders  {per_sec}  eta {eta}")
             .map_err(|e| e.to_string())?,
     );
+    let pipelined = args.postgres.is_none() && config.orders_per_commit > 0 && !args.commit_in_line;
     let started = Instant::now();
     let where_ = match &args.postgres {
         Some(url) => format!("PostgreSQL ({})", redact(url)),
@@ -176,6 +186,9 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
                 Box::new(move |ids| {
                     // One connection for both, so they share the page cache and the batch.
                     let orders = Arc::new(SqliteStore::open(&path)?);
+                    if pipelined {
+                        orders.pipeline_batches()?;
+                    }
                     let inventory =
                         SqliteInventory::sharing(orders.clone(), ids, ReservationConfig::default());
                     Ok(Backend {
@@ -231,6 +244,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
         v["throughput_orders_per_s"] = serde_json::json!(format!("{throughput:.0}"));
         v["wall_seconds"] = serde_json::json!(format!("{secs:.3}"));
         v["orders_per_commit"] = serde_json::json!(config.orders_per_commit);
+        v["commits_pipelined"] = serde_json::json!(pipelined);
         println!(
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
@@ -243,7 +257,7 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
         println!("  throughput           {throughput:.0} orders/s ({secs:.2} s wall clock)");
         println!(
             "  commits              {}",
-            commit_text(config.orders_per_commit)
+            commit_text(config.orders_per_commit, pipelined)
         );
         print!("{}", dashboard(&report.metrics));
         println!("  simulated time       {} h", report.simulated_hours);

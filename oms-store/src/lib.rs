@@ -37,6 +37,7 @@ mod group;
 mod inventory;
 mod overlay;
 mod parallel;
+mod pipeline;
 pub mod postgres;
 pub mod postgres_inventory;
 pub mod sqlite;

@@ -95,7 +95,13 @@ impl InventoryOverlay {
     /// warehouses first, then stock rows in key order, then reservations in id order. The
     /// overlay is left empty.
     pub(crate) fn flush<L: Ledger<Error = OmsError>>(&mut self, db: &mut L) -> OmsResult<()> {
-        let overlay = std::mem::take(self);
+        std::mem::take(self).write_to(db)
+    }
+
+    /// Write every changed row through `db`, as [`InventoryOverlay::flush`] does, keeping the
+    /// overlay (a pipelined batch's rows stay readable while its commit runs).
+    pub(crate) fn write_to<L: Ledger<Error = OmsError>>(&self, db: &mut L) -> OmsResult<()> {
+        let overlay = self;
         for (warehouse, slot) in &overlay.warehouses {
             if slot.added {
                 db.add_warehouse(warehouse)?;
@@ -127,6 +133,65 @@ impl InventoryOverlay {
             }
         }
         Ok(())
+    }
+}
+
+/// What an overlay knows of one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known<T> {
+    /// The overlay never held the row: the database's copy is current.
+    Unknown,
+    /// The row does not exist.
+    Absent,
+    /// The row's newest value.
+    Present(T),
+}
+
+impl<T> Known<T> {
+    /// A slot the overlay holds (`None`: not held), whose value may be absent.
+    fn held<'a, S>(slot: Option<&'a S>, value: impl FnOnce(&'a S) -> Option<T>) -> Self {
+        match slot.map(value) {
+            None => Known::Unknown,
+            Some(None) => Known::Absent,
+            Some(Some(v)) => Known::Present(v),
+        }
+    }
+}
+
+/// What a sealed overlay (a pipelined batch whose commit is running) knows of the rows, for
+/// the next batch to read through (see [`crate::pipeline`]). `None`: the overlay never held
+/// the row, so the database's copy is current.
+impl InventoryOverlay {
+    /// The stock row of `key`, as far as the overlay knows it.
+    pub(crate) fn known_level(&self, key: &Key) -> Known<StockLevel> {
+        Known::held(self.levels.get(key), |slot| slot.level)
+    }
+
+    /// Reservation `id`, as far as the overlay knows it.
+    pub(crate) fn known_reservation(&self, id: u64) -> Known<&Reservation> {
+        Known::held(self.reservations.get(&id), |slot| slot.reservation.as_ref())
+    }
+
+    /// Whether `sku` is known to have stock rows.
+    pub(crate) fn known_sku(&self, sku: &Sku) -> Option<bool> {
+        self.skus.get(sku).copied()
+    }
+
+    /// Whether `warehouse` is known to exist.
+    pub(crate) fn known_warehouse(&self, warehouse: &WarehouseId) -> Option<bool> {
+        self.warehouses.get(warehouse).map(|slot| slot.known)
+    }
+
+    /// Every stock row the overlay holds, present or known absent, in key order.
+    pub(crate) fn known_levels(&self) -> impl Iterator<Item = (&Key, Option<StockLevel>)> {
+        self.levels.iter().map(|(key, slot)| (key, slot.level))
+    }
+
+    /// Every reservation the overlay holds a value of, in id order.
+    pub(crate) fn known_reservations(&self) -> impl Iterator<Item = &Reservation> {
+        self.reservations
+            .values()
+            .filter_map(|slot| slot.reservation.as_ref())
     }
 }
 
@@ -227,7 +292,7 @@ fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, before: Option<V>) {
     }
 }
 
-fn is_open_and_due(r: &Reservation, now: Timestamp) -> bool {
+pub(crate) fn is_open_and_due(r: &Reservation, now: Timestamp) -> bool {
     OPEN_STATUSES.contains(&r.status) && r.expires_at <= now
 }
 

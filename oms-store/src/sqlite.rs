@@ -4,9 +4,9 @@
 //! being killed at any instant (the WAL is written before commit returns); only an operating
 //! system crash or power loss may drop the last few commits, and never leaves a torn one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
@@ -23,6 +23,7 @@ use crate::codec::{
 };
 use crate::group::GroupCommit;
 use crate::overlay::InventoryOverlay;
+use crate::pipeline::{Pipeline, Sealed};
 use crate::sqlite_inventory::SqliteLedger;
 
 /// Embedded migrations, applied in order on open; the index + 1 is the schema version.
@@ -168,7 +169,12 @@ const AUTOCHECKPOINT_PAGES: i64 = 8_192;
 /// stored version and parses the document only when another writer has moved it on.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    /// The writing connection (shared with the thread committing a pipelined batch).
+    conn: Arc<Mutex<Connection>>,
+    /// With pipelined batches: a read-only connection for the rows a batch has not touched.
+    reader: Mutex<Option<Connection>>,
+    /// Pipelined batches, when enabled ([`SqliteStore::pipeline_batches`]).
+    pipeline: Mutex<Pipeline>,
     decoded: Mutex<HashMap<u64, (u64, Order)>>,
     /// Inside a batch: the newest version of each order the batch updated, whose row is
     /// written once, when the batch commits (see [`SqliteStore::begin_batch`]).
@@ -190,6 +196,8 @@ pub(crate) struct Deferred {
     lines_digest: i64,
     /// Whether the order's line rows changed since they were last written.
     rewrite_items: bool,
+    /// A pipelined batch created the order: its row is inserted at the commit.
+    new: bool,
     /// The row's encoded columns, when the writer encoded them already (group commit: each
     /// writer encodes its own order on its own thread, so the shared commit only writes).
     encoded: Option<RowValues>,
@@ -224,7 +232,9 @@ impl SqliteStore {
         ))
         .map_err(storage)?;
         let store = SqliteStore {
-            conn: Mutex::new(conn),
+            conn: Arc::new(Mutex::new(conn)),
+            reader: Mutex::new(None),
+            pipeline: Mutex::new(Pipeline::default()),
             decoded: Mutex::new(HashMap::new()),
             deferred: Mutex::new(BTreeMap::new()),
             group: GroupCommit::default(),
@@ -235,7 +245,14 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// The writing connection, once a pipelined commit still running has ended (its failure
+    /// is returned here, once).
     pub(crate) fn lock(&self) -> OmsResult<MutexGuard<'_, Connection>> {
+        self.settle()?;
+        self.writer()
+    }
+
+    fn writer(&self) -> OmsResult<MutexGuard<'_, Connection>> {
         self.conn
             .lock()
             .map_err(|_| storage("sqlite connection lock poisoned"))
@@ -373,6 +390,17 @@ impl SqliteStore {
     /// those rows meanwhile; keep batches short when other connections write too.
     pub fn begin_batch(&self) -> OmsResult<()> {
         self.refuse_batches_when_grouped()?;
+        {
+            let mut p = self.pipeline()?;
+            if p.enabled {
+                if p.open || p.continued {
+                    return Err(OmsError::invalid("batch", "a batch is already open"));
+                }
+                p.open = true;
+                p.failed = None;
+                return Ok(());
+            }
+        }
         let conn = self.lock()?;
         if !conn.is_autocommit() {
             return Err(OmsError::invalid("batch", "a batch is already open"));
@@ -383,6 +411,10 @@ impl SqliteStore {
     /// Commit the open batch: all its operations become durable together.
     pub fn commit_batch(&self) -> OmsResult<()> {
         self.refuse_batches_when_grouped()?;
+        if self.pipeline()?.open {
+            return self.commit_pipelined();
+        }
+        self.pipeline()?.continued = false;
         let conn = self.lock()?;
         if conn.is_autocommit() {
             // Nothing open: either no batch began, or the database rolled it back after an
@@ -406,6 +438,20 @@ impl SqliteStore {
     /// Roll back the open batch: none of its operations are stored.
     pub fn rollback_batch(&self) -> OmsResult<()> {
         self.refuse_batches_when_grouped()?;
+        {
+            let mut p = self.pipeline()?;
+            if p.open {
+                p.open = false;
+                p.failed = None;
+                p.numbers.clear();
+                drop(p);
+                self.overlay()?.clear();
+                self.held()?.clear();
+                self.deferred()?.clear();
+                return Ok(());
+            }
+            p.continued = false;
+        }
         let conn = self.lock()?;
         self.forget_batch()?;
         if conn.is_autocommit() {
@@ -416,6 +462,12 @@ impl SqliteStore {
 
     /// Whether a batch is open on this connection.
     pub fn in_batch(&self) -> OmsResult<bool> {
+        {
+            let p = self.pipeline()?;
+            if p.enabled {
+                return Ok(p.open || p.continued);
+            }
+        }
         Ok(!self.group.enabled() && !self.lock()?.is_autocommit())
     }
 
@@ -440,6 +492,12 @@ impl SqliteStore {
     /// [`crate::SqliteInventory`] made with [`crate::SqliteInventory::sharing`] groups its writes
     /// with this store's.
     pub fn enable_group_commit(&self) -> OmsResult<()> {
+        if self.pipeline()?.enabled {
+            return Err(OmsError::invalid(
+                "group_commit",
+                "batches are pipelined: group commit and pipelining do not mix",
+            ));
+        }
         let conn = self.lock()?;
         if !conn.is_autocommit() {
             return Err(OmsError::invalid(
@@ -940,6 +998,7 @@ impl SqliteStore {
                 order,
                 lines_digest: digest,
                 rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
+                new: false,
                 encoded,
             },
         );
@@ -972,6 +1031,7 @@ impl SqliteStore {
                 lines_digest: lines_digest(&order),
                 order,
                 rewrite_items: true,
+                new: false,
                 encoded,
             },
         );
@@ -988,6 +1048,19 @@ impl SqliteStore {
         missing: &dyn Fn() -> String,
     ) -> OmsResult<Order> {
         let conn = self.lock()?;
+        self.load_on(&conn, sql_version, sql_document, key, missing)
+    }
+
+    /// [`SqliteStore::load`] on `conn` (the writing connection, or the reading one of a
+    /// pipelined batch).
+    fn load_on(
+        &self,
+        conn: &Connection,
+        sql_version: &str,
+        sql_document: &str,
+        key: &dyn rusqlite::ToSql,
+        missing: &dyn Fn() -> String,
+    ) -> OmsResult<Order> {
         let found: Option<(i64, i64)> = conn
             .prepare_cached(sql_version)
             .and_then(|mut s| {
@@ -1018,11 +1091,491 @@ impl SqliteStore {
                 }
             })?;
         let order = order_from_json(&doc)?;
-        drop(conn);
         if order.version == version {
             self.remember(order.clone())?;
         }
         Ok(order)
+    }
+}
+
+/// The `data_version` of `conn`: it changes when another connection commits.
+fn data_version(conn: &Connection) -> OmsResult<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(storage)
+}
+
+/// Refuse to write on `conn` when another connection committed since `expected` was read.
+fn check_data_version(conn: &Connection, expected: i64) -> OmsResult<()> {
+    let found = data_version(conn)?;
+    if found != expected {
+        return Err(OmsError::Conflict {
+            entity: "database (another connection wrote between pipelined batches)".into(),
+            expected: u64::try_from(expected).unwrap_or_default(),
+            found: u64::try_from(found).unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+/// Commit a sealed pipelined batch on `conn` (the commit thread's work): its new order rows
+/// first (the line and audit rows refer to them), then its inventory rows, its held rows in
+/// the order their operations ran, and the rows of the orders it updated. Nothing is written
+/// if another connection committed since this store's last commit (`expected`).
+fn commit_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<()> {
+    begin_transaction(conn, "BEGIN IMMEDIATE", &|| {})?;
+    let outcome = write_sealed(conn, sealed, expected).and_then(|()| exec(conn, "COMMIT"));
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK");
+    }
+    outcome
+}
+
+fn write_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<()> {
+    check_data_version(conn, expected)?;
+    for row in sealed.orders.values().filter(|row| row.new) {
+        insert_order_row(conn, &row.order, order_row_values(&row.order)?)?;
+        write_items(conn, &row.order)?;
+    }
+    sealed.overlay.write_to(&mut SqliteLedger { conn })?;
+    let audit = sealed.held.audit_entries(&sealed.orders)?;
+    let keys = sealed.held.key_records();
+    // This thread is already the second core's work: no further threads for the encoding.
+    let encoded = encode_rows(&audit, sealed.held.events(), &keys, false)?;
+    insert_encoded(conn, &audit, sealed.held.events(), &keys, encoded)?;
+    for row in sealed.orders.values().filter(|row| !row.new) {
+        update_order_row(
+            conn,
+            &row.order,
+            order_row_values(&row.order)?,
+            row.lines_digest,
+        )?;
+        if row.rewrite_items {
+            write_items(conn, &row.order)?;
+        }
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Pipeline this store's batches: [`SqliteStore::commit_batch`] hands the batch to a thread
+    /// that commits it, and returns at once, so the next batch runs while the previous one is
+    /// written (on a machine with two cores, the writing mostly costs no time at all). Each
+    /// batch still commits whole or not at all, and batches commit in order.
+    ///
+    /// While a commit runs, the next batch reads the rows it has not touched through a second,
+    /// read-only connection, and the rows of the batch being committed from memory; it takes
+    /// the write lock only when its own commit starts. So that nothing read that way can be
+    /// stale, no other connection may write to the database meanwhile: a commit that finds
+    /// another connection has committed since this store's previous commit is refused with
+    /// [`OmsError::Conflict`], and so is the batch built on top of it.
+    ///
+    /// A commit's outcome is reported by the next call that needs the writing connection: the
+    /// next [`SqliteStore::commit_batch`], any read or write outside a batch,
+    /// [`SqliteStore::wait_for_commit`], and reads a pipelined batch cannot answer from memory
+    /// and the read-only connection (order lists, the outbox), which first wait for the commit
+    /// and then continue the batch as an ordinary one. Until it is reported, a batch is not
+    /// known to be durable. Needs a database file (an in-memory database has no second
+    /// connection), and is refused with group commit on.
+    pub fn pipeline_batches(&self) -> OmsResult<()> {
+        if self.group.enabled() {
+            return Err(OmsError::invalid(
+                "pipeline",
+                "group commit is on: every write already shares its commit with concurrent ones",
+            ));
+        }
+        let open = {
+            let p = self.pipeline()?;
+            p.open || p.continued
+        };
+        let conn = self.lock()?;
+        if open || !conn.is_autocommit() {
+            return Err(OmsError::invalid(
+                "pipeline",
+                "a batch is open: commit or roll it back first",
+            ));
+        }
+        let Some(path) = conn.path().filter(|p| !p.is_empty()).map(str::to_owned) else {
+            return Err(OmsError::invalid(
+                "pipeline",
+                "pipelined batches need a database file: an in-memory database has no second connection to read through",
+            ));
+        };
+        let reader = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(storage)?;
+        reader
+            .busy_timeout(StdDuration::from_secs(10))
+            .map_err(storage)?;
+        reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        reader
+            .execute_batch(&format!("PRAGMA cache_size = -{CACHE_KIB};"))
+            .map_err(storage)?;
+        let version = data_version(&conn)?;
+        drop(conn);
+        *self.reader_slot()? = Some(reader);
+        let mut p = self.pipeline()?;
+        p.enabled = true;
+        p.data_version = version;
+        Ok(())
+    }
+
+    /// Whether batches are pipelined ([`SqliteStore::pipeline_batches`]).
+    pub fn pipelined(&self) -> OmsResult<bool> {
+        Ok(self.pipeline()?.enabled)
+    }
+
+    /// Wait for the pipelined commit still running, if any: `Ok` once every batch committed so
+    /// far is durable, or the error of the one that failed (reported once).
+    pub fn wait_for_commit(&self) -> OmsResult<()> {
+        self.settle()
+    }
+
+    pub(crate) fn pipeline(&self) -> OmsResult<MutexGuard<'_, Pipeline>> {
+        self.pipeline
+            .lock()
+            .map_err(|_| storage("sqlite pipeline lock poisoned"))
+    }
+
+    fn reader_slot(&self) -> OmsResult<MutexGuard<'_, Option<Connection>>> {
+        self.reader
+            .lock()
+            .map_err(|_| storage("sqlite reading connection lock poisoned"))
+    }
+
+    /// Run `f` on the read-only connection of pipelined batches.
+    pub(crate) fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> OmsResult<T>,
+    ) -> OmsResult<T> {
+        let slot = self.reader_slot()?;
+        let conn = slot
+            .as_ref()
+            .ok_or_else(|| storage("pipelined batches have no reading connection"))?;
+        f(conn)
+    }
+
+    /// The batch whose commit is running, if any.
+    pub(crate) fn sealed(&self) -> OmsResult<Option<Arc<Sealed>>> {
+        Ok(self.pipeline()?.sealed.clone())
+    }
+
+    /// Whether a pipelined batch is open (an error if it was lost with a failed commit).
+    pub(crate) fn in_pipelined_batch(&self) -> OmsResult<bool> {
+        let p = self.pipeline()?;
+        if !p.open {
+            return Ok(false);
+        }
+        p.check()?;
+        Ok(true)
+    }
+
+    /// Wait for the pipelined commit still running, if any, and take in its outcome: on
+    /// success its orders join the decoded ones; on failure the open batch (built on it) is
+    /// lost, and the error is returned.
+    fn settle(&self) -> OmsResult<()> {
+        let Some(handle) = self.pipeline()?.in_flight.take() else {
+            return Ok(());
+        };
+        let outcome = handle
+            .join()
+            .unwrap_or_else(|_| Err(storage("the thread committing a pipelined batch panicked")));
+        let sealed = self.pipeline()?.sealed.take();
+        match outcome {
+            Ok(()) => {
+                if let Some(sealed) = sealed.and_then(|s| Arc::try_unwrap(s).ok()) {
+                    let mut decoded = self.decoded()?;
+                    if decoded.len() + sealed.orders.len() > DECODED_LIMIT {
+                        decoded.clear();
+                    }
+                    for (id, row) in sealed.orders {
+                        decoded.insert(id, (row.order.version, row.order));
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lose_open_batch(&e)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// A pipelined commit failed (or found another writer): forget what was read on top of
+    /// it, start over from the database's `data_version`, and mark an open pipelined batch
+    /// as lost.
+    fn lose_open_batch(&self, e: &OmsError) -> OmsResult<()> {
+        self.decoded()?.clear();
+        let version = data_version(&*self.writer()?)?;
+        let open = {
+            let mut p = self.pipeline()?;
+            p.data_version = version;
+            p.numbers.clear();
+            if p.open {
+                p.failed = Some(e.to_string());
+            }
+            p.open
+        };
+        if open {
+            self.overlay()?.clear();
+            self.held()?.clear();
+            self.deferred()?.clear();
+        }
+        Ok(())
+    }
+
+    /// Before a read a pipelined batch cannot answer from memory: wait for the commit still
+    /// running and continue the batch as an ordinary one (take the write lock, insert the
+    /// rows of the orders it created so far).
+    fn leave_pipeline(&self) -> OmsResult<()> {
+        if !self.in_pipelined_batch()? {
+            return Ok(());
+        }
+        self.settle()?;
+        let conn = self.writer()?;
+        begin_transaction(&conn, "BEGIN IMMEDIATE", &|| {})?;
+        let expected = self.pipeline()?.data_version;
+        let claimed = check_data_version(&conn, expected).and_then(|()| {
+            let empty = || rusqlite::types::Value::Text(String::new());
+            for row in self.deferred()?.values_mut().filter(|row| row.new) {
+                insert_order_row(
+                    &conn,
+                    &row.order,
+                    (String::new(), String::new(), String::new(), empty()),
+                )?;
+                row.new = false;
+            }
+            Ok(())
+        });
+        if let Err(e) = claimed {
+            let _ = exec(&conn, "ROLLBACK");
+            drop(conn);
+            self.lose_open_batch(&e)?;
+            return Err(e);
+        }
+        let mut p = self.pipeline()?;
+        p.open = false;
+        p.continued = true;
+        p.numbers.clear();
+        Ok(())
+    }
+
+    /// Seal the open pipelined batch and start its commit on a thread of its own.
+    fn commit_pipelined(&self) -> OmsResult<()> {
+        let settled = self.settle();
+        let failed = {
+            let mut p = self.pipeline()?;
+            p.open = false;
+            p.failed.take()
+        };
+        settled?;
+        if let Some(reason) = failed {
+            self.forget_batch()?;
+            return Err(storage(format!(
+                "this batch is lost: the batch before it failed to commit ({reason})"
+            )));
+        }
+        let mut p = self.pipeline()?;
+        let sealed = Arc::new(Sealed {
+            orders: std::mem::take(&mut *self.deferred()?),
+            held: std::mem::take(&mut *self.held()?),
+            overlay: std::mem::take(&mut *self.overlay()?),
+            numbers: std::mem::take(&mut p.numbers),
+        });
+        let conn = Arc::clone(&self.conn);
+        let expected = p.data_version;
+        let rows = Arc::clone(&sealed);
+        let handle = std::thread::Builder::new()
+            .name("oms-sqlite-commit".into())
+            .spawn(move || {
+                let conn = conn
+                    .lock()
+                    .map_err(|_| storage("sqlite connection lock poisoned"))?;
+                commit_sealed(&conn, &rows, expected)
+            })
+            .map_err(storage)?;
+        p.sealed = Some(sealed);
+        p.in_flight = Some(handle);
+        Ok(())
+    }
+
+    /// [`OrderStore::insert_order`] in a pipelined batch: the id and number are checked against
+    /// the database (read-only connection), the batch being committed and this one; the row
+    /// is inserted at the commit.
+    fn insert_pipelined(
+        &self,
+        order: Order,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        let taken = |found: u64| OmsError::Conflict {
+            entity: format!("order {}", order.number),
+            expected: 0,
+            found,
+        };
+        if let Some(row) = self.deferred()?.get(&order.id) {
+            return Err(taken(row.order.version));
+        }
+        let sealed = self.sealed()?;
+        if let Some(row) = sealed.as_ref().and_then(|s| s.orders.get(&order.id)) {
+            return Err(taken(row.order.version));
+        }
+        let number_new = |numbers: &HashSet<String>| numbers.contains(&order.number);
+        if number_new(&self.pipeline()?.numbers)
+            || sealed.as_ref().is_some_and(|s| number_new(&s.numbers))
+        {
+            return Err(taken(1));
+        }
+        let id = to_i64(order.id, "order id")?;
+        let stored: Option<i64> = self.with_reader(|conn| {
+            conn.prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![id, order.number], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(storage)
+        })?;
+        if let Some(found) = stored {
+            return Err(taken(to_u64(found, "version")?));
+        }
+        self.pipeline()?.numbers.insert(order.number.clone());
+        self.held()?
+            .hold(order.id, 0..order.history.len(), events, idempotency);
+        self.deferred()?.insert(
+            order.id,
+            Deferred {
+                lines_digest: lines_digest(&order),
+                order,
+                rewrite_items: true,
+                new: true,
+                encoded: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// [`OrderStore::update_order`] in a pipelined batch: checked against the newest version
+    /// among this batch, the batch being committed and the database.
+    fn update_pipelined(
+        &self,
+        order: Order,
+        expected_version: u64,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        let digest = lines_digest(&order);
+        let of = |row: &Deferred| Stored {
+            version: row.order.version,
+            history_len: row.order.history.len(),
+            lines_digest: Some(row.lines_digest),
+        };
+        let current = self
+            .deferred()?
+            .get(&order.id)
+            .map(|row| (of(row), row.rewrite_items, row.new));
+        let (stored, rewrite_pending, new) = if let Some(current) = current {
+            current
+        } else {
+            let sealed = self.sealed()?;
+            match sealed.as_ref().and_then(|s| s.orders.get(&order.id)) {
+                Some(row) => (of(row), false, false),
+                None => (
+                    self.with_reader(|conn| Stored::read(conn, &order))?,
+                    false,
+                    false,
+                ),
+            }
+        };
+        stored.admit(&order, expected_version)?;
+        self.held()?.hold(
+            order.id,
+            stored.history_len..order.history.len().max(stored.history_len),
+            events,
+            idempotency,
+        );
+        self.deferred()?.insert(
+            order.id,
+            Deferred {
+                order,
+                lines_digest: digest,
+                rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
+                new,
+                encoded: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// [`OrderStore::order`] in a pipelined batch: this batch's copy, the committing batch's,
+    /// else the database's through the read-only connection.
+    fn order_pipelined(&self, id: u64, key: i64) -> OmsResult<Order> {
+        if let Some(row) = self.deferred()?.get(&id) {
+            return Ok(row.order.clone());
+        }
+        if let Some(row) = self.sealed()?.as_ref().and_then(|s| s.orders.get(&id)) {
+            return Ok(row.order.clone());
+        }
+
+        self.with_reader(|conn| {
+            self.load_on(
+                conn,
+                "SELECT id, version FROM orders WHERE id = ?1",
+                "SELECT document FROM orders WHERE id = ?1",
+                &key,
+                &|| id.to_string(),
+            )
+        })
+    }
+
+    /// [`OrderStore::idempotency`] in a pipelined batch: the stored record, else the committing
+    /// batch's, else this batch's (the oldest record of a key wins).
+    fn idempotency_pipelined(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
+        if let Some(stored) = self.with_reader(|conn| stored_key(conn, key))? {
+            return Ok(Some(stored));
+        }
+        if let Some(record) = self
+            .sealed()?
+            .as_ref()
+            .and_then(|s| s.held.key(key).cloned())
+        {
+            return Ok(Some(record));
+        }
+        Ok(self.held()?.key(key).cloned())
+    }
+}
+
+/// The stored idempotency record of `key`.
+fn stored_key(conn: &Connection, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
+    conn.prepare_cached("SELECT fingerprint, response FROM idempotency_keys WHERE key = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![key], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, rusqlite::types::Value>(1)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(storage)?
+        .map(|(fingerprint, response)| {
+            Ok(IdempotencyRecord {
+                fingerprint,
+                response: unpack((&response).into())?,
+            })
+        })
+        .transpose()
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // A commit still running finishes before the connection closes; its outcome has no one
+        // left to hear it (see `SqliteStore::wait_for_commit`).
+        if let Ok(p) = self.pipeline.get_mut() {
+            if let Some(handle) = p.in_flight.take() {
+                let _ = handle.join();
+            }
+        }
     }
 }
 
@@ -1057,6 +1610,9 @@ impl OrderStore for SqliteStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        if self.in_pipelined_batch()? {
+            return self.insert_pipelined(order, events, idempotency);
+        }
         let encoded = self.encode_for_group(&order)?;
         let written = self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {
@@ -1083,6 +1639,9 @@ impl OrderStore for SqliteStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        if self.in_pipelined_batch()? {
+            return self.update_pipelined(order, expected_version, events, idempotency);
+        }
         let encoded = self.encode_for_group(&order)?;
         let written = self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {
@@ -1118,6 +1677,9 @@ impl OrderStore for SqliteStore {
                 order: id.to_string(),
             });
         };
+        if self.in_pipelined_batch()? {
+            return self.order_pipelined(id, key);
+        }
         {
             // Inside a batch or a group a deferred row is the newest version (this connection
             // holds the write lock), so no statement is needed to find it.
@@ -1135,6 +1697,7 @@ impl OrderStore for SqliteStore {
     }
 
     fn order_by_number(&self, number: &str) -> OmsResult<Order> {
+        self.leave_pipeline()?;
         self.load(
             "SELECT id, version FROM orders WHERE order_number = ?1",
             "SELECT document FROM orders WHERE order_number = ?1",
@@ -1144,6 +1707,7 @@ impl OrderStore for SqliteStore {
     }
 
     fn order_ids(&self) -> OmsResult<Vec<u64>> {
+        self.leave_pipeline()?;
         let conn = self.lock()?;
         let mut stmt = conn
             .prepare_cached("SELECT id FROM orders ORDER BY id")
@@ -1160,6 +1724,7 @@ impl OrderStore for SqliteStore {
             return Ok(Vec::new());
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.leave_pipeline()?;
         // Each entry: the order already decoded (`Ok`), or its document text still to parse.
         let slots: Vec<Result<Order, String>> = {
             let conn = self.lock()?;
@@ -1203,28 +1768,43 @@ impl OrderStore for SqliteStore {
     }
 
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT id FROM orders WHERE status = ?1 ORDER BY id")
-            .map_err(storage)?;
-        let rows = stmt
-            .query_map(params![status.as_str()], |r| r.get::<_, i64>(0))
-            .map_err(storage)?;
-        let mut ids = rows
-            .map(|r| r.map_err(storage).and_then(|v| to_u64(v, "order id")))
-            .collect::<OmsResult<std::collections::BTreeSet<u64>>>()?;
-        // Rows a batch has deferred still show their old status: their newest one decides.
-        for (id, row) in self.deferred()?.iter() {
-            if row.order.status == status {
-                ids.insert(*id);
-            } else {
-                ids.remove(id);
+        let query = |conn: &Connection| -> OmsResult<std::collections::BTreeSet<u64>> {
+            let mut stmt = conn
+                .prepare_cached("SELECT id FROM orders WHERE status = ?1 ORDER BY id")
+                .map_err(storage)?;
+            let rows = stmt
+                .query_map(params![status.as_str()], |r| r.get::<_, i64>(0))
+                .map_err(storage)?;
+            rows.map(|r| r.map_err(storage).and_then(|v| to_u64(v, "order id")))
+                .collect()
+        };
+        // Rows a batch has deferred still show their old status: their newest one decides,
+        // the batch being committed's first, then the open batch's.
+        let newest = |ids: &mut std::collections::BTreeSet<u64>, rows: &BTreeMap<u64, Deferred>| {
+            for (id, row) in rows {
+                if row.order.status == status {
+                    ids.insert(*id);
+                } else {
+                    ids.remove(id);
+                }
             }
-        }
+        };
+        let mut ids = if self.in_pipelined_batch()? {
+            let sealed = self.sealed()?;
+            let mut ids = self.with_reader(query)?;
+            if let Some(sealed) = &sealed {
+                newest(&mut ids, &sealed.orders);
+            }
+            ids
+        } else {
+            query(&*self.lock()?)?
+        };
+        newest(&mut ids, &*self.deferred()?);
         Ok(ids.into_iter().collect())
     }
 
     fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {
+        self.leave_pipeline()?;
         let conn = self.lock()?;
         self.write_held(&conn)?;
         let mut stmt = conn
@@ -1269,6 +1849,7 @@ impl OrderStore for SqliteStore {
     }
 
     fn ack_events(&self, up_to: u64) -> OmsResult<()> {
+        self.leave_pipeline()?;
         self.write(&|| {}, |conn| {
             self.write_held(conn)?;
             // Never past the newest event: a later event must not count as published already.
@@ -1284,38 +1865,23 @@ impl OrderStore for SqliteStore {
     }
 
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
+        if self.in_pipelined_batch()? {
+            return self.idempotency_pipelined(key);
+        }
         let conn = self.lock()?;
-        conn.prepare_cached("SELECT fingerprint, response FROM idempotency_keys WHERE key = ?1")
-            .and_then(|mut s| {
-                s.query_row(params![key], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, rusqlite::types::Value>(1)?,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(storage)?
-            .map(|(fingerprint, response)| {
-                Ok(IdempotencyRecord {
-                    fingerprint,
-                    response: unpack((&response).into())?,
-                })
-            })
-            .transpose()?
-            // A stored record is older than any the open transaction holds, so it wins.
-            .map_or_else(
-                || {
-                    if conn.is_autocommit() {
-                        return Ok(None);
-                    }
-                    Ok(self.held()?.key(key).cloned())
-                },
-                |stored| Ok(Some(stored)),
-            )
+        // A stored record is older than any the open transaction holds, so it wins.
+        match stored_key(&conn, key)? {
+            Some(stored) => Ok(Some(stored)),
+            None if conn.is_autocommit() => Ok(None),
+            None => Ok(self.held()?.key(key).cloned()),
+        }
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
+        if self.in_pipelined_batch()? {
+            self.held()?.hold_key(key, record);
+            return Ok(());
+        }
         self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {
                 self.held()?.hold_key(key, record);
@@ -1388,7 +1954,7 @@ pub(crate) mod batch_tests {
         )
     }
 
-    fn order(ids: &SequentialIds) -> Order {
+    pub(crate) fn order(ids: &SequentialIds) -> Order {
         let usd = Currency::from_code("USD").unwrap();
         let draft = OrderDraft {
             customer: Customer {

@@ -22,6 +22,7 @@ use oms_core::time::{Duration, IdGenerator, Timestamp};
 use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
 use crate::inventory::{self as ops, Key, Ledger, OPEN_STATUSES};
 use crate::overlay::Journaled;
+use crate::pipeline::Layered;
 use crate::sqlite::{atomically, SqliteStore};
 
 /// An [`InventoryStore`] on one SQLite connection (open one per worker thread).
@@ -108,6 +109,9 @@ impl SqliteInventory {
         let on_busy = || {
             self.busy_retries.fetch_add(1, Ordering::Relaxed);
         };
+        if self.store.in_pipelined_batch()? {
+            return self.in_layers(f);
+        }
         if write {
             // Through the store, so a write joins its group commit when that is on.
             return self.store.write(&on_busy, |conn| {
@@ -147,6 +151,30 @@ impl SqliteInventory {
     }
 }
 
+impl SqliteInventory {
+    /// Run `f` on a pipelined batch's in-memory rows, which read what they lack from the batch
+    /// being committed, then from the read-only connection; its writes are undone there if it
+    /// fails.
+    fn in_layers<T>(&self, f: impl FnOnce(&mut Rows<'_>) -> OmsResult<T>) -> OmsResult<T> {
+        let sealed = self.store.sealed()?;
+        self.store.with_reader(|conn| {
+            let mut overlay = self.store.overlay()?;
+            let db = Layered {
+                sealed: sealed.as_deref().map(|s| &s.overlay),
+                db: SqliteLedger { conn },
+            };
+            let mut rows = Rows::Layered(Journaled::new(db, &mut overlay));
+            let out = f(&mut rows);
+            if out.is_err() {
+                if let Rows::Layered(journaled) = rows {
+                    journaled.undo();
+                }
+            }
+            out
+        })
+    }
+}
+
 /// The rows an inventory operation works on: the database's directly (in a transaction of the
 /// operation's own), or the open batch's or group's in-memory rows.
 pub(crate) enum Rows<'a> {
@@ -154,6 +182,8 @@ pub(crate) enum Rows<'a> {
     Direct(SqliteLedger<'a>),
     /// The open batch's or group's rows, written at its commit.
     Overlay(Journaled<'a, SqliteLedger<'a>>),
+    /// A pipelined batch's rows, over the batch being committed and the database.
+    Layered(Journaled<'a, Layered<'a>>),
 }
 
 /// Forward one [`Ledger`] call to whichever rows `self` is.
@@ -162,6 +192,7 @@ macro_rules! either {
         match $self {
             Rows::Direct($l) => $call,
             Rows::Overlay($l) => $call,
+            Rows::Layered($l) => $call,
         }
     };
 }

@@ -151,11 +151,44 @@ fn memory_sqlite_and_postgres_give_identical_results() {
         mem.digest, batched.digest,
         "batched SQLite differs from memory"
     );
+    // Pipelined, each group is committed on a second thread while the next one runs on top
+    // of it: again only the timing of durability changes.
+    let pipelined_path = dir.join("pipelined.db");
+    let pipelined = run(
+        &SimConfig {
+            orders_per_commit: 20,
+            ..config.clone()
+        },
+        Box::new(|ids| {
+            let orders = Arc::new(SqliteStore::open(&pipelined_path)?);
+            orders.pipeline_batches()?;
+            let inventory =
+                SqliteInventory::sharing(orders.clone(), ids, ReservationConfig::default());
+            Ok(Backend {
+                orders,
+                inventory: Arc::new(inventory),
+            })
+        }),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_sound(&pipelined);
+    assert_eq!(
+        mem.digest, pipelined.digest,
+        "pipelined SQLite differs from memory"
+    );
     let reopened = SqliteStore::open(&batched_path).unwrap();
     assert!(!reopened.in_batch().unwrap());
     let unbatched = SqliteStore::open(&path).unwrap().order_ids().unwrap();
     assert!(!unbatched.is_empty());
     assert_eq!(reopened.order_ids().unwrap(), unbatched);
+    assert_eq!(
+        SqliteStore::open(&pipelined_path)
+            .unwrap()
+            .order_ids()
+            .unwrap(),
+        unbatched
+    );
 
     let pg = run(
         &config,

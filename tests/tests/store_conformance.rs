@@ -1,10 +1,11 @@
 //! One conformance suite for every `OrderStore`. Each backend runs the same checks.
 
+use oms_core::error::OmsResult;
 use oms_core::events::{names, Event};
 use oms_core::lifecycle::{Actor, OrderStatus};
 use oms_core::money::{Currency, Money};
 use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft};
-use oms_core::store::{IdempotencyRecord, MemoryStore, OrderStore};
+use oms_core::store::{IdempotencyRecord, Keyed, MemoryStore, OrderStore};
 use oms_core::time::{ManualClock, SequentialIds, Timestamp};
 use oms_store::SqliteStore;
 
@@ -244,6 +245,88 @@ fn sqlite_store_conforms_inside_one_batch() {
     assert_eq!(reopened.order_ids().unwrap().len(), 2);
     assert_eq!(reopened.idempotency("k-stale").unwrap(), None);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A SQLite store with pipelined batches that seals its batch after every write, so the next
+/// call runs in a new batch on top of the one being committed (or already committed).
+struct CommitAfterEachWrite(SqliteStore);
+
+impl CommitAfterEachWrite {
+    fn next_batch<T>(&self, outcome: OmsResult<T>) -> OmsResult<T> {
+        self.0.commit_batch().unwrap();
+        self.0.begin_batch().unwrap();
+        outcome
+    }
+}
+
+impl OrderStore for CommitAfterEachWrite {
+    fn insert_order(&self, order: &Order, events: &[Event], k: Option<Keyed<'_>>) -> OmsResult<()> {
+        self.next_batch(self.0.insert_order(order, events, k))
+    }
+    fn update_order(
+        &self,
+        order: &Order,
+        expected_version: u64,
+        events: &[Event],
+        k: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        self.next_batch(self.0.update_order(order, expected_version, events, k))
+    }
+    fn order(&self, id: u64) -> OmsResult<Order> {
+        self.0.order(id)
+    }
+    fn order_by_number(&self, number: &str) -> OmsResult<Order> {
+        self.0.order_by_number(number)
+    }
+    fn order_ids(&self) -> OmsResult<Vec<u64>> {
+        self.0.order_ids()
+    }
+    fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
+        self.0.order_ids_with_status(status)
+    }
+    fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {
+        self.0.pending_events(limit)
+    }
+    fn ack_events(&self, up_to: u64) -> OmsResult<()> {
+        self.next_batch(self.0.ack_events(up_to))
+    }
+    fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
+        self.0.idempotency(key)
+    }
+    fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
+        self.next_batch(self.0.put_idempotency(key, record))
+    }
+}
+
+#[test]
+fn sqlite_store_conforms_in_pipelined_batches() {
+    // One pipelined batch for the whole suite (the order lists and the outbox continue it as
+    // an ordinary batch), then a batch per write, each read running over the batch still
+    // being committed: the same answers, and the same rows once every commit has ended.
+    for each_write in [false, true] {
+        let dir = common::temp_dir(&format!("conformance-pipelined-{each_write}"));
+        let path = dir.join("pipelined.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.pipeline_batches().unwrap();
+        assert!(store.pipelined().unwrap());
+        store.begin_batch().unwrap();
+        let store = if each_write {
+            let wrapped = CommitAfterEachWrite(store);
+            conformance(&wrapped);
+            wrapped.0
+        } else {
+            conformance(&store);
+            store
+        };
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        assert!(!store.in_batch().unwrap());
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(reopened.order_ids().unwrap().len(), 2);
+        assert_eq!(reopened.idempotency("k-stale").unwrap(), None);
+        assert!(reopened.pending_events(10).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[test]

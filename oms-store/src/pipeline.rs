@@ -1,0 +1,488 @@
+//! Pipelined batches on SQLite: a batch's commit runs on a thread of its own while the next
+//! batch already runs, in memory, on top of it (see `SqliteStore::pipeline_batches`).
+//!
+//! A batch keeps its order rows, held rows and inventory rows in memory until its commit
+//! anyway (see `SqliteStore::begin_batch`); what a classic batch still needs the connection
+//! for is reading the rows it has not touched yet, inserting new order rows (to claim their id
+//! and number) and holding the write lock. A pipelined batch reads those rows through a second,
+//! read-only connection instead, checks new orders' ids and numbers against that connection
+//! and the batches still in memory, and takes the write lock only at its commit, which another
+//! thread runs: the batch is sealed (nothing changes it any more) and stays readable, so the
+//! next batch reads its rows from it first, then from the database.
+//!
+//! Reading without the write lock is safe because nothing else writes: the writing connection
+//! checks SQLite's `data_version` at the start of each commit, and if any other connection
+//! committed since this store's previous commit, the batch is refused (and so is every later
+//! one built on it), so a row read earlier can never be overwritten with a stale value.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use oms_core::error::{OmsError, OmsResult};
+use oms_core::inventory::{Reservation, StockLevel, StockRow, WarehouseId};
+use oms_core::order::Sku;
+use oms_core::time::Timestamp;
+
+use crate::children::HeldRows;
+use crate::codec::storage;
+use crate::inventory::{Key, Ledger};
+use crate::overlay::{is_open_and_due, InventoryOverlay, Known};
+use crate::sqlite::Deferred;
+use crate::sqlite_inventory::SqliteLedger;
+
+/// A batch whose commit is running: its rows, read-only from now on.
+#[derive(Debug, Default)]
+pub(crate) struct Sealed {
+    /// The newest version of every order the batch wrote (new ones marked so).
+    pub(crate) orders: BTreeMap<u64, Deferred>,
+    /// Its audit, outbox and idempotency rows.
+    pub(crate) held: HeldRows,
+    /// Its stock, reservation and warehouse rows.
+    pub(crate) overlay: InventoryOverlay,
+    /// The numbers of the orders it created.
+    pub(crate) numbers: HashSet<String>,
+}
+
+/// The pipelining state of one store.
+#[derive(Debug, Default)]
+pub(crate) struct Pipeline {
+    /// Batches are pipelined (`SqliteStore::pipeline_batches`).
+    pub(crate) enabled: bool,
+    /// A pipelined batch is open: its rows are in memory and nothing of it is on the writing
+    /// connection.
+    pub(crate) open: bool,
+    /// The open batch continued as an ordinary one (a read needed the database itself): its
+    /// transaction is open on the writing connection.
+    pub(crate) continued: bool,
+    /// The numbers of the orders the open batch created.
+    pub(crate) numbers: HashSet<String>,
+    /// The batch whose commit is running (or ran and is not settled yet).
+    pub(crate) sealed: Option<Arc<Sealed>>,
+    /// The thread running that commit.
+    pub(crate) in_flight: Option<JoinHandle<OmsResult<()>>>,
+    /// The writing connection's `data_version` after this store's last commit: a different
+    /// value at the next commit means another connection wrote in between.
+    pub(crate) data_version: i64,
+    /// Why the open batch is lost: the commit it was built on failed.
+    pub(crate) failed: Option<String>,
+}
+
+impl Pipeline {
+    /// Refuse work on an open batch that was built on a failed commit.
+    pub(crate) fn check(&self) -> OmsResult<()> {
+        match &self.failed {
+            Some(reason) => Err(storage(format!(
+                "the batch before this one failed to commit ({reason}); roll this batch back"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The rows a pipelined batch reads through: the sealed batch's overlay first (its rows are
+/// newer than the database's until its commit ends), then the read-only connection. Writes
+/// never reach it: the operation's own overlay keeps them.
+pub(crate) struct Layered<'a> {
+    pub(crate) sealed: Option<&'a InventoryOverlay>,
+    pub(crate) db: SqliteLedger<'a>,
+}
+
+fn read_only() -> OmsError {
+    storage("a pipelined batch writes inventory rows only at its commit")
+}
+
+impl Ledger for Layered<'_> {
+    type Error = OmsError;
+
+    fn sku_known(&mut self, sku: &Sku) -> OmsResult<bool> {
+        match self.sealed.and_then(|s| s.known_sku(sku)) {
+            Some(known) => Ok(known),
+            None => self.db.sku_known(sku),
+        }
+    }
+
+    fn warehouse_known(&mut self, warehouse: &WarehouseId) -> OmsResult<bool> {
+        match self.sealed.and_then(|s| s.known_warehouse(warehouse)) {
+            Some(known) => Ok(known),
+            None => self.db.warehouse_known(warehouse),
+        }
+    }
+
+    fn add_warehouse(&mut self, _warehouse: &WarehouseId) -> OmsResult<()> {
+        Err(read_only())
+    }
+
+    fn level(&mut self, key: &Key, _lock: bool) -> OmsResult<Option<StockLevel>> {
+        match self.sealed.map_or(Known::Unknown, |s| s.known_level(key)) {
+            Known::Unknown => self.db.level(key, false),
+            Known::Absent => Ok(None),
+            Known::Present(level) => Ok(Some(level)),
+        }
+    }
+
+    fn put_level(&mut self, _key: &Key, _level: StockLevel) -> OmsResult<()> {
+        Err(read_only())
+    }
+
+    fn reserve_units(&mut self, _key: &Key, _quantity: u64) -> OmsResult<bool> {
+        Err(read_only())
+    }
+
+    fn levels(&mut self) -> OmsResult<Vec<StockRow>> {
+        let mut rows: BTreeMap<Key, StockLevel> = self
+            .db
+            .levels()?
+            .into_iter()
+            .map(|row| ((row.sku, row.warehouse), row.level))
+            .collect();
+        if let Some(sealed) = self.sealed {
+            for (key, level) in sealed.known_levels() {
+                match level {
+                    Some(level) => rows.insert(key.clone(), level),
+                    None => rows.remove(key),
+                };
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .map(|((sku, warehouse), level)| StockRow {
+                sku,
+                warehouse,
+                level,
+            })
+            .collect())
+    }
+
+    fn reservation(&mut self, id: u64, _lock: bool) -> OmsResult<Option<Reservation>> {
+        match self
+            .sealed
+            .map_or(Known::Unknown, |s| s.known_reservation(id))
+        {
+            Known::Unknown => self.db.reservation(id, false),
+            Known::Absent => Ok(None),
+            Known::Present(r) => Ok(Some(r.clone())),
+        }
+    }
+
+    fn insert_reservation(&mut self, _r: &Reservation) -> OmsResult<bool> {
+        Err(read_only())
+    }
+
+    fn update_reservation(&mut self, _r: &Reservation, _shipped_changed: bool) -> OmsResult<()> {
+        Err(read_only())
+    }
+
+    fn expired_open(&mut self, now: Timestamp) -> OmsResult<Vec<Reservation>> {
+        let stored = self.db.expired_open(now)?;
+        let Some(sealed) = self.sealed else {
+            return Ok(stored);
+        };
+        // The database's due reservations the sealed batch did not touch, then every due one
+        // it holds; in id order.
+        let mut due: BTreeMap<u64, Reservation> = stored
+            .into_iter()
+            .filter(|r| sealed.known_reservation(r.id) == Known::Unknown)
+            .map(|r| (r.id, r))
+            .collect();
+        for r in sealed.known_reservations() {
+            if is_open_and_due(r, now) {
+                due.insert(r.id, r.clone());
+            }
+        }
+        Ok(due.into_values().collect())
+    }
+
+    fn reservations_for_order(&mut self, order_id: u64) -> OmsResult<Vec<Reservation>> {
+        let stored = self.db.reservations_for_order(order_id)?;
+        let Some(sealed) = self.sealed else {
+            return Ok(stored);
+        };
+        let mut found: BTreeMap<u64, Reservation> = stored
+            .into_iter()
+            .filter(|r| sealed.known_reservation(r.id) == Known::Unknown)
+            .map(|r| (r.id, r))
+            .collect();
+        for r in sealed.known_reservations() {
+            if r.order_id == order_id {
+                found.insert(r.id, r.clone());
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use oms_core::events::{names, Event};
+    use oms_core::inventory::{
+        InventoryStore, ReservationConfig, ReservationRequest, ReservationStatus,
+    };
+    use oms_core::store::OrderStore;
+    use oms_core::time::{Duration, SequentialIds, Timestamp};
+
+    use super::*;
+    use crate::sqlite::batch_tests::{count, order, temp_db};
+    use crate::{SqliteInventory, SqliteStore};
+
+    const T0: Timestamp = Timestamp(1_000_000);
+
+    fn sku(s: &str) -> Sku {
+        Sku::new(s).unwrap()
+    }
+
+    fn wh(s: &str) -> WarehouseId {
+        WarehouseId::new(s).unwrap()
+    }
+
+    /// A pipelined store on a fresh file, its inventory sharing the connection, with 5 units
+    /// of sku A in WH1.
+    fn pipelined(name: &str) -> (std::path::PathBuf, Arc<SqliteStore>, SqliteInventory) {
+        let path = temp_db(&format!("pipeline-{name}"));
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let inv = SqliteInventory::sharing(
+            store.clone(),
+            Arc::new(SequentialIds::starting_at(1000)),
+            ReservationConfig::default(),
+        );
+        inv.add_warehouse(&wh("WH1")).unwrap();
+        inv.receive(&sku("A"), &wh("WH1"), 5).unwrap();
+        store.pipeline_batches().unwrap();
+        (path, store, inv)
+    }
+
+    #[test]
+    fn the_next_batch_reads_and_changes_the_rows_of_the_batch_being_committed() {
+        let (path, store, inv) = pipelined("layers");
+        let ids = SequentialIds::default();
+        let placed = order(&ids);
+        store.begin_batch().unwrap();
+        let created = Event::new(placed.id, 1, names::ORDER_CREATED, placed.created_at);
+        store.insert_order(&placed, &[created], None).unwrap();
+        let held = inv
+            .reserve(
+                &ReservationRequest::new(placed.id).item(sku("A"), wh("WH1"), 2),
+                T0,
+            )
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        // Another connection holds the write lock, so the commit waits (up to the busy
+        // timeout) and the next batch runs while the first one is still only in memory.
+        let blocker = SqliteStore::open(&path).unwrap();
+        blocker
+            .lock()
+            .unwrap()
+            .execute_batch("BEGIN IMMEDIATE")
+            .unwrap();
+        store.commit_batch().unwrap();
+        assert!(store.sealed().unwrap().is_some());
+
+        store.begin_batch().unwrap();
+        assert_eq!(store.order(placed.id).unwrap(), placed);
+        let mut changed = placed.clone();
+        changed.version = 2;
+        store.update_order(&changed, 1, &[], None).unwrap();
+        // A second insert of the sealed order is a conflict, as it would be once stored.
+        assert_eq!(
+            store.insert_order(&placed, &[], None).unwrap_err().code(),
+            "conflict"
+        );
+        assert_eq!(inv.stock(&sku("A"), &wh("WH1")).unwrap().reserved, 2);
+        assert_eq!(inv.reservation(held.id).unwrap(), held);
+        assert_eq!(
+            inv.reservations_for_order(placed.id).unwrap(),
+            vec![held.clone()]
+        );
+        let committed = inv.commit(held.id, T0).unwrap();
+        assert_eq!(committed.status, ReservationStatus::Allocated);
+        // Only 3 units are left: a request for 4 is refused on the sealed batch's counts.
+        let short = inv
+            .reserve(
+                &ReservationRequest::new(99).item(sku("A"), wh("WH1"), 4),
+                T0,
+            )
+            .unwrap();
+        assert!(short.into_reserved().is_err());
+        assert_eq!(
+            store.order_ids_with_status(placed.status).unwrap(),
+            vec![placed.id]
+        );
+        assert!(
+            inv.expire(T0.plus(Duration::hours(1000)))
+                .unwrap()
+                .is_empty(),
+            "a committed reservation never expires"
+        );
+
+        blocker.lock().unwrap().execute_batch("ROLLBACK").unwrap();
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.order(placed.id).unwrap(), changed);
+        assert_eq!(other.pending_events(10).unwrap().len(), 1);
+        let stock = SqliteInventory::open(&path, Arc::new(SequentialIds::default())).unwrap();
+        assert_eq!(stock.stock(&sku("A"), &wh("WH1")).unwrap().allocated, 2);
+        assert_eq!(
+            stock.reservation(held.id).unwrap().status,
+            ReservationStatus::Allocated
+        );
+    }
+
+    #[test]
+    fn another_writer_between_pipelined_batches_refuses_the_next_commit() {
+        let (path, store, _inv) = pipelined("foreign");
+        let ids = SequentialIds::default();
+        let first = order(&ids);
+        store.begin_batch().unwrap();
+        store.insert_order(&first, &[], None).unwrap();
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        // Another connection commits: what the next batch reads may be stale by its commit.
+        let other = SqliteStore::open(&path).unwrap();
+        let foreign = order(&ids);
+        other.insert_order(&foreign, &[], None).unwrap();
+        store.begin_batch().unwrap();
+        let lost = order(&ids);
+        store.insert_order(&lost, &[], None).unwrap();
+        store.commit_batch().unwrap();
+        let err = store.wait_for_commit().unwrap_err();
+        assert_eq!(err.code(), "conflict", "{err}");
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM orders"), 2);
+        assert!(store.order(lost.id).is_err());
+        // The store starts over from what is stored: the next batch commits.
+        store.begin_batch().unwrap();
+        store.insert_order(&lost, &[], None).unwrap();
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        assert_eq!(other.order(lost.id).unwrap(), lost);
+    }
+
+    #[test]
+    fn a_failed_commit_is_reported_once_and_loses_the_batch_built_on_it() {
+        let (_path, store, _inv) = pipelined("failed");
+        store
+            .lock()
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events_outbox
+                 WHEN NEW.name = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let ids = SequentialIds::default();
+        let first = order(&ids);
+        store.begin_batch().unwrap();
+        let refused = Event::new(first.id, 1, "refused", first.created_at);
+        store.insert_order(&first, &[refused], None).unwrap();
+        // Handed over: the refusal is not known yet.
+        store.commit_batch().unwrap();
+        store.begin_batch().unwrap();
+        let second = order(&ids);
+        let written = store.insert_order(&second, &[], None);
+        // The second batch's commit reports the first one's failure, and is lost with it.
+        let err = store.commit_batch().unwrap_err();
+        assert_eq!(err.code(), "storage", "{err}");
+        assert!(err.to_string().contains("refused"), "{err}");
+        if let Err(e) = written {
+            // The failure was noticed before the write (a commit can end at any moment).
+            assert!(e.to_string().contains("refused"), "{e}");
+        }
+        assert!(!store.in_batch().unwrap());
+        store.wait_for_commit().unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM orders"), 0);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM events_outbox"), 0);
+        // Both can be written again.
+        store.begin_batch().unwrap();
+        store.insert_order(&first, &[], None).unwrap();
+        store.insert_order(&second, &[], None).unwrap();
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM orders"), 2);
+    }
+
+    #[test]
+    fn a_read_of_the_outbox_continues_the_batch_as_an_ordinary_one() {
+        let (path, store, _inv) = pipelined("continued");
+        let ids = SequentialIds::default();
+        let first = order(&ids);
+        store.begin_batch().unwrap();
+        store.insert_order(&first, &[], None).unwrap();
+        store.commit_batch().unwrap();
+        store.begin_batch().unwrap();
+        let second = order(&ids);
+        let created = Event::new(second.id, 1, names::ORDER_CREATED, second.created_at);
+        store.insert_order(&second, &[created], None).unwrap();
+        // The outbox is read on the writing connection: the batch waits for the commit before
+        // it, takes the write lock, and shows its own held event.
+        let pending = store.pending_events(10).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].order_id, second.id);
+        assert_eq!(store.order_ids().unwrap(), vec![first.id, second.id]);
+        assert!(store.in_batch().unwrap());
+        assert!(store.pipeline().unwrap().continued);
+        // Not visible to another connection until the batch commits, in line.
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.order_ids().unwrap(), vec![first.id]);
+        store.commit_batch().unwrap();
+        assert_eq!(other.order(second.id).unwrap(), second);
+        // The batch after it is pipelined again.
+        store.begin_batch().unwrap();
+        assert!(store.pipeline().unwrap().open);
+        store.rollback_batch().unwrap();
+        assert!(!store.in_batch().unwrap());
+    }
+
+    #[test]
+    fn a_rolled_back_pipelined_batch_leaves_the_one_before_it_to_commit() {
+        let (path, store, _inv) = pipelined("rollback");
+        let ids = SequentialIds::default();
+        let kept = order(&ids);
+        store.begin_batch().unwrap();
+        store.insert_order(&kept, &[], None).unwrap();
+        store.commit_batch().unwrap();
+        store.begin_batch().unwrap();
+        let dropped = order(&ids);
+        store.insert_order(&dropped, &[], None).unwrap();
+        store.rollback_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.order_ids().unwrap(), vec![kept.id]);
+        assert!(store.order(dropped.id).is_err());
+    }
+
+    #[test]
+    fn pipelining_needs_a_file_and_no_group_commit_and_one_batch_at_a_time() {
+        let memory = SqliteStore::open_in_memory().unwrap();
+        let err = memory.pipeline_batches().unwrap_err();
+        assert_eq!(err.code(), "invalid_field", "{err}");
+        assert!(err.to_string().contains("database file"), "{err}");
+        assert!(!memory.pipelined().unwrap());
+
+        let grouped = SqliteStore::open(temp_db("pipeline-grouped")).unwrap();
+        grouped.enable_group_commit().unwrap();
+        assert_eq!(
+            grouped.pipeline_batches().unwrap_err().code(),
+            "invalid_field"
+        );
+
+        let (_path, store, _inv) = pipelined("exclusive");
+        assert_eq!(
+            store.enable_group_commit().unwrap_err().code(),
+            "invalid_field"
+        );
+        store.begin_batch().unwrap();
+        assert_eq!(store.begin_batch().unwrap_err().code(), "invalid_field");
+        assert_eq!(
+            store.pipeline_batches().unwrap_err().code(),
+            "invalid_field"
+        );
+        store.rollback_batch().unwrap();
+        store.pipeline_batches().unwrap();
+
+        let open = SqliteStore::open(temp_db("pipeline-open-batch")).unwrap();
+        open.begin_batch().unwrap();
+        assert_eq!(open.pipeline_batches().unwrap_err().code(), "invalid_field");
+    }
+}
