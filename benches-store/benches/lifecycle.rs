@@ -1,7 +1,7 @@
 //! Full order lifecycles per second (criterion reports them as elements/s) on SQLite and on
 //! PostgreSQL with 1, 8 and 16 concurrent workers (a connection each), on SQLite also with 1, 8
 //! and 16 workers sharing one connection with group commit, and with one worker grouping 100
-//! lifecycles per commit. Latency percentiles live in the `store-latency` binary: criterion's
+//! lifecycles per commit, in line or pipelined. Latency percentiles live in the `store-latency` binary: criterion's
 //! estimates are means, not a p99.
 #![allow(clippy::expect_used)] // a benchmark that cannot set up has nothing to report
 
@@ -46,6 +46,15 @@ fn bench_rig(c: &mut Criterion, name: &str, rig: &Rig) {
             b.iter_custom(|iters| {
                 rig.run_grouped(&svc, &store, iters, 100)
                     .expect("grouped lifecycles")
+            });
+        });
+    }
+    // The same, each commit running on a thread of its own while the next batch runs.
+    if let Some((svc, store)) = rig.pipelined_worker().expect("pipelined worker") {
+        group.bench_function("pipelined_per_100/1", |b| {
+            b.iter_custom(|iters| {
+                rig.run_grouped(&svc, &store, iters, 100)
+                    .expect("pipelined lifecycles")
             });
         });
     }

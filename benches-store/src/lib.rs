@@ -216,6 +216,17 @@ impl Rig {
         Ok(Some((svc, store)))
     }
 
+    /// [`Rig::grouped_worker`] with its batches pipelined
+    /// ([`SqliteStore::pipeline_batches`]): each commit runs on a thread of its own while the
+    /// next batch runs. `None` on PostgreSQL.
+    pub fn pipelined_worker(&self) -> OmsResult<Option<(OrderService, Arc<SqliteStore>)>> {
+        let Some((svc, store)) = self.grouped_worker()? else {
+            return Ok(None);
+        };
+        store.pipeline_batches()?;
+        Ok(Some((svc, store)))
+    }
+
     /// A new SQLite connection as an order store and an inventory store sharing it; `None` on
     /// PostgreSQL.
     fn one_connection(&self) -> OmsResult<Option<SharedConnection>> {
@@ -232,7 +243,8 @@ impl Rig {
     }
 
     /// Run `total` lifecycles on one grouped worker, committing once per `per_commit`
-    /// lifecycles (each operation still atomic on its own); the wall time taken.
+    /// lifecycles (each operation still atomic on its own); the wall time taken, up to the
+    /// moment the last commit has ended (a pipelined one included).
     pub fn run_grouped(
         &self,
         svc: &OrderService,
@@ -254,6 +266,7 @@ impl Rig {
             store.commit_batch()?;
             done += n;
         }
+        store.wait_for_commit()?;
         Ok(start.elapsed())
     }
 
@@ -503,6 +516,22 @@ mod tests {
             customers: AtomicU64::new(0),
         };
         assert!(pg.grouped_worker().unwrap().is_none());
+    }
+
+    #[test]
+    fn pipelined_lifecycles_are_all_durable_when_the_run_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = Rig::sqlite(dir.path()).unwrap();
+        let (svc, store) = rig.pipelined_worker().unwrap().unwrap();
+        assert!(store.pipelined().unwrap());
+        rig.run_grouped(&svc, &store, 5, 2).unwrap();
+        let other = SqliteStore::open(dir.path().join("orders.db")).unwrap();
+        let ids = oms_core::store::OrderStore::order_ids(&other).unwrap();
+        assert_eq!(ids.len(), 5);
+        for id in ids {
+            let o = oms_core::store::OrderStore::order(&other, id).unwrap();
+            assert_eq!(o.status, OrderStatus::Delivered);
+        }
     }
 
     #[test]

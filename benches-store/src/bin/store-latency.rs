@@ -61,6 +61,14 @@ fn report(name: &str, rig: &Rig, lifecycles: u64, calls: usize) -> OmsResult<()>
             lifecycles as f64 / took.as_secs_f64()
         );
     }
+    if let Some((svc, store)) = rig.pipelined_worker()? {
+        rig.run_grouped(&svc, &store, 20, 20)?;
+        let took = rig.run_grouped(&svc, &store, lifecycles, GROUP)?;
+        println!(
+            "| {name:<10} | lifecycles/s, 1, pipelined 100 | {:>10.0} |",
+            lifecycles as f64 / took.as_secs_f64()
+        );
+    }
     let svc = rig.worker()?;
     let (created, ids) = create_latency(rig, &svc, calls)?;
     let got = get_latency(&svc, &ids, calls)?;
