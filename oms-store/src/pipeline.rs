@@ -453,6 +453,55 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_writes_to_one_pipelined_batch_apply_one_at_a_time() {
+        // Threads sharing a pipelined store race to move one order on from the same version
+        // (each read it at that version): exactly one wins, every round, and its version is
+        // what the commit stores.
+        let (path, store, _inv) = pipelined("threads");
+        let ids = SequentialIds::default();
+        for round in 0..100 {
+            let placed = order(&ids);
+            store.begin_batch().unwrap();
+            store.insert_order(&placed, &[], None).unwrap();
+            store.commit_batch().unwrap();
+            store.begin_batch().unwrap();
+            let barrier = std::sync::Barrier::new(8);
+            let wins: usize = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8i64)
+                    .map(|t| {
+                        let (store, barrier, placed) = (&store, &barrier, &placed);
+                        scope.spawn(move || {
+                            let mut changed = placed.clone();
+                            changed.version = 2;
+                            changed.updated_at = Timestamp(changed.updated_at.0 + t);
+                            barrier.wait();
+                            match store.update_order(&changed, 1, &[], None) {
+                                Ok(()) => 1,
+                                Err(e) => {
+                                    assert_eq!(e.code(), "conflict", "{e}");
+                                    0
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).sum()
+            });
+            assert_eq!(wins, 1, "round {round}");
+            store.commit_batch().unwrap();
+            store.wait_for_commit().unwrap();
+            assert_eq!(
+                SqliteStore::open(&path)
+                    .unwrap()
+                    .order(placed.id)
+                    .unwrap()
+                    .version,
+                2
+            );
+        }
+    }
+
+    #[test]
     fn pipelining_needs_a_file_and_no_group_commit_and_one_batch_at_a_time() {
         let memory = SqliteStore::open_in_memory().unwrap();
         let err = memory.pipeline_batches().unwrap_err();

@@ -175,6 +175,9 @@ pub struct SqliteStore {
     reader: Mutex<Option<Connection>>,
     /// Pipelined batches, when enabled ([`SqliteStore::pipeline_batches`]).
     pipeline: Mutex<Pipeline>,
+    /// Held by a write of a pipelined batch while it reads and changes the batch's rows, so
+    /// writes from many threads apply one at a time, and a batch is sealed between two writes.
+    op: Mutex<()>,
     decoded: Mutex<HashMap<u64, (u64, Order)>>,
     /// Inside a batch: the newest version of each order the batch updated, whose row is
     /// written once, when the batch commits (see [`SqliteStore::begin_batch`]).
@@ -235,6 +238,7 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             reader: Mutex::new(None),
             pipeline: Mutex::new(Pipeline::default()),
+            op: Mutex::new(()),
             decoded: Mutex::new(HashMap::new()),
             deferred: Mutex::new(BTreeMap::new()),
             group: GroupCommit::default(),
@@ -1361,6 +1365,21 @@ impl SqliteStore {
         Ok(())
     }
 
+    fn op(&self) -> OmsResult<MutexGuard<'_, ()>> {
+        self.op
+            .lock()
+            .map_err(|_| storage("sqlite pipelined write lock poisoned"))
+    }
+
+    /// Run the write `f` of a pipelined batch alone among the batch's writes (a write reads
+    /// rows, checks them and changes them: two at once could both pass a check only one
+    /// should); refused if the batch was lost with the commit before it.
+    pub(crate) fn pipelined_write<T>(&self, f: impl FnOnce() -> OmsResult<T>) -> OmsResult<T> {
+        let _op = self.op()?;
+        self.pipeline()?.check()?;
+        f()
+    }
+
     /// Seal the open pipelined batch and start its commit on a thread of its own.
     fn commit_pipelined(&self) -> OmsResult<()> {
         let settled = self.settle();
@@ -1376,6 +1395,7 @@ impl SqliteStore {
                 "this batch is lost: the batch before it failed to commit ({reason})"
             )));
         }
+        let _op = self.op()?;
         let mut p = self.pipeline()?;
         let sealed = Arc::new(Sealed {
             orders: std::mem::take(&mut *self.deferred()?),
@@ -1611,7 +1631,7 @@ impl OrderStore for SqliteStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         if self.in_pipelined_batch()? {
-            return self.insert_pipelined(order, events, idempotency);
+            return self.pipelined_write(|| self.insert_pipelined(order, events, idempotency));
         }
         let encoded = self.encode_for_group(&order)?;
         let written = self.write(&|| {}, |conn| {
@@ -1640,7 +1660,9 @@ impl OrderStore for SqliteStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         if self.in_pipelined_batch()? {
-            return self.update_pipelined(order, expected_version, events, idempotency);
+            return self.pipelined_write(|| {
+                self.update_pipelined(order, expected_version, events, idempotency)
+            });
         }
         let encoded = self.encode_for_group(&order)?;
         let written = self.write(&|| {}, |conn| {
@@ -1879,8 +1901,10 @@ impl OrderStore for SqliteStore {
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
         if self.in_pipelined_batch()? {
-            self.held()?.hold_key(key, record);
-            return Ok(());
+            return self.pipelined_write(|| {
+                self.held()?.hold_key(key, record);
+                Ok(())
+            });
         }
         self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {

@@ -110,6 +110,9 @@ impl SqliteInventory {
             self.busy_retries.fetch_add(1, Ordering::Relaxed);
         };
         if self.store.in_pipelined_batch()? {
+            if write {
+                return self.store.pipelined_write(|| self.in_layers(f));
+            }
             return self.in_layers(f);
         }
         if write {
