@@ -470,6 +470,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// Another connection on the rig's database in `dir` sees `n` orders, each delivered.
+    fn assert_delivered(dir: &Path, n: usize) {
+        let other = SqliteStore::open(dir.join("orders.db")).unwrap();
+        let ids = oms_core::store::OrderStore::order_ids(&other).unwrap();
+        assert_eq!(ids.len(), n);
+        for id in ids {
+            let o = oms_core::store::OrderStore::order(&other, id).unwrap();
+            assert_eq!(o.status, OrderStatus::Delivered);
+        }
+    }
+
     #[test]
     fn one_sqlite_lifecycle_per_worker_ends_delivered_and_captured() {
         let dir = tempfile::tempdir().unwrap();
@@ -496,14 +507,7 @@ mod tests {
         // 5 lifecycles in groups of 2: three commits, the last one short.
         rig.run_grouped(&svc, &store, 5, 2).unwrap();
         assert!(!store.in_batch().unwrap());
-        // Another connection sees every order, delivered.
-        let other = SqliteStore::open(dir.path().join("orders.db")).unwrap();
-        let ids = oms_core::store::OrderStore::order_ids(&other).unwrap();
-        assert_eq!(ids.len(), 5);
-        for id in ids {
-            let o = oms_core::store::OrderStore::order(&other, id).unwrap();
-            assert_eq!(o.status, OrderStatus::Delivered);
-        }
+        assert_delivered(dir.path(), 5);
         let pg = Rig {
             backend: Backend::Postgres {
                 url: "postgresql://127.0.0.1:1/none".into(),
@@ -525,13 +529,7 @@ mod tests {
         let (svc, store) = rig.pipelined_worker().unwrap().unwrap();
         assert!(store.pipelined().unwrap());
         rig.run_grouped(&svc, &store, 5, 2).unwrap();
-        let other = SqliteStore::open(dir.path().join("orders.db")).unwrap();
-        let ids = oms_core::store::OrderStore::order_ids(&other).unwrap();
-        assert_eq!(ids.len(), 5);
-        for id in ids {
-            let o = oms_core::store::OrderStore::order(&other, id).unwrap();
-            assert_eq!(o.status, OrderStatus::Delivered);
-        }
+        assert_delivered(dir.path(), 5);
     }
 
     #[test]
@@ -545,13 +543,7 @@ mod tests {
             commits >= 1 && writes >= commits,
             "{writes} writes, {commits} commits"
         );
-        let other = SqliteStore::open(dir.path().join("orders.db")).unwrap();
-        let ids = oms_core::store::OrderStore::order_ids(&other).unwrap();
-        assert_eq!(ids.len(), 12);
-        for id in ids {
-            let o = oms_core::store::OrderStore::order(&other, id).unwrap();
-            assert_eq!(o.status, OrderStatus::Delivered);
-        }
+        assert_delivered(dir.path(), 12);
     }
 
     #[test]

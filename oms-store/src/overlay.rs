@@ -17,7 +17,7 @@ use oms_core::inventory::{Reservation, StockLevel, StockRow, WarehouseId};
 use oms_core::order::Sku;
 use oms_core::time::Timestamp;
 
-use crate::inventory::{Key, Ledger, OPEN_STATUSES};
+use crate::inventory::{stock_rows, Key, Ledger, OPEN_STATUSES};
 
 /// A stock row as the overlay knows it: absent (`None`) or its counts, and whether the commit
 /// must write it.
@@ -397,14 +397,7 @@ impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
                 rows.insert(key.clone(), level);
             }
         }
-        Ok(rows
-            .into_iter()
-            .map(|((sku, warehouse), level)| StockRow {
-                sku,
-                warehouse,
-                level,
-            })
-            .collect())
+        Ok(stock_rows(rows))
     }
 
     fn reservation(&mut self, id: u64, lock: bool) -> OmsResult<Option<Reservation>> {

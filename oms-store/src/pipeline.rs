@@ -26,7 +26,7 @@ use oms_core::time::Timestamp;
 
 use crate::children::HeldRows;
 use crate::codec::storage;
-use crate::inventory::{Key, Ledger};
+use crate::inventory::{stock_rows, Key, Ledger};
 use crate::overlay::{is_open_and_due, InventoryOverlay, Known};
 use crate::sqlite::Deferred;
 use crate::sqlite_inventory::SqliteLedger;
@@ -144,14 +144,7 @@ impl Ledger for Layered<'_> {
                 };
             }
         }
-        Ok(rows
-            .into_iter()
-            .map(|((sku, warehouse), level)| StockRow {
-                sku,
-                warehouse,
-                level,
-            })
-            .collect())
+        Ok(stock_rows(rows))
     }
 
     fn reservation(&mut self, id: u64, _lock: bool) -> OmsResult<Option<Reservation>> {
@@ -224,7 +217,7 @@ mod tests {
     use oms_core::time::{Duration, SequentialIds, Timestamp};
 
     use super::*;
-    use crate::sqlite::batch_tests::{count, order, temp_db};
+    use crate::sqlite::batch_tests::{count, order, refuse_events_named_refused, temp_db};
     use crate::{SqliteInventory, SqliteStore};
 
     const T0: Timestamp = Timestamp(1_000_000);
@@ -363,14 +356,7 @@ mod tests {
     #[test]
     fn a_failed_commit_is_reported_once_and_loses_the_batch_built_on_it() {
         let (_path, store, _inv) = pipelined("failed");
-        store
-            .lock()
-            .unwrap()
-            .execute_batch(
-                "CREATE TRIGGER refuse BEFORE INSERT ON events_outbox
-                 WHEN NEW.name = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
-            )
-            .unwrap();
+        refuse_events_named_refused(&store);
         let ids = SequentialIds::default();
         let first = order(&ids);
         store.begin_batch().unwrap();

@@ -851,6 +851,15 @@ impl Stored {
         })
     }
 
+    /// What a deferred (or sealed) row will store.
+    fn of(row: &Deferred) -> Stored {
+        Stored {
+            version: row.order.version,
+            history_len: row.order.history.len(),
+            lines_digest: Some(row.lines_digest),
+        }
+    }
+
     /// Refuse `order` unless this is the version it was read at and it moves past it.
     fn admit(&self, order: &Order, expected_version: u64) -> OmsResult<()> {
         if self.version != expected_version || order.version <= expected_version {
@@ -861,6 +870,33 @@ impl Stored {
             });
         }
         Ok(())
+    }
+}
+
+/// The newest version of an order an update is checked against: a row the open batch defers
+/// (whose line rows may still need writing, and which may be new in the batch), or a stored
+/// one (the database's, or a sealed pipelined batch's).
+struct Prior {
+    stored: Stored,
+    rewrite_pending: bool,
+    new: bool,
+}
+
+impl Prior {
+    fn pending(row: &Deferred) -> Prior {
+        Prior {
+            stored: Stored::of(row),
+            rewrite_pending: row.rewrite_items,
+            new: row.new,
+        }
+    }
+
+    fn stored(stored: Stored) -> Prior {
+        Prior {
+            stored,
+            rewrite_pending: false,
+            new: false,
+        }
     }
 }
 
@@ -973,23 +1009,33 @@ impl SqliteStore {
         idempotency: Option<Keyed<'_>>,
         encoded: Option<RowValues>,
     ) -> OmsResult<()> {
-        let digest = lines_digest(&order);
-        let current = self.deferred()?.get(&order.id).map(|row| {
-            (
-                Stored {
-                    version: row.order.version,
-                    history_len: row.order.history.len(),
-                    lines_digest: Some(row.lines_digest),
-                },
-                row.rewrite_items,
-            )
-        });
-        let (stored, rewrite_pending) = match current {
-            Some(current) => current,
-            None => (Stored::read(conn, &order)?, false),
+        let pending = self.deferred()?.get(&order.id).map(Prior::pending);
+        let prior = match pending {
+            Some(prior) => prior,
+            None => Prior::stored(Stored::read(conn, &order)?),
         };
+        self.keep_update(order, expected_version, prior, events, idempotency, encoded)
+    }
+
+    /// Check an update of `order` against its newest version (`prior`), then hold its audit,
+    /// outbox and idempotency rows and defer its row to the commit.
+    fn keep_update(
+        &self,
+        order: Order,
+        expected_version: u64,
+        prior: Prior,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+        encoded: Option<RowValues>,
+    ) -> OmsResult<()> {
+        let Prior {
+            stored,
+            rewrite_pending,
+            new,
+        } = prior;
         stored.admit(&order, expected_version)?;
         // Checked: from here on nothing can refuse the write, so it needs no savepoint.
+        let digest = lines_digest(&order);
         self.held()?.hold(
             order.id,
             stored.history_len..order.history.len().max(stored.history_len),
@@ -1002,7 +1048,7 @@ impl SqliteStore {
                 order,
                 lines_digest: digest,
                 rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
-                new: false,
+                new,
                 encoded,
             },
         );
@@ -1484,47 +1530,17 @@ impl SqliteStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let digest = lines_digest(&order);
-        let of = |row: &Deferred| Stored {
-            version: row.order.version,
-            history_len: row.order.history.len(),
-            lines_digest: Some(row.lines_digest),
-        };
-        let current = self
-            .deferred()?
-            .get(&order.id)
-            .map(|row| (of(row), row.rewrite_items, row.new));
-        let (stored, rewrite_pending, new) = if let Some(current) = current {
-            current
+        let pending = self.deferred()?.get(&order.id).map(Prior::pending);
+        let prior = if let Some(prior) = pending {
+            prior
         } else {
             let sealed = self.sealed()?;
             match sealed.as_ref().and_then(|s| s.orders.get(&order.id)) {
-                Some(row) => (of(row), false, false),
-                None => (
-                    self.with_reader(|conn| Stored::read(conn, &order))?,
-                    false,
-                    false,
-                ),
+                Some(row) => Prior::stored(Stored::of(row)),
+                None => Prior::stored(self.with_reader(|conn| Stored::read(conn, &order))?),
             }
         };
-        stored.admit(&order, expected_version)?;
-        self.held()?.hold(
-            order.id,
-            stored.history_len..order.history.len().max(stored.history_len),
-            events,
-            idempotency,
-        );
-        self.deferred()?.insert(
-            order.id,
-            Deferred {
-                order,
-                lines_digest: digest,
-                rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
-                new,
-                encoded: None,
-            },
-        );
-        Ok(())
+        self.keep_update(order, expected_version, prior, events, idempotency, None)
     }
 
     /// [`OrderStore::order`] in a pipelined batch: this batch's copy, the committing batch's,
@@ -2007,6 +2023,18 @@ pub(crate) mod batch_tests {
         Order::create(&draft, &Actor::System, &clock, ids).unwrap()
     }
 
+    /// Make the database refuse (abort) the insert of any outbox event named `refused`.
+    pub(crate) fn refuse_events_named_refused(store: &SqliteStore) {
+        store
+            .lock()
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events_outbox
+                 WHEN NEW.name = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+    }
+
     /// The single integer `sql` returns on `store`'s connection.
     pub(crate) fn count(store: &SqliteStore, sql: &str) -> i64 {
         store
@@ -2169,14 +2197,7 @@ pub(crate) mod batch_tests {
             store.insert_order(&kept, &[], None).unwrap();
             // The database refuses one outbox row, as a full disk or a constraint would,
             // after the stock and audit rows of the commit went in.
-            store
-                .lock()
-                .unwrap()
-                .execute_batch(
-                    "CREATE TRIGGER refuse BEFORE INSERT ON events_outbox
-                     WHEN NEW.name = 'refused' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
-                )
-                .unwrap();
+            refuse_events_named_refused(&store);
             store.begin_batch().unwrap();
             let mut changed = kept.clone();
             changed.version = 2;

@@ -29,6 +29,31 @@ fn memory(config: &SimConfig) -> SimReport {
     .unwrap()
 }
 
+/// A run on the SQLite file `path`, one connection for orders and inventory, committing every
+/// 20 orders, in line or `pipelined`.
+fn grouped_sqlite(config: &SimConfig, path: &std::path::Path, pipelined: bool) -> SimReport {
+    run(
+        &SimConfig {
+            orders_per_commit: 20,
+            ..config.clone()
+        },
+        Box::new(|ids| {
+            let orders = Arc::new(SqliteStore::open(path)?);
+            if pipelined {
+                orders.pipeline_batches()?;
+            }
+            let inventory =
+                SqliteInventory::sharing(orders.clone(), ids, ReservationConfig::default());
+            Ok(Backend {
+                orders,
+                inventory: Arc::new(inventory),
+            })
+        }),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
 fn assert_sound(r: &SimReport) {
     assert!(
         r.invariants.all_hold(),
@@ -129,23 +154,7 @@ fn memory_sqlite_and_postgres_give_identical_results() {
     // Grouping the commits (every 20 orders, one connection for orders and inventory) changes
     // when writes become durable, never what is written.
     let batched_path = dir.join("batched.db");
-    let batched = run(
-        &SimConfig {
-            orders_per_commit: 20,
-            ..config.clone()
-        },
-        Box::new(|ids| {
-            let orders = Arc::new(SqliteStore::open(&batched_path)?);
-            let inventory =
-                SqliteInventory::sharing(orders.clone(), ids, ReservationConfig::default());
-            Ok(Backend {
-                orders,
-                inventory: Arc::new(inventory),
-            })
-        }),
-        &mut |_| {},
-    )
-    .unwrap();
+    let batched = grouped_sqlite(&config, &batched_path, false);
     assert_sound(&batched);
     assert_eq!(
         mem.digest, batched.digest,
@@ -154,24 +163,7 @@ fn memory_sqlite_and_postgres_give_identical_results() {
     // Pipelined, each group is committed on a second thread while the next one runs on top
     // of it: again only the timing of durability changes.
     let pipelined_path = dir.join("pipelined.db");
-    let pipelined = run(
-        &SimConfig {
-            orders_per_commit: 20,
-            ..config.clone()
-        },
-        Box::new(|ids| {
-            let orders = Arc::new(SqliteStore::open(&pipelined_path)?);
-            orders.pipeline_batches()?;
-            let inventory =
-                SqliteInventory::sharing(orders.clone(), ids, ReservationConfig::default());
-            Ok(Backend {
-                orders,
-                inventory: Arc::new(inventory),
-            })
-        }),
-        &mut |_| {},
-    )
-    .unwrap();
+    let pipelined = grouped_sqlite(&config, &pipelined_path, true);
     assert_sound(&pipelined);
     assert_eq!(
         mem.digest, pipelined.digest,
