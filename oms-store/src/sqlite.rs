@@ -952,6 +952,17 @@ fn insert_order_row(
     Ok(())
 }
 
+/// Insert the row of a new `order` with its encoded columns left empty, claiming its id and
+/// number for a batch that writes the whole row at its commit; `Conflict` when either is taken.
+fn claim_order_row(conn: &Connection, order: &Order) -> OmsResult<()> {
+    let empty = rusqlite::types::Value::Text(String::new());
+    insert_order_row(
+        conn,
+        order,
+        (String::new(), String::new(), String::new(), empty),
+    )
+}
+
 /// Rewrite an existing order row with `order` and its bookkeeping.
 fn write_order_row(conn: &Connection, order: &Order, lines_digest: i64) -> OmsResult<()> {
     update_order_row(conn, order, order_row_values(order)?, lines_digest)
@@ -1067,12 +1078,20 @@ impl SqliteStore {
         idempotency: Option<Keyed<'_>>,
         encoded: Option<RowValues>,
     ) -> OmsResult<()> {
-        let empty = || rusqlite::types::Value::Text(String::new());
-        insert_order_row(
-            conn,
-            &order,
-            (String::new(), String::new(), String::new(), empty()),
-        )?;
+        claim_order_row(conn, &order)?;
+        self.keep_insert(order, events, idempotency, false, encoded)
+    }
+
+    /// Hold a new order's audit, outbox and idempotency rows and defer its whole row (and its
+    /// line rows) to the commit; `new` when its row is not in the database yet.
+    fn keep_insert(
+        &self,
+        order: Order,
+        events: Vec<Event>,
+        idempotency: Option<Keyed<'_>>,
+        new: bool,
+        encoded: Option<RowValues>,
+    ) -> OmsResult<()> {
         self.held()?
             .hold(order.id, 0..order.history.len(), events, idempotency);
         self.deferred()?.insert(
@@ -1081,7 +1100,7 @@ impl SqliteStore {
                 lines_digest: lines_digest(&order),
                 order,
                 rewrite_items: true,
-                new: false,
+                new,
                 encoded,
             },
         );
@@ -1387,13 +1406,8 @@ impl SqliteStore {
         begin_transaction(&conn, "BEGIN IMMEDIATE", &|| {})?;
         let expected = self.pipeline()?.data_version;
         let claimed = check_data_version(&conn, expected).and_then(|()| {
-            let empty = || rusqlite::types::Value::Text(String::new());
             for row in self.deferred()?.values_mut().filter(|row| row.new) {
-                insert_order_row(
-                    &conn,
-                    &row.order,
-                    (String::new(), String::new(), String::new(), empty()),
-                )?;
+                claim_order_row(&conn, &row.order)?;
                 row.new = false;
             }
             Ok(())
@@ -1506,19 +1520,7 @@ impl SqliteStore {
             return Err(taken(to_u64(found, "version")?));
         }
         self.pipeline()?.numbers.insert(order.number.clone());
-        self.held()?
-            .hold(order.id, 0..order.history.len(), events, idempotency);
-        self.deferred()?.insert(
-            order.id,
-            Deferred {
-                lines_digest: lines_digest(&order),
-                order,
-                rewrite_items: true,
-                new: true,
-                encoded: None,
-            },
-        );
-        Ok(())
+        self.keep_insert(order, events, idempotency, true, None)
     }
 
     /// [`OrderStore::update_order`] in a pipelined batch: checked against the newest version
