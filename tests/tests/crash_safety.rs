@@ -4,8 +4,9 @@
 //! SQLite: the test re-executes its own binary as a child process that streams `create_order`
 //! (and some `cancel_order`) calls into a WAL file and prints each acknowledged one; the parent
 //! kills it with SIGKILL at a seeded point while it keeps writing, reopens the file and checks
-//! every row — with a commit per call, with calls grouped into batches, and with four writer
-//! threads sharing one store's group commit.
+//! every row — with a commit per call, with calls grouped into batches (committed in line, or
+//! pipelined: each batch's commit running while the next batch is written), and with four
+//! writer threads sharing one store's group commit.
 //!
 //! PostgreSQL: a transaction is cut off by terminating its backend (and by dropping the client
 //! without commit), both on a raw connection and inside `PostgresStore` writes held mid-way by
@@ -294,6 +295,9 @@ const WRITER_TEST: &str = "sqlite_writer_acknowledges_only_committed_orders";
 
 /// Set in the child: orders per batch commit (absent or 0: every call commits by itself).
 const WRITER_BATCH: &str = "OMS_CRASH_WRITER_BATCH";
+/// Set in the child: orders per pipelined batch (each batch commits on a thread of its own
+/// while the next one runs).
+const WRITER_PIPELINED: &str = "OMS_CRASH_WRITER_PIPELINED";
 
 /// Cancel `before` with an idempotency key of its own; the `ack` line for it.
 fn cancel(svc: &OrderService, before: &Order) -> String {
@@ -353,14 +357,21 @@ fn write_stream_grouped(
 /// Write orders 1, 2, … to the SQLite file at `path` through the order service, printing
 /// `write …` before each `create_order` (and, every third order, a `cancel_order` of the order
 /// before) and `ack <number> <idempotency key>` once the call is durable: right after it, or,
-/// with `batch > 0`, after the commit of the batch of `batch` orders it belongs to.
-fn write_stream(path: &Path, limit: u64, batch: u64, out: &mut dyn Write) {
+/// with `batch > 0`, after the commit of the batch of `batch` orders it belongs to — with
+/// `pipelined` batches, once the next `commit_batch` (or the final `wait_for_commit`) has
+/// reported that commit.
+fn write_stream(path: &Path, limit: u64, batch: u64, pipelined: bool, out: &mut dyn Write) {
     let store = Arc::new(SqliteStore::open(path).unwrap());
+    if pipelined {
+        store.pipeline_batches().unwrap();
+    }
     let svc = service(store.clone(), 1);
     // A closed pipe means the parent is gone: stop rather than write into the void.
     let mut say = |line: String| writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();
     let mut previous: Option<Order> = None;
     let mut unacked: Vec<String> = Vec::new();
+    // Pipelined: the batch whose commit is running, acknowledged when it is reported.
+    let mut committing: Vec<String> = Vec::new();
     for n in 1..=limit {
         if batch > 0 && !store.in_batch().unwrap() {
             store.begin_batch().unwrap();
@@ -386,11 +397,19 @@ fn write_stream(path: &Path, limit: u64, batch: u64, out: &mut dyn Write) {
         previous = Some(order);
         if batch > 0 && (n % batch == 0 || n == limit) {
             store.commit_batch().unwrap();
-            if !unacked.drain(..).all(&mut say) {
+            if pipelined {
+                // The commit before this one has ended well; this one is under way.
+                let reported = std::mem::replace(&mut committing, std::mem::take(&mut unacked));
+                if !reported.into_iter().all(&mut say) {
+                    return;
+                }
+            } else if !unacked.drain(..).all(&mut say) {
                 return;
             }
         }
     }
+    store.wait_for_commit().unwrap();
+    let _ = committing.into_iter().all(&mut say);
 }
 
 /// In the child process this is the writer (it runs until killed). Run directly, it writes a
@@ -418,15 +437,23 @@ fn sqlite_writer_acknowledges_only_committed_orders() {
             };
             write_stream_grouped(Path::new(&path), 1_000_000, threads, &say);
         } else {
-            write_stream(Path::new(&path), 1_000_000, batch, &mut out);
+            let pipelined = std::env::var(WRITER_PIPELINED)
+                .ok()
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(0);
+            if pipelined > 0 {
+                write_stream(Path::new(&path), 1_000_000, pipelined, true, &mut out);
+            } else {
+                write_stream(Path::new(&path), 1_000_000, batch, false, &mut out);
+            }
         }
         return;
     }
     let dir = temp_dir("writer");
-    for batch in [0, 3] {
-        let path = dir.join(format!("orders-{batch}.db"));
+    for (batch, pipelined) in [(0, false), (3, false), (3, true)] {
+        let path = dir.join(format!("orders-{batch}-{pipelined}.db"));
         let mut out = Vec::new();
-        write_stream(&path, 4, batch, &mut out);
+        write_stream(&path, 4, batch, pipelined, &mut out);
         let acks = parse_acks(&String::from_utf8(out).unwrap());
         assert_eq!(acks.len(), 5, "four creates and one cancel: {acks:?}");
         check_reopened(&path, &acks);
@@ -454,7 +481,7 @@ fn torn_rows_are_detected() {
     let dir = temp_dir("torn");
     let path = dir.join("orders.db");
     let mut out = Vec::new();
-    write_stream(&path, 2, 0, &mut out);
+    write_stream(&path, 2, 0, false, &mut out);
     let acks = parse_acks(&String::from_utf8(out).unwrap());
     let store = SqliteStore::open(&path).unwrap();
     let ids = store.order_ids().unwrap();
@@ -703,6 +730,37 @@ fn sqlite_kill_mid_batch_loses_only_the_unacknowledged_batch() {
         );
         assert!(
             (created..=created + BATCH).contains(&stored),
+            "run {run}: {stored} stored for {created} acknowledged creates"
+        );
+        eprintln!("run {run}: {created} acknowledged creates, {stored} orders stored");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Pipelined batches of 5 orders: a kill loses at most the batch whose commit was under way and
+/// the one being built, never part of one, and never an order acknowledged after its commit
+/// was reported.
+#[test]
+fn sqlite_kill_mid_pipelined_batches_loses_only_unreported_batches() {
+    const BATCH: usize = 5;
+    let mut rng = SplitMix(0x7069_7065_5f6b_696c);
+    let dir = temp_dir("kill-pipelined");
+    for run in 0..3 {
+        let kill_after = 3 + rng.next() % 40;
+        let pause = StdDuration::from_micros(rng.next() % 400);
+        let path = dir.join(format!("run{run}.db"));
+        let acks = kill_writer(&path, (WRITER_PIPELINED, BATCH), kill_after, pause);
+        let stored = check_reopened(&path, &acks);
+        let created = acks.iter().filter(|a| a.1.starts_with("create-")).count();
+        // Stored orders are whole batches: the acknowledged ones, plus at most the batch whose
+        // commit was reported but not yet acknowledged and the one whose commit was running.
+        assert_eq!(
+            stored % BATCH,
+            0,
+            "run {run}: {stored} stored is not whole batches"
+        );
+        assert!(
+            (created..=created + 2 * BATCH).contains(&stored),
             "run {run}: {stored} stored for {created} acknowledged creates"
         );
         eprintln!("run {run}: {created} acknowledged creates, {stored} orders stored");
