@@ -14,7 +14,11 @@
 //! atomic on its own, so a refused one rolls back alone (order writes are checked before
 //! anything is kept, inventory operations run on the batch's in-memory rows; each changed row
 //! is written once, at the commit), and the group becomes durable together — a crash before
-//! the commit loses the whole group and never part of an operation.
+//! the commit loses the whole group and never part of an operation. Batches can be pipelined
+//! ([`SqliteStore::pipeline_batches`]): a batch's commit runs on a thread of its own while the
+//! next batch runs in memory on top of it, reading the rows it lacks through a second,
+//! read-only connection, and the commit's outcome is reported by the next `commit_batch` (or
+//! [`SqliteStore::wait_for_commit`]).
 //! Threads sharing one [`SqliteStore`] can instead turn on group commit
 //! ([`SqliteStore::enable_group_commit`]): every write returns only once it is durable, and
 //! writes that arrive together share one commit. Every statement binds its parameters; no SQL is
