@@ -86,6 +86,34 @@ fn simulate_leaves_a_consistent_world_and_the_readers_work() {
     );
     let r2: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(r["digest"], r2["digest"]);
+    // ... whether its groups commit behind the run (the default) or in line, and however many
+    // orders a group holds
+    assert_eq!(r["commits_pipelined"], true);
+    let in_line = oms(
+        &[
+            "simulate",
+            "--orders",
+            "400",
+            "--seed",
+            "5",
+            "--json",
+            "--db",
+            "in-line.db",
+            "--commit-in-line",
+            "--commit-every",
+            "50",
+        ],
+        &dir,
+    );
+    assert!(
+        in_line.status.success(),
+        "{}",
+        String::from_utf8_lossy(&in_line.stderr)
+    );
+    let r3: Value = serde_json::from_slice(&in_line.stdout).unwrap();
+    assert_eq!(r3["commits_pipelined"], false);
+    assert_eq!(r3["orders_per_commit"], 50);
+    assert_eq!(r["digest"], r3["digest"]);
 
     // the dashboard, a timeline and the diagrams read the database
     let metrics = oms(&["metrics", "--db", "w.db"], &dir);
