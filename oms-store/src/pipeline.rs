@@ -16,8 +16,11 @@
 //! one built on it), so a row read earlier can never be overwritten with a stale value.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use rusqlite::Connection;
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::inventory::{Reservation, StockLevel, StockRow, WarehouseId};
@@ -66,6 +69,30 @@ pub(crate) struct Pipeline {
     pub(crate) data_version: i64,
     /// Why the open batch is lost: the commit it was built on failed.
     pub(crate) failed: Option<String>,
+    /// Wakes the checkpointer after each commit ([`checkpointer`]).
+    pub(crate) checkpoint: Option<Sender<()>>,
+    /// The checkpointer's thread.
+    pub(crate) checkpointer: Option<JoinHandle<()>>,
+}
+
+/// Copy committed WAL frames back into the database file on a connection and thread of its
+/// own, each time a pipelined commit ends (`PRAGMA wal_checkpoint(PASSIVE)`: as much as it can
+/// without waiting for or blocking anyone). Otherwise the commit thread does it inside the
+/// COMMIT that crosses `wal_autocheckpoint`, while the next batch waits for that commit; done
+/// here, that commit finds little left to copy, and the WAL still restarts as usual. A
+/// checkpoint that fails or is busy is left to the next one (or to the automatic one).
+pub(crate) fn checkpointer(conn: Connection) -> std::io::Result<(Sender<()>, JoinHandle<()>)> {
+    let (wake, woken) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("oms-sqlite-checkpoint".into())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                // Commits that ended meanwhile are covered by one checkpoint.
+                while woken.try_recv().is_ok() {}
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        })?;
+    Ok((wake, thread))
 }
 
 impl Pipeline {
@@ -485,6 +512,33 @@ mod tests {
                 2
             );
         }
+    }
+
+    #[test]
+    fn committed_batches_are_checkpointed_into_the_database_file_in_the_background() {
+        // A few batches write far fewer WAL pages than the automatic checkpoint waits for, and
+        // the store stays open (closing would checkpoint): only the checkpointer copies them.
+        let (path, store, _inv) = pipelined("checkpoint");
+        let file = || std::fs::metadata(&path).unwrap().len();
+        let before = file();
+        let ids = SequentialIds::default();
+        for _ in 0..3 {
+            store.begin_batch().unwrap();
+            for _ in 0..50 {
+                store.insert_order(&order(&ids), &[], None).unwrap();
+            }
+            store.commit_batch().unwrap();
+        }
+        store.wait_for_commit().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while file() <= before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            file() > before,
+            "the database file stayed at {before} bytes: nothing was checkpointed"
+        );
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM orders"), 150);
     }
 
     #[test]

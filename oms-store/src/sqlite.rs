@@ -1285,6 +1285,13 @@ impl SqliteStore {
         drop(conn);
         *self.reader_slot()? = Some(reader);
         let mut p = self.pipeline()?;
+        if p.checkpoint.is_none() {
+            let (wake, thread) =
+                crate::pipeline::checkpointer(Connection::open(&path).map_err(storage)?)
+                    .map_err(storage)?;
+            p.checkpoint = Some(wake);
+            p.checkpointer = Some(thread);
+        }
         p.enabled = true;
         p.data_version = version;
         Ok(())
@@ -1466,13 +1473,19 @@ impl SqliteStore {
         let conn = Arc::clone(&self.conn);
         let expected = p.data_version;
         let rows = Arc::clone(&sealed);
+        let checkpoint = p.checkpoint.clone();
         let handle = std::thread::Builder::new()
             .name("oms-sqlite-commit".into())
             .spawn(move || {
                 let conn = conn
                     .lock()
                     .map_err(|_| storage("sqlite connection lock poisoned"))?;
-                commit_sealed(&conn, &rows, expected)
+                commit_sealed(&conn, &rows, expected)?;
+                if let Some(wake) = checkpoint {
+                    // The checkpointer is gone only if the store is being dropped.
+                    let _ = wake.send(());
+                }
+                Ok(())
             })
             .map_err(storage)?;
         p.sealed = Some(sealed);
@@ -1612,6 +1625,11 @@ impl Drop for SqliteStore {
         if let Ok(p) = self.pipeline.get_mut() {
             if let Some(handle) = p.in_flight.take() {
                 let _ = handle.join();
+            }
+            // Closing its channel ends the checkpointer after the checkpoint under way.
+            p.checkpoint = None;
+            if let Some(thread) = p.checkpointer.take() {
+                let _ = thread.join();
             }
         }
     }
