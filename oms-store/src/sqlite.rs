@@ -1243,8 +1243,11 @@ impl SqliteStore {
     /// [`SqliteStore::wait_for_commit`], and reads a pipelined batch cannot answer from memory
     /// and the read-only connection (order lists, the outbox), which first wait for the commit
     /// and then continue the batch as an ordinary one. Until it is reported, a batch is not
-    /// known to be durable. Needs a database file (an in-memory database has no second
-    /// connection), and is refused with group commit on.
+    /// known to be durable. A third connection, on a thread of its own, copies committed WAL
+    /// frames back into the database file after each commit (a passive checkpoint), so the
+    /// commit that crosses the automatic checkpoint finds little left to copy. Needs a database
+    /// file (an in-memory database has no second connection), and is refused with group
+    /// commit on.
     pub fn pipeline_batches(&self) -> OmsResult<()> {
         if self.group.enabled() {
             return Err(OmsError::invalid(
