@@ -542,6 +542,25 @@ mod tests {
     }
 
     #[test]
+    fn closing_a_pipelined_store_leaves_only_the_database_file() {
+        // As with an ordinary store, the last connection to close checkpoints the WAL and
+        // removes it (a read-only connection closing last could not).
+        let (path, store, inv) = pipelined("close");
+        let ids = SequentialIds::default();
+        store.begin_batch().unwrap();
+        store.insert_order(&order(&ids), &[], None).unwrap();
+        store.commit_batch().unwrap();
+        drop(inv);
+        drop(store);
+        let wal = path.with_extension("db-wal");
+        assert!(!wal.exists(), "{} is left behind", wal.display());
+        assert_eq!(
+            SqliteStore::open(&path).unwrap().order_ids().unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
     fn pipelining_needs_a_file_and_no_group_commit_and_one_batch_at_a_time() {
         let memory = SqliteStore::open_in_memory().unwrap();
         let err = memory.pipeline_batches().unwrap_err();

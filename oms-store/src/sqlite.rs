@@ -1635,6 +1635,11 @@ impl Drop for SqliteStore {
                 let _ = thread.join();
             }
         }
+        // The writing connection closes last: the last connection to close checkpoints the
+        // WAL and removes it, which a read-only one cannot do.
+        if let Ok(reader) = self.reader.get_mut() {
+            *reader = None;
+        }
     }
 }
 
