@@ -14,6 +14,10 @@
 //! checks SQLite's `data_version` at the start of each commit, and if any other connection
 //! committed since this store's previous commit, the batch is refused (and so is every later
 //! one built on it), so a row read earlier can never be overwritten with a stale value.
+//!
+//! A third connection, on a thread of its own ([`checkpointer`]), copies committed WAL frames
+//! into the database file after each commit, so the commit thread rarely pays for SQLite's
+//! automatic checkpoint inside a COMMIT.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::mpsc::Sender;
