@@ -21,17 +21,6 @@ use oms_core::time::{Duration, IdGenerator, Timestamp};
 /// One ledger row's key.
 pub(crate) type Key = (Sku, WarehouseId);
 
-/// Stock rows by key as the ledger's list of rows, in key order.
-pub(crate) fn stock_rows(rows: BTreeMap<Key, StockLevel>) -> Vec<StockRow> {
-    rows.into_iter()
-        .map(|((sku, warehouse), level)| StockRow {
-            sku,
-            warehouse,
-            level,
-        })
-        .collect()
-}
-
 /// Stock moves computed against locked rows and written only when all of them succeeded.
 type Staged = BTreeMap<Key, StockLevel>;
 

@@ -17,7 +17,7 @@ use oms_core::inventory::{Reservation, StockLevel, StockRow, WarehouseId};
 use oms_core::order::Sku;
 use oms_core::time::Timestamp;
 
-use crate::inventory::{stock_rows, Key, Ledger, OPEN_STATUSES};
+use crate::inventory::{Key, Ledger, OPEN_STATUSES};
 
 /// A stock row as the overlay knows it: absent (`None`) or its counts, and whether the commit
 /// must write it.
@@ -182,9 +182,25 @@ impl InventoryOverlay {
         self.warehouses.get(warehouse).map(|slot| slot.known)
     }
 
-    /// Every stock row the overlay holds, present or known absent, in key order.
-    pub(crate) fn known_levels(&self) -> impl Iterator<Item = (&Key, Option<StockLevel>)> {
-        self.levels.iter().map(|(key, slot)| (key, slot.level))
+    /// The `stored` stock rows with the overlay's newer counts, and the rows only it has, in
+    /// key order (stock rows are never deleted, so none is known absent that is stored).
+    pub(crate) fn over_levels(&self, stored: Vec<StockRow>) -> Vec<StockRow> {
+        let mut rows: BTreeMap<Key, StockLevel> = stored
+            .into_iter()
+            .map(|row| ((row.sku, row.warehouse), row.level))
+            .collect();
+        for (key, slot) in &self.levels {
+            if let Some(level) = slot.level {
+                rows.insert(key.clone(), level);
+            }
+        }
+        rows.into_iter()
+            .map(|((sku, warehouse), level)| StockRow {
+                sku,
+                warehouse,
+                level,
+            })
+            .collect()
     }
 
     /// Every reservation the overlay holds a value of, in id order.
@@ -386,18 +402,8 @@ impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
     }
 
     fn levels(&mut self) -> OmsResult<Vec<StockRow>> {
-        let mut rows: BTreeMap<Key, StockLevel> = self
-            .db
-            .levels()?
-            .into_iter()
-            .map(|row| ((row.sku, row.warehouse), row.level))
-            .collect();
-        for (key, slot) in &self.overlay.levels {
-            if let Some(level) = slot.level {
-                rows.insert(key.clone(), level);
-            }
-        }
-        Ok(stock_rows(rows))
+        let stored = self.db.levels()?;
+        Ok(self.overlay.over_levels(stored))
     }
 
     fn reservation(&mut self, id: u64, lock: bool) -> OmsResult<Option<Reservation>> {

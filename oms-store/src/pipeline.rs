@@ -33,7 +33,7 @@ use oms_core::time::Timestamp;
 
 use crate::children::HeldRows;
 use crate::codec::storage;
-use crate::inventory::{stock_rows, Key, Ledger};
+use crate::inventory::{Key, Ledger};
 use crate::overlay::{is_open_and_due, InventoryOverlay, Known};
 use crate::sqlite::Deferred;
 use crate::sqlite_inventory::SqliteLedger;
@@ -161,21 +161,11 @@ impl Ledger for Layered<'_> {
     }
 
     fn levels(&mut self) -> OmsResult<Vec<StockRow>> {
-        let mut rows: BTreeMap<Key, StockLevel> = self
-            .db
-            .levels()?
-            .into_iter()
-            .map(|row| ((row.sku, row.warehouse), row.level))
-            .collect();
-        if let Some(sealed) = self.sealed {
-            for (key, level) in sealed.known_levels() {
-                match level {
-                    Some(level) => rows.insert(key.clone(), level),
-                    None => rows.remove(key),
-                };
-            }
-        }
-        Ok(stock_rows(rows))
+        let stored = self.db.levels()?;
+        Ok(match self.sealed {
+            Some(sealed) => sealed.over_levels(stored),
+            None => stored,
+        })
     }
 
     fn reservation(&mut self, id: u64, _lock: bool) -> OmsResult<Option<Reservation>> {
