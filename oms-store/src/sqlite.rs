@@ -268,12 +268,30 @@ impl SqliteStore {
             .map_err(|_| storage("sqlite deferred rows lock poisoned"))
     }
 
-    /// Forget what an abandoned batch held in memory.
+    /// Forget what an abandoned batch held in memory, and the decoded orders it may have read.
     fn forget_batch(&self) -> OmsResult<()> {
+        self.forget_rows()?;
+        self.decoded()?.clear();
+        Ok(())
+    }
+
+    /// Forget the open batch's rows: its inventory rows, held rows and deferred orders.
+    fn forget_rows(&self) -> OmsResult<()> {
         self.overlay()?.clear();
         self.held()?.clear();
         self.deferred()?.clear();
-        self.decoded()?.clear();
+        Ok(())
+    }
+
+    /// Keep the orders a commit just stored as the decoded forms of their stored versions.
+    fn remember_committed(&self, orders: BTreeMap<u64, Deferred>) -> OmsResult<()> {
+        let mut decoded = self.decoded()?;
+        if decoded.len() + orders.len() > DECODED_LIMIT {
+            decoded.clear();
+        }
+        for (id, row) in orders {
+            decoded.insert(id, (row.order.version, row.order));
+        }
         Ok(())
     }
 
@@ -341,14 +359,7 @@ impl SqliteStore {
                 write_items(conn, &row.order)?;
             }
         }
-        let mut decoded = self.decoded()?;
-        if decoded.len() + orders.len() > DECODED_LIMIT {
-            decoded.clear();
-        }
-        for (id, row) in orders {
-            decoded.insert(id, (row.order.version, row.order));
-        }
-        Ok(())
+        self.remember_committed(orders)
     }
 
     fn decoded(&self) -> OmsResult<MutexGuard<'_, HashMap<u64, (u64, Order)>>> {
@@ -449,10 +460,7 @@ impl SqliteStore {
                 p.failed = None;
                 p.numbers.clear();
                 drop(p);
-                self.overlay()?.clear();
-                self.held()?.clear();
-                self.deferred()?.clear();
-                return Ok(());
+                return self.forget_rows();
             }
             p.continued = false;
         }
@@ -1362,18 +1370,10 @@ impl SqliteStore {
             .unwrap_or_else(|_| Err(storage("the thread committing a pipelined batch panicked")));
         let sealed = self.pipeline()?.sealed.take();
         match outcome {
-            Ok(()) => {
-                if let Some(sealed) = sealed.and_then(|s| Arc::try_unwrap(s).ok()) {
-                    let mut decoded = self.decoded()?;
-                    if decoded.len() + sealed.orders.len() > DECODED_LIMIT {
-                        decoded.clear();
-                    }
-                    for (id, row) in sealed.orders {
-                        decoded.insert(id, (row.order.version, row.order));
-                    }
-                }
-                Ok(())
-            }
+            Ok(()) => match sealed.and_then(|s| Arc::try_unwrap(s).ok()) {
+                Some(sealed) => self.remember_committed(sealed.orders),
+                None => Ok(()),
+            },
             Err(e) => {
                 self.lose_open_batch(&e)?;
                 Err(e)
@@ -1397,9 +1397,7 @@ impl SqliteStore {
             p.open
         };
         if open {
-            self.overlay()?.clear();
-            self.held()?.clear();
-            self.deferred()?.clear();
+            self.forget_rows()?;
         }
         Ok(())
     }
