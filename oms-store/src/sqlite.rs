@@ -437,17 +437,7 @@ impl SqliteStore {
             self.forget_batch()?;
             return Err(storage("no open batch to commit"));
         }
-        if let Err(e) = self
-            .flush_deferred(&conn)
-            .and_then(|()| exec(&conn, "COMMIT"))
-        {
-            if !conn.is_autocommit() {
-                let _ = exec(&conn, "ROLLBACK");
-            }
-            self.forget_batch()?;
-            return Err(e);
-        }
-        Ok(())
+        self.commit_deferred(&conn)
     }
 
     /// Roll back the open batch: none of its operations are stored.
@@ -596,20 +586,29 @@ impl SqliteStore {
             return Ok(());
         }
         let outcome = if conn.is_autocommit() {
+            self.forget_batch()?;
             Err(storage(
                 "SQLite rolled back the shared transaction after an error",
             ))
         } else {
-            self.flush_deferred(&conn)
-                .and_then(|()| exec(&conn, "COMMIT"))
+            self.commit_deferred(&conn)
         };
+        self.group.end_open(outcome.as_ref().err())
+    }
+
+    /// Write the open batch's or group's deferred rows and COMMIT; if either fails, roll the
+    /// transaction back and forget what the batch held.
+    fn commit_deferred(&self, conn: &Connection) -> OmsResult<()> {
+        let outcome = self
+            .flush_deferred(conn)
+            .and_then(|()| exec(conn, "COMMIT"));
         if outcome.is_err() {
             if !conn.is_autocommit() {
-                let _ = exec(&conn, "ROLLBACK");
+                let _ = exec(conn, "ROLLBACK");
             }
             self.forget_batch()?;
         }
-        self.group.end_open(outcome.as_ref().err())
+        outcome
     }
 
     fn migrate(&self) -> OmsResult<()> {
@@ -1199,12 +1198,9 @@ fn check_data_version(conn: &Connection, expected: i64) -> OmsResult<()> {
 /// the order their operations ran, and the rows of the orders it updated. Nothing is written
 /// if another connection committed since this store's last commit (`expected`).
 fn commit_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<()> {
-    begin_transaction(conn, "BEGIN IMMEDIATE", &|| {})?;
-    let outcome = write_sealed(conn, sealed, expected).and_then(|()| exec(conn, "COMMIT"));
-    if outcome.is_err() && !conn.is_autocommit() {
-        let _ = exec(conn, "ROLLBACK");
-    }
-    outcome
+    atomically(conn, true, &|| {}, |conn| {
+        write_sealed(conn, sealed, expected)
+    })
 }
 
 fn write_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<()> {
