@@ -7,8 +7,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::digest::Digest;
-
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
 use oms_core::fraud::InMemoryFraudSignals;
@@ -122,7 +120,7 @@ pub struct SimReport {
     pub simulated_hours: u64,
     /// Outbox events written.
     pub events: usize,
-    /// Digest of every order, event and stock row at the end (see the `digest` module).
+    /// FNV-1a digest of every order, event and stock row at the end.
     pub digest: String,
     /// Sourcing cost of the run's orders: optimal against the greedy baselines.
     pub allocation: Option<AllocationSummary>,
@@ -729,7 +727,7 @@ impl Sim {
     /// does not grow with the size of the book), then the outbox, then the stock rows.
     fn finish(self, config: &SimConfig, initial: u64) -> OmsResult<SimReport> {
         let mut inv = Invariants::default();
-        let mut digest = Digest::default();
+        let mut digest = Fnv::default();
         let mut stock = StockTotals {
             initial,
             received: self.received,
@@ -831,9 +829,46 @@ impl Sim {
             orders_per_hour: per_hour,
             simulated_hours: hours,
             events: event_count,
-            digest: format!("{:016x}", digest.value()),
+            digest: format!("{:016x}", digest.0),
             allocation,
         })
+    }
+}
+
+/// FNV-1a 64 over text, for the state digest.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn eat(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// One record: its text, then a newline.
+    fn record(&mut self, s: impl AsRef<[u8]>) {
+        self.eat(s.as_ref());
+        self.eat(b"\n");
+    }
+}
+
+/// Serializers write straight into the digest; the caller ends the record with
+/// [`Fnv::record`] of nothing.
+impl std::io::Write for Fnv {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.eat(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -12,7 +12,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod digest;
 mod journey;
 mod prefetch;
 pub mod report;
