@@ -299,8 +299,8 @@ impl Rig {
         let id = format!("c{n}");
         let draft = OrderDraft {
             customer: Customer {
-                id: id.clone(),
-                email: format!("{id}@example.com"),
+                id: id.as_str().into(),
+                email: format!("{id}@example.com").into(),
                 name: "Bench Customer".into(),
             },
             shipping_address: AddressInput {
@@ -322,7 +322,7 @@ impl Rig {
             )],
             promo_codes: vec![],
         };
-        Ok((draft, Actor::Customer(id)))
+        Ok((draft, Actor::Customer(id.into())))
     }
 
     /// One order created (reserved and authorized) by `svc`.

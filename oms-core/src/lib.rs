@@ -29,10 +29,12 @@ pub mod pricing;
 pub mod returns;
 pub mod service;
 pub mod store;
+pub mod text;
 pub mod time;
 
 pub use error::{OmsError, OmsResult};
 pub use money::{Currency, Money, Rounding};
+pub use text::Text;
 
 /// The README's Rust blocks, compiled and run as doctests so the quickstart never rots.
 #[doc = include_str!("../../README.md")]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, OmsResult};
 use crate::order::Order;
+use crate::text::Text;
 use crate::time::Timestamp;
 
 // Short names keep the transition table one row per line.
@@ -169,9 +170,9 @@ impl fmt::Display for OrderStatus {
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Actor {
     /// A customer, by customer id: may act only on their own orders.
-    Customer(String),
+    Customer(Text),
     /// A staff member, by staff id.
-    Staff(String),
+    Staff(Text),
     /// The system itself (jobs, automatic transitions).
     System,
 }
@@ -194,11 +195,11 @@ pub struct AuditEntry {
     /// Status after.
     pub to: OrderStatus,
     /// The event name that caused the move.
-    pub event: String,
+    pub event: Text,
     /// Free-text reason given by the actor.
-    pub reason: String,
+    pub reason: Text,
     /// Extra key/value detail (tracking number, decline code …), in insertion order.
-    pub metadata: Vec<(String, String)>,
+    pub metadata: Vec<(Text, Text)>,
     /// Who did it.
     pub actor: Actor,
     /// When.
@@ -645,8 +646,8 @@ pub fn update_order_status(
     event: OrderEvent,
     guard: &GuardContext,
     actor: &Actor,
-    reason: &str,
-    metadata: Vec<(String, String)>,
+    reason: impl Into<Text>,
+    metadata: Vec<(Text, Text)>,
     now: Timestamp,
 ) -> OmsResult<AuditEntry> {
     let from = order.status;
@@ -658,7 +659,7 @@ pub fn update_order_status(
     let entry = AuditEntry {
         from: Some(from),
         to,
-        event: event.as_str().into(),
+        event: Text::from_static(event.as_str()),
         reason: reason.into(),
         metadata,
         actor: actor.clone(),

@@ -370,6 +370,7 @@ mod tests {
     use super::*;
     use crate::lifecycle::{Actor, AuditEntry};
     use crate::order::{AddressInput, Customer, LineItemInput, OrderDraft};
+    use crate::text::Text;
     use crate::time::{ManualClock, SequentialIds};
 
     fn order_at(ids: &SequentialIds, minute: i64, price: &str, path: &[OrderStatus]) -> Order {
@@ -380,7 +381,7 @@ mod tests {
             customer: Customer {
                 id: "c".into(),
                 email: "c@example.com".into(),
-                name: String::new(),
+                name: Text::empty(),
             },
             shipping_address: AddressInput {
                 name: "C".into(),
@@ -405,7 +406,7 @@ mod tests {
                 from: Some(o.status),
                 to: *s,
                 event: "test".into(),
-                reason: String::new(),
+                reason: Text::empty(),
                 metadata: vec![],
                 actor: Actor::System,
                 at: o.created_at,

@@ -14,6 +14,7 @@ use crate::money::{Currency, Money};
 use crate::payment::Payment;
 use crate::pricing::{LineCharges, Refunded};
 use crate::returns::ReturnCase;
+use crate::text::Text;
 use crate::time::{Clock, IdGenerator, Timestamp};
 
 /// Largest quantity accepted on one line.
@@ -27,7 +28,7 @@ pub const MAX_TEXT_LEN: usize = 256;
 /// whitespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Sku(String);
+pub struct Sku(Text);
 
 impl Sku {
     /// Validate and wrap a SKU.
@@ -54,7 +55,7 @@ impl Sku {
         if sku.trim() != sku {
             return Err(bad("leading or trailing whitespace"));
         }
-        Ok(Sku(sku.to_owned()))
+        Ok(Sku(Text::from(sku)))
     }
 
     /// The SKU text.
@@ -78,7 +79,7 @@ impl TryFrom<String> for Sku {
 
 impl From<Sku> for String {
     fn from(s: Sku) -> String {
-        s.0
+        s.0.into()
     }
 }
 
@@ -148,7 +149,7 @@ impl GeoPoint {
 /// An ISO 3166-1 alpha-2 country code, validated against the ISO table.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct CountryCode(String);
+pub struct CountryCode(Text);
 
 impl CountryCode {
     /// Validate an upper-case alpha-2 code such as `"US"`.
@@ -160,7 +161,7 @@ impl CountryCode {
             return Err(unknown());
         }
         match iso_country::Country::from_str(code) {
-            Ok(c) if c != iso_country::Country::Unspecified => Ok(CountryCode(code.to_owned())),
+            Ok(c) if c != iso_country::Country::Unspecified => Ok(CountryCode(Text::from(code))),
             _ => Err(unknown()),
         }
     }
@@ -180,7 +181,7 @@ impl TryFrom<String> for CountryCode {
 
 impl From<CountryCode> for String {
     fn from(c: CountryCode) -> String {
-        c.0
+        c.0.into()
     }
 }
 
@@ -194,17 +195,17 @@ impl fmt::Display for CountryCode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Address {
     /// Recipient name.
-    pub name: String,
+    pub name: Text,
     /// First address line.
-    pub line1: String,
+    pub line1: Text,
     /// Second address line (may be empty).
-    pub line2: String,
+    pub line2: Text,
     /// City or locality.
-    pub city: String,
+    pub city: Text,
     /// State, province or region (may be empty); with the country it forms the tax jurisdiction.
-    pub region: String,
+    pub region: Text,
     /// Postal code.
-    pub postal_code: String,
+    pub postal_code: Text,
     /// ISO 3166-1 alpha-2 country.
     pub country: CountryCode,
     /// Geocoded location, when known (needed for allocation by distance).
@@ -255,12 +256,12 @@ impl Address {
             .map(|(lat, lng)| GeoPoint::new(lat, lng))
             .transpose()?;
         Ok(Address {
-            name: input.name.clone(),
-            line1: input.line1.clone(),
-            line2: input.line2.clone(),
-            city: input.city.clone(),
-            region: input.region.clone(),
-            postal_code: input.postal_code.clone(),
+            name: Text::from(&input.name),
+            line1: Text::from(&input.line1),
+            line2: Text::from(&input.line2),
+            city: Text::from(&input.city),
+            region: Text::from(&input.region),
+            postal_code: Text::from(&input.postal_code),
             country,
             location,
         })
@@ -269,7 +270,7 @@ impl Address {
     /// The tax jurisdiction: `"US-NY"` when a region is set, else `"US"`.
     pub fn jurisdiction(&self) -> String {
         if self.region.is_empty() {
-            self.country.0.clone()
+            self.country.0.to_string()
         } else {
             format!("{}-{}", self.country.0, self.region)
         }
@@ -280,11 +281,11 @@ impl Address {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Customer {
     /// The host's customer id.
-    pub id: String,
+    pub id: Text,
     /// Contact email.
-    pub email: String,
+    pub email: Text,
     /// Display name.
-    pub name: String,
+    pub name: Text,
 }
 
 impl Customer {
@@ -299,9 +300,9 @@ impl Customer {
             return Err(OmsError::invalid("customer.email", "not an email address"));
         }
         Ok(Customer {
-            id: id.to_owned(),
-            email: email.to_owned(),
-            name: name.to_owned(),
+            id: Text::from(id),
+            email: Text::from(email),
+            name: Text::from(name),
         })
     }
 }
@@ -363,7 +364,7 @@ pub struct LineItem {
     /// Price of one unit.
     pub unit_price: Money,
     /// Tax class.
-    pub tax_class: String,
+    pub tax_class: Text,
     /// Capacity units per unit.
     pub capacity_units: u32,
     /// Grams per unit.
@@ -407,7 +408,7 @@ impl LineItem {
             sku,
             quantity,
             unit_price: input.unit_price,
-            tax_class: input.tax_class.clone(),
+            tax_class: Text::from(&input.tax_class),
             capacity_units: input.capacity_units,
             weight_grams: input.weight_grams,
             discount,
@@ -455,7 +456,7 @@ pub struct Order {
     /// Internal id from the [`IdGenerator`].
     pub id: u64,
     /// Human-facing number, `ORD-YYYY-MM-DD-NNNNNN`.
-    pub number: String,
+    pub number: Text,
     /// Who ordered.
     pub customer: Customer,
     /// Where to ship.
@@ -538,7 +539,7 @@ impl Order {
         let now = clock.now();
         let mut order = Order {
             id: 0,
-            number: String::new(),
+            number: Text::empty(),
             customer,
             shipping_address,
             billing_address,
@@ -563,13 +564,13 @@ impl Order {
             order.merge_line(line)?;
         }
         order.id = ids.next_id("order");
-        order.number = order_number(order.id, now);
+        order.number = order_number(order.id, now).into();
         order.version = 1;
         order.history.push(AuditEntry {
             from: None,
             to: OrderStatus::Pending,
-            event: "create".into(),
-            reason: "order placed".into(),
+            event: Text::from_static("create"),
+            reason: Text::from_static("order placed"),
             metadata: Vec::new(),
             actor: actor.clone(),
             at: now,

@@ -16,6 +16,7 @@ use crate::error::{OmsError, OmsResult};
 use crate::events::Event;
 use crate::lifecycle::OrderStatus;
 use crate::order::Order;
+use crate::text::Text;
 
 /// A stored idempotency record: the request fingerprint and the first response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +186,7 @@ pub fn for_each_page(
 #[derive(Debug, Default)]
 struct MemoryState {
     orders: BTreeMap<u64, Order>,
-    by_number: BTreeMap<String, u64>,
+    by_number: BTreeMap<Text, u64>,
     /// Order ids by current status, so a sweep by status reads only its orders.
     by_status: BTreeSet<(OrderStatus, u64)>,
     outbox: Vec<Event>,
@@ -263,7 +264,7 @@ impl OrderStore for MemoryStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         let mut s = self.lock()?;
-        if s.orders.contains_key(&order.id) || s.by_number.contains_key(&order.number) {
+        if s.orders.contains_key(&order.id) || s.by_number.contains_key(order.number.as_str()) {
             return Err(OmsError::Conflict {
                 entity: format!("order {}", order.number),
                 expected: 0,
@@ -389,7 +390,7 @@ mod tests {
         for id in 1..=n {
             let mut o = template.clone();
             o.id = id;
-            o.number = format!("ORD-{id:06}");
+            o.number = format!("ORD-{id:06}").into();
             store.insert_order_owned(o, Vec::new(), None).unwrap();
         }
         store

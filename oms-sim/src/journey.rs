@@ -23,6 +23,7 @@ use oms_core::service::{
 };
 use oms_core::store::{pages, OrderStore};
 use oms_core::time::{Clock, Duration, IdGenerator, ManualClock, SequentialIds, Timestamp};
+use oms_core::Text;
 
 use crate::prefetch::read_ahead;
 use crate::rng::Rng;
@@ -156,7 +157,7 @@ struct Sim {
     start: Timestamp,
     /// Who placed each order, and the parcels it was packed into: what the warehouse and the
     /// customer know without asking the store again.
-    customers: HashMap<u64, String>,
+    customers: HashMap<u64, Text>,
     parcels: HashMap<u64, Vec<u64>>,
 }
 
@@ -394,7 +395,7 @@ impl Sim {
         let result = self.svc.create_order(
             &draft,
             &payment,
-            &Actor::Customer(shopper.customer.id.clone()),
+            &Actor::Customer(shopper.customer.id.as_str().into()),
             Some(&key),
         );
         self.gateway.clear_script();
@@ -404,7 +405,8 @@ impl Sim {
         self.created_hours.push(hour);
         match result {
             Ok(order) => {
-                self.customers.insert(order.id, shopper.customer.id.clone());
+                self.customers
+                    .insert(order.id, shopper.customer.id.as_str().into());
                 let address = Address::new(&shopper.address)?;
                 self.signals.record_order(
                     &shopper.customer.id,
@@ -438,7 +440,7 @@ impl Sim {
     }
 
     fn step(&mut self, task: Task) -> OmsResult<()> {
-        let staff = Actor::Staff("ops".into());
+        let staff = Actor::Staff(Text::from_static("ops"));
         match task {
             Task::Resume(id) => match self.svc.resume_payment(id, &Actor::System) {
                 Ok(o) if o.status == OrderStatus::Confirmed => {
@@ -667,7 +669,7 @@ impl Sim {
                 continue;
             };
             let order = AllocationOrder {
-                id: o.number.clone(),
+                id: o.number.to_string(),
                 customer_location: location,
                 sla: Sla::Standard,
                 lines: o
@@ -747,7 +749,7 @@ impl Sim {
                 money_of_order(o, &mut money, &mut v_money)?;
                 payments_of_order(o, &mut v_payments);
                 state_of_order(o, self.inventory.as_ref(), &mut v_states)?;
-                versions.push((o.id, o.version, o.number.clone()));
+                versions.push((o.id, o.version, o.number.to_string()));
                 metrics.add(o);
                 serde_json::to_writer(&mut digest, o).map_err(|e| OmsError::Storage {
                     reason: e.to_string(),

@@ -698,8 +698,8 @@ impl OrderStore for PostgresStore {
         let currency = order.currency.code();
         let head: [&(dyn ToSql + Sync); 12] = [
             &r.id,
-            &order.number,
-            &order.customer.id,
+            &order.number.as_str(),
+            &order.customer.id.as_str(),
             &status,
             &currency,
             &r.total,

@@ -783,7 +783,7 @@ fn write_items(conn: &Connection, order: &Order) -> OmsResult<()> {
             l.quantity,
             l.unit_price.amount().to_string(),
             l.discount.amount().to_string(),
-            l.tax_class,
+            l.tax_class.as_str(),
         ])
         .map_err(storage)?;
     }
@@ -920,7 +920,7 @@ fn insert_order_row(
     let exists: Option<i64> = conn
         .prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
         .and_then(|mut s| {
-            s.query_row(params![id, order.number], |r| r.get(0))
+            s.query_row(params![id, order.number.as_str()], |r| r.get(0))
                 .optional()
         })
         .map_err(storage)?;
@@ -940,8 +940,8 @@ fn insert_order_row(
     .and_then(|mut s| {
         s.execute(params![
             id,
-            order.number,
-            order.customer.id,
+            order.number.as_str(),
+            order.customer.id.as_str(),
             order.status.as_str(),
             order.currency.code(),
             total,
@@ -1511,7 +1511,7 @@ impl SqliteStore {
         if let Some(row) = sealed.as_ref().and_then(|s| s.orders.get(&order.id)) {
             return Err(taken(row.order.version));
         }
-        let number_new = |numbers: &HashSet<String>| numbers.contains(&order.number);
+        let number_new = |numbers: &HashSet<String>| numbers.contains(order.number.as_str());
         if number_new(&self.pipeline()?.numbers)
             || sealed.as_ref().is_some_and(|s| number_new(&s.numbers))
         {
@@ -1521,7 +1521,7 @@ impl SqliteStore {
         let stored: Option<i64> = self.with_reader(|conn| {
             conn.prepare_cached("SELECT version FROM orders WHERE id = ?1 OR order_number = ?2")
                 .and_then(|mut s| {
-                    s.query_row(params![id, order.number], |r| r.get(0))
+                    s.query_row(params![id, order.number.as_str()], |r| r.get(0))
                         .optional()
                 })
                 .map_err(storage)
@@ -1529,7 +1529,7 @@ impl SqliteStore {
         if let Some(found) = stored {
             return Err(taken(to_u64(found, "version")?));
         }
-        self.pipeline()?.numbers.insert(order.number.clone());
+        self.pipeline()?.numbers.insert(order.number.to_string());
         self.keep_insert(order, events, idempotency, true, None)
     }
 
@@ -2466,7 +2466,7 @@ pub(crate) mod batch_tests {
                 "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount,
                      version, shipping_address, billing_address, created_at, updated_at, document)
                  VALUES (?1, ?2, 'c1', 'pending', 'USD', ?3, 1, ?4, ?5, 0, 0, ?6)",
-                params![o.id as i64, o.number, total, ship, bill, doc],
+                params![o.id as i64, o.number.as_str(), total, ship, bill, doc],
             )
             .unwrap();
             for _ in &o.history {

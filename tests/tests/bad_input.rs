@@ -174,7 +174,7 @@ fn bad_order_drafts_are_refused_with_their_code() {
         ),
         (
             "missing customer id",
-            draft_with(|d| d.customer.id = String::new()),
+            draft_with(|d| d.customer.id = "".into()),
             "missing_field",
         ),
         (

@@ -75,9 +75,9 @@ fn draft(n: u64) -> OrderDraft {
     }
     OrderDraft {
         customer: Customer {
-            id: format!("c{n}"),
-            email: format!("c{n}@example.com"),
-            name: format!("Customer {n}"),
+            id: format!("c{n}").into(),
+            email: format!("c{n}@example.com").into(),
+            name: format!("Customer {n}").into(),
         },
         shipping_address: AddressInput {
             name: format!("Customer {n}"),
@@ -99,7 +99,7 @@ fn place(svc: &OrderService, n: u64) -> Order {
     svc.create_order(
         &draft(n),
         &PaymentInput::new("card-4242"),
-        &Actor::Customer(format!("c{n}")),
+        &Actor::Customer(format!("c{n}").into()),
         Some(&key(n)),
     )
     .unwrap()
@@ -876,7 +876,7 @@ fn postgres_connection_lost_mid_transaction_leaves_nothing() {
             "INSERT INTO orders (id, order_number, user_id, status, currency, total_amount, version,
                                  shipping_address, billing_address, created_at, updated_at, document)
              VALUES ($1, $2, 'c4', 'confirmed', 'USD', 10, $3, '{}', '{}', 0, 0, $4)",
-            &[&id, &torn.number, &sql(torn.version), &doc],
+            &[&id, &torn.number.as_str(), &sql(torn.version), &doc],
         )
         .unwrap();
         c.execute(

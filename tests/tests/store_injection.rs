@@ -111,9 +111,9 @@ fn hostile_order(ids: &SequentialIds, i: usize, text: &str) -> Order {
     let chf = Currency::from_code("CHF").unwrap();
     let draft = OrderDraft {
         customer: Customer {
-            id: text.to_owned(),
+            id: text.into(),
             email: "o'brien+x@example.com".into(),
-            name: text.to_owned(),
+            name: text.into(),
         },
         shipping_address: AddressInput {
             name: text.to_owned(),

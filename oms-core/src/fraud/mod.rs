@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{OmsError, OmsResult};
 use crate::money::{Money, Rounding};
 use crate::order::{Address, Order};
+use crate::text::Text;
 use crate::time::{Duration, Timestamp};
 
 mod memory;
@@ -119,7 +120,7 @@ impl FraudInput {
         at: Timestamp,
     ) -> FraudInput {
         FraudInput {
-            customer_id: order.customer.id.clone(),
+            customer_id: order.customer.id.to_string(),
             order_value,
             shipping_address: order.shipping_address.clone(),
             payment_method: payment_method.to_owned(),
@@ -354,7 +355,7 @@ pub struct SignalContribution {
     /// `weight × strength`, at four decimals: its share of the score.
     pub contribution: Decimal,
     /// The fact behind it, in words.
-    pub detail: String,
+    pub detail: Text,
 }
 
 /// The explainable result of screening one order.
@@ -600,7 +601,7 @@ pub fn assess(
             strength,
             weight,
             contribution,
-            detail,
+            detail: detail.into(),
         });
     }
     score.rescale(CONTRIBUTION_DP);

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, OmsResult};
 use crate::order::Sku;
+use crate::text::Text;
 
 /// A box size the packing station stocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,7 +142,7 @@ pub fn check_weight(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Package {
     /// Id of the chosen box.
-    pub box_id: String,
+    pub box_id: Text,
     /// What goes in it.
     pub contents: Contents,
     /// Contents plus box tare: what the scale should show.
@@ -159,7 +160,7 @@ impl Package {
             .checked_add(b.tare_grams)
             .ok_or_else(|| OmsError::overflow("package weight"))?;
         Ok(Package {
-            box_id: b.id.clone(),
+            box_id: Text::from(&b.id),
             contents,
             expected_grams,
             measured_grams: None,
@@ -171,9 +172,9 @@ impl Package {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Label {
     /// The carrier's code (e.g. `"UPS"`).
-    pub carrier: String,
+    pub carrier: Text,
     /// Tracking number: carrier code and a ten-digit id from the id generator.
-    pub tracking_number: String,
+    pub tracking_number: Text,
 }
 
 impl Label {
@@ -196,8 +197,8 @@ impl Label {
             ));
         }
         Ok(Label {
-            carrier: carrier.to_owned(),
-            tracking_number: format!("{}-{id:010}", carrier.to_ascii_uppercase()),
+            carrier: carrier.into(),
+            tracking_number: format!("{}-{id:010}", carrier.to_ascii_uppercase()).into(),
         })
     }
 }

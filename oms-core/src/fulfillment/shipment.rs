@@ -12,6 +12,7 @@ use super::{FulfillmentEvent, FulfillmentStatus, PickBranch, FULFILLMENT};
 use crate::error::{OmsError, OmsResult};
 use crate::lifecycle::OrderStatus;
 use crate::order::{validate_quantity, Sku};
+use crate::text::Text;
 use crate::time::{IdGenerator, Timestamp};
 
 /// One accepted move of a shipment.
@@ -67,10 +68,10 @@ pub struct StatusChange {
 pub struct Shipment {
     id: u64,
     order_id: u64,
-    warehouse: Option<String>,
+    warehouse: Option<Text>,
     lines: Vec<(Sku, u32)>,
     state: MachineState<FulfillmentStatus, PickBranch>,
-    picker: Option<String>,
+    picker: Option<Text>,
     pick_list: Option<PickList>,
     package: Option<Package>,
     label: Option<Label>,
@@ -258,7 +259,7 @@ impl Shipment {
         self.ensure(FulfillmentEvent::SelectWarehouse)?;
         required("warehouse", warehouse)?;
         self.fire(FulfillmentEvent::SelectWarehouse, now)?;
-        self.warehouse = Some(warehouse.to_owned());
+        self.warehouse = Some(warehouse.into());
         Ok(())
     }
 
@@ -282,7 +283,7 @@ impl Shipment {
         self.ensure(FulfillmentEvent::PickerAssigned)?;
         required("picker", picker)?;
         self.fire(FulfillmentEvent::PickerAssigned, now)?;
-        self.picker = Some(picker.to_owned());
+        self.picker = Some(picker.into());
         Ok(())
     }
 

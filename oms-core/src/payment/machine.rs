@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{OmsError, OmsResult};
 use crate::money::{Currency, Money};
+use crate::text::Text;
 use crate::time::{Duration, Timestamp};
 
 /// How long an authorization hold stays capturable unless configured otherwise.
@@ -289,7 +290,7 @@ pub struct PaymentTransition {
     /// Money moved by the event, if any.
     pub amount: Option<Money>,
     /// Gateway reference or reason, if any.
-    pub detail: String,
+    pub detail: Text,
     /// When.
     pub at: Timestamp,
 }
@@ -347,9 +348,9 @@ pub struct PendingCall {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PaymentRecord")]
 pub struct Payment {
-    id: String,
-    reference: String,
-    method: String,
+    id: Text,
+    reference: Text,
+    method: Text,
     amount: Money,
     status: PaymentStatus,
     authorized: Money,
@@ -359,19 +360,19 @@ pub struct Payment {
     hold_validity: Duration,
     authorized_at: Option<Timestamp>,
     expires_at: Option<Timestamp>,
-    gateway_reference: Option<String>,
+    gateway_reference: Option<Text>,
     pending: Option<PendingCall>,
     op_seq: u32,
-    settled_keys: Vec<String>,
+    settled_keys: Vec<Text>,
     history: Vec<PaymentTransition>,
 }
 
 /// The serialized fields of a [`Payment`], checked by `TryFrom` before they become one.
 #[derive(Deserialize)]
 struct PaymentRecord {
-    id: String,
-    reference: String,
-    method: String,
+    id: Text,
+    reference: Text,
+    method: Text,
     amount: Money,
     status: PaymentStatus,
     authorized: Money,
@@ -381,10 +382,10 @@ struct PaymentRecord {
     hold_validity: Duration,
     authorized_at: Option<Timestamp>,
     expires_at: Option<Timestamp>,
-    gateway_reference: Option<String>,
+    gateway_reference: Option<Text>,
     pending: Option<PendingCall>,
     op_seq: u32,
-    settled_keys: Vec<String>,
+    settled_keys: Vec<Text>,
     history: Vec<PaymentTransition>,
 }
 
@@ -446,9 +447,9 @@ impl Payment {
         }
         let zero = Money::zero(amount.currency());
         Ok(Payment {
-            id: id.to_owned(),
-            reference: reference.to_owned(),
-            method: method.to_owned(),
+            id: id.into(),
+            reference: reference.into(),
+            method: method.into(),
             amount,
             status: PaymentStatus::Initiated,
             authorized: zero,
@@ -605,7 +606,7 @@ impl Payment {
             event,
             to,
             amount,
-            detail: detail.to_owned(),
+            detail: detail.into(),
             at: now,
         });
         self.status = to;
@@ -675,7 +676,7 @@ impl Payment {
                 })
             }
         }
-        self.settled_keys.push(key.to_owned());
+        self.settled_keys.push(key.into());
         self.pending.take().ok_or_else(|| OmsError::NotFound {
             kind: "pending call".into(),
             id: key.to_owned(),
@@ -729,7 +730,7 @@ impl Payment {
         self.take_pending(GatewayOp::Authorize, key)?;
         self.move_to(E::AuthSuccess, Some(approved), gateway_reference, now)?;
         self.authorized = approved;
-        self.gateway_reference = Some(gateway_reference.to_owned());
+        self.gateway_reference = Some(gateway_reference.into());
         self.authorized_at = Some(now);
         self.expires_at = Some(now.plus(self.hold_validity));
         Ok(())
@@ -773,7 +774,7 @@ impl Payment {
         self.no_pending(event)?;
         if self.is_expired(now) {
             return Err(OmsError::AuthorizationExpired {
-                id: self.id.clone(),
+                id: self.id.to_string(),
             });
         }
         let capturable = self.capturable()?;
@@ -890,7 +891,7 @@ impl Payment {
         }
         if self.is_expired(now) {
             return Err(OmsError::AuthorizationExpired {
-                id: self.id.clone(),
+                id: self.id.to_string(),
             });
         }
         let key = self.next_key(GatewayOp::Void);

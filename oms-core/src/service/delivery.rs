@@ -17,6 +17,7 @@ use crate::inventory::WarehouseId;
 use crate::lifecycle::{allowed_events, next_status, Actor, GuardContext, OrderEvent, OrderStatus};
 use crate::order::{Order, Sku};
 use crate::payment::PaymentStatus;
+use crate::text::Text;
 use crate::time::{Duration, Timestamp};
 
 /// How the warehouses work: bins, boxes, unit sizes, carrier and transit estimate.
@@ -398,8 +399,8 @@ impl OrderService {
                         .route()
                         .saved_cm();
                     plan.push((
-                        format!("shipment {} from {wh}", s.id()),
-                        format!("pick path saves {saved} cm"),
+                        Text::from(format!("shipment {} from {wh}", s.id())),
+                        Text::from(format!("pick path saves {saved} cm")),
                     ));
                     ch.order.shipments.push(s);
                 }

@@ -12,6 +12,7 @@ use crate::lifecycle::{Actor, GuardContext, OrderEvent};
 use crate::order::{Order, OrderDraft};
 use crate::payment::{Outcome, Payment, PaymentStatus};
 use crate::pricing::{charged_total, place_pricing};
+use crate::text::Text;
 
 /// How the customer pays, as the checkout received it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +99,7 @@ impl OrderService {
             names::ORDER_CREATED,
             now,
             vec![
-                ("number".into(), ch.order.number.clone()),
+                ("number".into(), ch.order.number.to_string()),
                 ("total".into(), price.total.amount().to_string()),
                 ("currency".into(), price.currency.code().to_owned()),
             ],
@@ -323,7 +324,7 @@ impl OrderService {
             warehouses,
             drivers: vec![],
             orders: vec![AllocationOrder {
-                id: order.number.clone(),
+                id: order.number.to_string(),
                 customer_location: location,
                 sla: Sla::Standard,
                 lines: order
@@ -427,7 +428,7 @@ impl OrderService {
             OrderEvent::PaymentFailed,
             guard,
             &Actor::System,
-            reason,
+            Text::from(reason),
             vec![],
         )?;
         self.step(

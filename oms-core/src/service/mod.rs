@@ -29,6 +29,7 @@ use crate::order::Order;
 use crate::payment::{CapturePolicy, Jitter, Pause, PaymentGateway, PaymentProcessor, RetryPolicy};
 use crate::pricing::PricingContext;
 use crate::store::{IdempotencyRecord, OrderStore};
+use crate::text::Text;
 use crate::time::{Clock, Duration, IdGenerator, Timestamp};
 
 pub use delivery::{CarrierUpdate, FulfillmentConfig, ShipmentTracking};
@@ -268,10 +269,33 @@ impl Change {
         self.notes.push(Notification {
             kind,
             order_id: self.order.id,
-            order_number: self.order.number.clone(),
-            email: self.order.customer.email.clone(),
+            order_number: self.order.number.to_string(),
+            email: self.order.customer.email.to_string(),
             data,
         });
+    }
+}
+
+/// The reason an audit entry records: the service's fixed wording is kept without a copy.
+trait Reason {
+    fn into_text(self) -> Text;
+}
+
+impl Reason for &'static str {
+    fn into_text(self) -> Text {
+        Text::from_static(self)
+    }
+}
+
+impl Reason for &String {
+    fn into_text(self) -> Text {
+        Text::from(self.as_str())
+    }
+}
+
+impl Reason for Text {
+    fn into_text(self) -> Text {
+        self
     }
 }
 
@@ -378,8 +402,8 @@ impl OrderService {
         event: OrderEvent,
         guard: GuardContext,
         actor: &Actor,
-        reason: &str,
-        metadata: Vec<(String, String)>,
+        reason: impl Reason,
+        metadata: Vec<(Text, Text)>,
     ) -> OmsResult<()> {
         let now = self.now();
         let entry = update_order_status(
@@ -387,7 +411,7 @@ impl OrderService {
             event,
             &guard,
             actor,
-            reason,
+            reason.into_text(),
             metadata,
             now,
         )?;
@@ -405,7 +429,7 @@ impl OrderService {
                     .map_or_else(String::new, |s| s.as_str().to_owned()),
             ),
             ("event".into(), event.as_str().to_owned()),
-            ("reason".into(), reason.to_owned()),
+            ("reason".into(), entry.reason.as_str().to_owned()),
         ];
         change.events.push(e);
         Ok(())

@@ -13,6 +13,7 @@ use crate::lifecycle::{next_status, Actor, GuardContext, OrderEvent, OrderStatus
 use crate::order::{LineItemInput, Order};
 use crate::payment::{Outcome, PaymentStatus};
 use crate::pricing::place_pricing;
+use crate::text::Text;
 
 /// One order touched by [`OrderService::expire_reservations`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +63,14 @@ impl OrderService {
                 } else {
                     reason
                 };
-                self.step(&mut ch, OrderEvent::Cancel, guard, actor, why, vec![])?;
+                self.step(
+                    &mut ch,
+                    OrderEvent::Cancel,
+                    guard,
+                    actor,
+                    Text::from(why),
+                    vec![],
+                )?;
                 ch.notify(
                     NotificationKind::Cancelled,
                     vec![("reason".into(), why.to_owned())],
@@ -217,7 +225,7 @@ impl OrderService {
                     ));
                 }
                 let guard = Self::guard(&ch.order);
-                self.step(&mut ch, event, guard, actor, reason, vec![])?;
+                self.step(&mut ch, event, guard, actor, Text::from(reason), vec![])?;
                 self.commit(ch, idem, |o| Ok(o.clone()))
             },
         )
@@ -266,7 +274,7 @@ impl OrderService {
         let Some(i) = ch.order.payments.iter().position(|p| p.pending().is_some()) else {
             return Err(OmsError::NotFound {
                 kind: "pending payment".into(),
-                id: ch.order.number.clone(),
+                id: ch.order.number.to_string(),
             });
         };
         let processed = self.processor()?.resume(&ch.order.payments[i])?;
@@ -359,7 +367,7 @@ impl OrderService {
     fn open_review(order: &Order) -> OmsResult<crate::fraud::FraudReview> {
         order.review.clone().ok_or_else(|| OmsError::NotFound {
             kind: "fraud review".into(),
-            id: order.number.clone(),
+            id: order.number.to_string(),
         })
     }
 
@@ -387,7 +395,7 @@ impl OrderService {
                     OrderEvent::ReviewApproved,
                     GuardContext::default(),
                     actor,
-                    reason,
+                    Text::from(reason),
                     vec![],
                 )?;
                 ch.notify(NotificationKind::OrderConfirmed, vec![]);
@@ -428,7 +436,7 @@ impl OrderService {
                     OrderEvent::ReviewRejected,
                     GuardContext::default(),
                     actor,
-                    reason,
+                    Text::from(reason),
                     vec![],
                 )?;
                 ch.notify(

@@ -11,6 +11,7 @@ use crate::money::Money;
 use crate::order::Order;
 use crate::payment::Outcome;
 use crate::returns::{ReturnBranch, ReturnCase, ReturnContext, StockCondition};
+use crate::text::Text;
 
 fn return_index(order: &Order, return_id: u64) -> OmsResult<usize> {
     order
@@ -172,7 +173,7 @@ impl OrderService {
                         OrderEvent::RejectReturn,
                         guard,
                         actor,
-                        reason,
+                        Text::from(reason),
                         vec![],
                     )?;
                     self.step(

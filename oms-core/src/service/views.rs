@@ -78,7 +78,7 @@ pub fn tracking(order: &Order, transit: Duration) -> Tracking {
         })
         .collect();
     Tracking {
-        number: order.number.clone(),
+        number: order.number.to_string(),
         status: order.status,
         timeline,
         shipments: super::delivery::shipment_tracking(order, transit),
