@@ -756,8 +756,10 @@ fn lines_digest(order: &Order) -> i64 {
         eat(&l.line_id.to_le_bytes());
         eat(l.sku.as_str().as_bytes());
         eat(&l.quantity.to_le_bytes());
-        eat(l.unit_price.amount().to_string().as_bytes());
-        eat(l.discount.amount().to_string().as_bytes());
+        // The decimals' exact representation (mantissa and scale): the same value at the same
+        // scale as the text written to the rows, without formatting it.
+        eat(&l.unit_price.amount().serialize());
+        eat(&l.discount.amount().serialize());
         eat(l.tax_class.as_bytes());
     }
     i64::from_le_bytes(h.to_le_bytes())
@@ -2043,6 +2045,28 @@ pub(crate) mod batch_tests {
         };
         let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 12, 0, 0));
         Order::create(&draft, &Actor::System, &clock, ids).unwrap()
+    }
+
+    #[test]
+    fn lines_digest_changes_with_every_stored_line_column() {
+        let ids = SequentialIds::default();
+        let base = order(&ids);
+        let d = lines_digest(&base);
+        assert_eq!(lines_digest(&base.clone()), d);
+        let usd = base.currency;
+        let changed: Vec<fn(&mut oms_core::order::LineItem, Currency)> = vec![
+            |l, _| l.quantity += 1,
+            |l, c| l.unit_price = Money::parse("9.96", c).unwrap(),
+            |l, c| l.discount = Money::parse("1.00", c).unwrap(),
+            |l, _| l.sku = oms_core::order::Sku::new("SKU-2").unwrap(),
+            |l, _| l.tax_class = "reduced".into(),
+            |l, _| l.line_id += 1,
+        ];
+        for (i, change) in changed.iter().enumerate() {
+            let mut o = base.clone();
+            change(&mut o.lines[0], usd);
+            assert_ne!(lines_digest(&o), d, "change {i}");
+        }
     }
 
     /// Make the database refuse (abort) the insert of any outbox event named `refused`.
