@@ -23,8 +23,69 @@ use crate::text::Text;
 pub struct IdempotencyRecord {
     /// Operation name plus a fingerprint of the request content.
     pub fingerprint: String,
-    /// The serialized first response.
-    pub response: String,
+    /// The first response.
+    pub response: Response,
+}
+
+/// The first response of a keyed command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The result serialized as JSON: `{"Ok": …}` or `{"Err": …}`. Records read back from a
+    /// store always hold this form.
+    Json(String),
+    /// Success, returning the order exactly as the same write stores it. Only a write hands
+    /// this to a store, which writes it out as [`Response::Json`] of that order — when it writes
+    /// the record, so a store that writes on another thread serializes it there, and no
+    /// caller serializes a copy of an order it is handing over anyway.
+    WrittenOrder,
+}
+
+impl From<String> for Response {
+    fn from(json: String) -> Self {
+        Response::Json(json)
+    }
+}
+
+impl From<&str> for Response {
+    fn from(json: &str) -> Self {
+        Response::Json(json.to_owned())
+    }
+}
+
+impl IdempotencyRecord {
+    /// The response's JSON, for a record read back from a store.
+    pub fn response_json(&self) -> OmsResult<&str> {
+        match &self.response {
+            Response::Json(json) => Ok(json),
+            Response::WrittenOrder => Err(OmsError::Storage {
+                reason: "an idempotency record was stored without its response".into(),
+            }),
+        }
+    }
+
+    /// The record as a store writes it, given the order written with it: a
+    /// [`Response::WrittenOrder`] becomes that order's JSON.
+    pub fn written(&self, order: &Order) -> OmsResult<IdempotencyRecord> {
+        Ok(IdempotencyRecord {
+            fingerprint: self.fingerprint.clone(),
+            response: Response::Json(self.written_json(order)?),
+        })
+    }
+
+    /// The response's JSON as a store writes it, given the order written with it.
+    pub fn written_json(&self, order: &Order) -> OmsResult<String> {
+        match &self.response {
+            Response::Json(json) => Ok(json.clone()),
+            Response::WrittenOrder => order_response_json(order),
+        }
+    }
+}
+
+/// The JSON of `Ok(order)`, exactly as serializing an `OmsResult<Order>` writes it.
+pub fn order_response_json(order: &Order) -> OmsResult<String> {
+    serde_json::to_string(&Ok::<&Order, OmsError>(order)).map_err(|e| OmsError::Storage {
+        reason: e.to_string(),
+    })
 }
 
 /// An idempotency key with the record to store under it.
@@ -223,13 +284,21 @@ fn append(state: &mut MemoryState, events: Vec<Event>) {
     }
 }
 
-fn keep_first(state: &mut MemoryState, idempotency: Option<Keyed<'_>>) {
-    if let Some((key, record)) = idempotency {
-        state
-            .idempotency
-            .entry(key.to_owned())
-            .or_insert_with(|| record.clone());
+/// Keep a written record under its key unless the key holds one already (the first wins).
+fn keep_first(state: &mut MemoryState, written: Option<(&str, IdempotencyRecord)>) {
+    if let Some((key, record)) = written {
+        state.idempotency.entry(key.to_owned()).or_insert(record);
     }
+}
+
+/// The record of a write as it is kept, its response written out for `order`.
+fn written<'k>(
+    idempotency: Option<Keyed<'k>>,
+    order: &Order,
+) -> OmsResult<Option<(&'k str, IdempotencyRecord)>> {
+    idempotency
+        .map(|(key, record)| Ok((key, record.written(order)?)))
+        .transpose()
 }
 
 impl OrderStore for MemoryStore {
@@ -263,6 +332,7 @@ impl OrderStore for MemoryStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        let kept = written(idempotency, &order)?;
         let mut s = self.lock()?;
         if s.orders.contains_key(&order.id) || s.by_number.contains_key(order.number.as_str()) {
             return Err(OmsError::Conflict {
@@ -275,7 +345,7 @@ impl OrderStore for MemoryStore {
         s.by_status.insert((order.status, order.id));
         s.orders.insert(order.id, order);
         append(&mut s, events);
-        keep_first(&mut s, idempotency);
+        keep_first(&mut s, kept);
         Ok(())
     }
 
@@ -286,6 +356,7 @@ impl OrderStore for MemoryStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        let kept = written(idempotency, &order)?;
         let mut s = self.lock()?;
         let (found, was) = s
             .orders
@@ -305,7 +376,7 @@ impl OrderStore for MemoryStore {
         s.by_status.insert((order.status, order.id));
         s.orders.insert(order.id, order);
         append(&mut s, events);
-        keep_first(&mut s, idempotency);
+        keep_first(&mut s, kept);
         Ok(())
     }
 
@@ -374,7 +445,8 @@ impl OrderStore for MemoryStore {
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
-        keep_first(&mut *self.lock()?, Some((key, record)));
+        record.response_json()?;
+        keep_first(&mut *self.lock()?, Some((key, record.clone())));
         Ok(())
     }
 }

@@ -17,7 +17,8 @@ use rusqlite::Connection;
 use oms_core::error::OmsResult;
 use oms_core::events::Event;
 use oms_core::lifecycle::{AuditEntry, OrderStatus};
-use oms_core::store::{IdempotencyRecord, Keyed};
+use oms_core::order::Order;
+use oms_core::store::{IdempotencyRecord, Keyed, Response};
 
 use crate::codec::{actor_text, pack, storage, to_i64, to_json};
 use crate::sqlite::Deferred;
@@ -29,48 +30,90 @@ pub(crate) struct HeldRows {
     /// the order the batch defers, which holds every one of them (history only grows).
     audit: Vec<(u64, Range<usize>)>,
     events: Vec<Event>,
-    keys: Vec<(String, IdempotencyRecord)>,
+    keys: Vec<HeldKey>,
     /// Where each key of `keys` is: a key's first record is the one kept.
     key_at: HashMap<String, usize>,
+}
+
+/// A held idempotency record, with a copy of the order it responds with when it is a
+/// [`Response::WrittenOrder`] (the batch may change that order again before it commits).
+#[derive(Debug)]
+struct HeldKey {
+    key: String,
+    record: IdempotencyRecord,
+    order: Option<Order>,
+}
+
+/// An idempotency row to write: its key, its record and the order a
+/// [`Response::WrittenOrder`] record responds with.
+pub(crate) type KeyRow<'a> = (&'a str, &'a IdempotencyRecord, Option<&'a Order>);
+
+/// The response column of a row: the record's JSON, or the JSON of the order it responds with.
+fn response_json((_, record, order): &KeyRow<'_>) -> OmsResult<String> {
+    match order {
+        Some(order) => record.written_json(order),
+        None => record.response_json().map(str::to_owned),
+    }
 }
 
 /// One audit row with its columns encoded.
 type AuditValues = (Option<&'static str>, &'static str, String, String);
 
 impl HeldRows {
-    /// Hold the rows of one order write: the audit rows of entries `history` of order
-    /// `order_id` (which the batch defers), its outbox `events`, and its idempotency record
-    /// unless that key is already held.
+    /// Hold the rows of one write of `order`: the audit rows of its entries `history` (the
+    /// batch defers the order, which holds them), its outbox `events`, and its idempotency
+    /// record unless that key is already held.
     pub(crate) fn hold(
         &mut self,
-        order_id: u64,
+        order: &Order,
         history: Range<usize>,
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) {
         if !history.is_empty() {
-            self.audit.push((order_id, history));
+            self.audit.push((order.id, history));
         }
         self.events.extend(events);
         if let Some((key, record)) = idempotency {
-            self.hold_key(key, record);
+            self.hold_key(key, record, Some(order));
         }
     }
 
-    /// Hold an idempotency record unless its key is held already (the first record wins).
-    pub(crate) fn hold_key(&mut self, key: &str, record: &IdempotencyRecord) {
+    /// Hold an idempotency record unless its key is held already (the first record wins);
+    /// `order` is the order written with it, copied when the record responds with it.
+    pub(crate) fn hold_key(
+        &mut self,
+        key: &str,
+        record: &IdempotencyRecord,
+        order: Option<&Order>,
+    ) {
         if !self.key_at.contains_key(key) {
             self.key_at.insert(key.to_owned(), self.keys.len());
-            self.keys.push((key.to_owned(), record.clone()));
+            let order = match record.response {
+                Response::WrittenOrder => order.cloned(),
+                Response::Json(_) => None,
+            };
+            self.keys.push(HeldKey {
+                key: key.to_owned(),
+                record: record.clone(),
+                order,
+            });
         }
     }
 
-    /// The held record of `key`, if any.
-    pub(crate) fn key(&self, key: &str) -> Option<&IdempotencyRecord> {
-        self.key_at
-            .get(key)
-            .and_then(|at| self.keys.get(*at))
-            .map(|(_, r)| r)
+    /// The held record of `key`, if any, as it will be stored.
+    pub(crate) fn key(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
+        let Some(held) = self.key_at.get(key).and_then(|at| self.keys.get(*at)) else {
+            return Ok(None);
+        };
+        Ok(Some(IdempotencyRecord {
+            fingerprint: held.record.fingerprint.clone(),
+            response: Response::Json(response_json(&(
+                &held.key,
+                &held.record,
+                held.order.as_ref(),
+            ))?),
+        }))
     }
 
     /// Whether nothing is held.
@@ -120,9 +163,12 @@ impl HeldRows {
         &self.events
     }
 
-    /// The held idempotency records with their keys, first held first.
-    pub(crate) fn key_records(&self) -> Vec<(&str, &IdempotencyRecord)> {
-        self.keys.iter().map(|(k, r)| (k.as_str(), r)).collect()
+    /// The held idempotency rows, first held first.
+    pub(crate) fn key_records(&self) -> Vec<KeyRow<'_>> {
+        self.keys
+            .iter()
+            .map(|h| (h.key.as_str(), &h.record, h.order.as_ref()))
+            .collect()
     }
 }
 
@@ -133,7 +179,7 @@ pub(crate) fn write_rows(
     conn: &Connection,
     audit: &[(u64, &AuditEntry)],
     events: &[Event],
-    keys: &[(&str, &IdempotencyRecord)],
+    keys: &[KeyRow<'_>],
 ) -> OmsResult<()> {
     let encoded = encode_rows(audit, events, keys, true)?;
     insert_encoded(conn, audit, events, keys, encoded)
@@ -153,7 +199,7 @@ pub(crate) struct EncodedRows {
 pub(crate) fn encode_rows(
     audit: &[(u64, &AuditEntry)],
     events: &[Event],
-    keys: &[(&str, &IdempotencyRecord)],
+    keys: &[KeyRow<'_>],
     spread: bool,
 ) -> OmsResult<EncodedRows> {
     fn each<T: Sync, R: Send>(spread: bool, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -176,7 +222,9 @@ pub(crate) fn encode_rows(
     let data = each(spread, events, |e| to_json(&e.data))
         .into_iter()
         .collect::<OmsResult<Vec<String>>>()?;
-    let responses = each(spread, keys, |(_, r)| pack(r.response.clone()));
+    let responses = each(spread, keys, |row| response_json(row).map(pack))
+        .into_iter()
+        .collect::<OmsResult<Vec<Value>>>()?;
     Ok(EncodedRows {
         audit,
         data,
@@ -190,7 +238,7 @@ pub(crate) fn insert_encoded<'a>(
     conn: &Connection,
     audit: &[(u64, &'a AuditEntry)],
     events: &'a [Event],
-    keys: &[(&'a str, &'a IdempotencyRecord)],
+    keys: &[KeyRow<'a>],
     encoded: EncodedRows,
 ) -> OmsResult<()> {
     if encoded.audit.len() != audit.len()
@@ -241,7 +289,7 @@ pub(crate) fn insert_encoded<'a>(
         &values,
     )?;
     let mut values = Vec::with_capacity(keys.len() * 3);
-    for ((key, record), response) in keys.iter().zip(encoded.responses) {
+    for ((key, record, _), response) in keys.iter().zip(encoded.responses) {
         values.extend([
             text(key),
             text(&record.fingerprint),

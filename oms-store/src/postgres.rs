@@ -20,7 +20,7 @@ use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
 use oms_core::lifecycle::OrderStatus;
 use oms_core::order::Order;
-use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
+use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 
 use crate::codec::{
     actor_text, from_json, order_from_json, order_to_json, storage, to_i64, to_json, to_u64,
@@ -572,7 +572,7 @@ struct Rows<'o> {
     event_data: Vec<String>,
     key: Option<&'o str>,
     fingerprint: Option<&'o str>,
-    response: Option<&'o str>,
+    response: Option<String>,
 }
 
 impl<'o> Rows<'o> {
@@ -642,7 +642,9 @@ impl<'o> Rows<'o> {
                 .collect::<OmsResult<_>>()?,
             key: idempotency.map(|(k, _)| k),
             fingerprint: idempotency.map(|(_, r)| r.fingerprint.as_str()),
-            response: idempotency.map(|(_, r)| r.response.as_str()),
+            response: idempotency
+                .map(|(_, r)| r.written_json(order))
+                .transpose()?,
         })
     }
 
@@ -922,7 +924,7 @@ impl OrderStore for PostgresStore {
             .first()
             .map(|r| IdempotencyRecord {
                 fingerprint: r.get(0),
-                response: r.get(1),
+                response: Response::Json(r.get(1)),
             }))
         })
     }
@@ -933,7 +935,7 @@ impl OrderStore for PostgresStore {
                 client,
                 statements,
                 PUT_KEY,
-                &[&key, &record.fingerprint, &record.response],
+                &[&key, &record.fingerprint, &record.response_json()?],
             )?;
             Ok(())
         })

@@ -15,9 +15,9 @@ use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
 use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::order::Order;
-use oms_core::store::{IdempotencyRecord, Keyed, OrderStore};
+use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 
-use crate::children::{encode_rows, insert_encoded, write_rows, HeldRows};
+use crate::children::{encode_rows, insert_encoded, write_rows, HeldRows, KeyRow};
 use crate::codec::{
     from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64, unpack,
 };
@@ -811,7 +811,10 @@ fn write_children(
         .skip(stored_history)
         .map(|h| (order.id, h))
         .collect();
-    let keys: Vec<(&str, &IdempotencyRecord)> = idempotency.into_iter().collect();
+    let keys: Vec<KeyRow<'_>> = idempotency
+        .into_iter()
+        .map(|(key, record)| (key, record, Some(order)))
+        .collect();
     write_rows(conn, &audit, events, &keys)
 }
 
@@ -1057,7 +1060,7 @@ impl SqliteStore {
         // Checked: from here on nothing can refuse the write, so it needs no savepoint.
         let digest = lines_digest(&order);
         self.held()?.hold(
-            order.id,
+            &order,
             stored.history_len..order.history.len().max(stored.history_len),
             events,
             idempotency,
@@ -1102,7 +1105,7 @@ impl SqliteStore {
         encoded: Option<RowValues>,
     ) -> OmsResult<()> {
         self.held()?
-            .hold(order.id, 0..order.history.len(), events, idempotency);
+            .hold(&order, 0..order.history.len(), events, idempotency);
         self.deferred()?.insert(
             order.id,
             Deferred {
@@ -1584,14 +1587,12 @@ impl SqliteStore {
         if let Some(stored) = self.with_reader(|conn| stored_key(conn, key))? {
             return Ok(Some(stored));
         }
-        if let Some(record) = self
-            .sealed()?
-            .as_ref()
-            .and_then(|s| s.held.key(key).cloned())
-        {
-            return Ok(Some(record));
+        if let Some(sealed) = self.sealed()?.as_ref() {
+            if let Some(record) = sealed.held.key(key)? {
+                return Ok(Some(record));
+            }
         }
-        Ok(self.held()?.key(key).cloned())
+        self.held()?.key(key)
     }
 }
 
@@ -1611,7 +1612,7 @@ fn stored_key(conn: &Connection, key: &str) -> OmsResult<Option<IdempotencyRecor
         .map(|(fingerprint, response)| {
             Ok(IdempotencyRecord {
                 fingerprint,
-                response: unpack((&response).into())?,
+                response: Response::Json(unpack((&response).into())?),
             })
         })
         .transpose()
@@ -1935,24 +1936,26 @@ impl OrderStore for SqliteStore {
         match stored_key(&conn, key)? {
             Some(stored) => Ok(Some(stored)),
             None if conn.is_autocommit() => Ok(None),
-            None => Ok(self.held()?.key(key).cloned()),
+            None => self.held()?.key(key),
         }
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
+        // A record that responds with "the order written with it" needs that write.
+        record.response_json()?;
         if self.in_pipelined_batch()? {
             return self.pipelined_write(|| {
-                self.held()?.hold_key(key, record);
+                self.held()?.hold_key(key, record, None);
                 Ok(())
             });
         }
         self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {
-                self.held()?.hold_key(key, record);
+                self.held()?.hold_key(key, record, None);
                 return Ok(());
             }
             atomically(conn, true, &|| {}, |conn| {
-                write_rows(conn, &[], &[], &[(key, record)])
+                write_rows(conn, &[], &[], &[(key, record, None)])
             })
         })
     }
@@ -2173,7 +2176,7 @@ pub(crate) mod batch_tests {
         let (x, y) = (order(&ids), order(&ids));
         let record = |n: &str| IdempotencyRecord {
             fingerprint: format!("fp-{n}"),
-            response: format!("{{\"n\":\"{n}\"}}"),
+            response: format!("{{\"n\":\"{n}\"}}").into(),
         };
         a.put_idempotency("stored", &record("stored")).unwrap();
         a.begin_batch().unwrap();

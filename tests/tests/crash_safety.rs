@@ -1007,7 +1007,7 @@ fn postgres_store_write_cut_off_between_statements_then_next_call_works() {
     assert!(a_cancelled.version > a.version && a_cancelled.history.len() > a.history.len());
     let rec = |n: &str| IdempotencyRecord {
         fingerprint: format!("crash:{n}"),
-        response: n.to_owned(),
+        response: n.into(),
     };
     store
         .insert_order(&a, &shadow.events(&a, 0), Some(("k-a", &rec("a"))))

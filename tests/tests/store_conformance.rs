@@ -1,11 +1,11 @@
 //! One conformance suite for every `OrderStore`. Each backend runs the same checks.
 
-use oms_core::error::OmsResult;
+use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::{names, Event};
 use oms_core::lifecycle::{Actor, OrderStatus};
 use oms_core::money::{Currency, Money};
 use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft};
-use oms_core::store::{IdempotencyRecord, Keyed, MemoryStore, OrderStore};
+use oms_core::store::{IdempotencyRecord, Keyed, MemoryStore, OrderStore, Response};
 use oms_core::time::{ManualClock, SequentialIds, Timestamp};
 use oms_store::SqliteStore;
 
@@ -182,10 +182,63 @@ pub fn conformance(store: &dyn OrderStore) {
         response: format!(
             "{{\"doc\":\"{}\"}}",
             "é✓ x'); DROP TABLE orders;-- ".repeat(300)
-        ),
+        )
+        .into(),
     };
     store.put_idempotency("k-long", &long).unwrap();
     assert_eq!(store.idempotency("k-long").unwrap(), Some(long));
+
+    // a record that responds with "the order this write stores" keeps that order as this write
+    // stored it, even when the order changes again before anything commits
+    let before = store.order(b.id).unwrap();
+    let mut first = before.clone();
+    first.version += 1;
+    first.promo_codes.push("FIRST".into());
+    let written = IdempotencyRecord {
+        fingerprint: "update:written".into(),
+        response: Response::WrittenOrder,
+    };
+    let event = |v: u64| Event::new(b.id, v, names::ORDER_UPDATED, b.created_at);
+    store
+        .update_order(
+            &first,
+            before.version,
+            &[event(first.version)],
+            Some(("k-written", &written)),
+        )
+        .unwrap();
+    let mut second = first.clone();
+    second.version += 1;
+    second.promo_codes.push("SECOND".into());
+    store
+        .update_order(
+            &second,
+            first.version,
+            &[event(second.version)],
+            Some(("k-written", &written)),
+        )
+        .unwrap();
+    let kept = store.idempotency("k-written").unwrap().unwrap();
+    assert_eq!(kept.fingerprint, "update:written");
+    let replayed: Result<Order, OmsError> =
+        serde_json::from_str(kept.response_json().unwrap()).unwrap();
+    assert_eq!(replayed.unwrap(), first);
+    assert_eq!(store.order(b.id).unwrap(), second);
+    let published = store.pending_events(10).unwrap();
+    assert_eq!(
+        published.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![first.version, second.version]
+    );
+    store.ack_events(published[1].seq).unwrap();
+    // with no write to respond with, such a record is refused
+    assert_eq!(
+        store
+            .put_idempotency("k-alone", &written)
+            .unwrap_err()
+            .code(),
+        "storage"
+    );
+    assert_eq!(store.idempotency("k-alone").unwrap(), None);
 }
 
 #[test]

@@ -420,7 +420,7 @@ impl OrderService {
                     "warehouses assigned",
                     plan,
                 )?;
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -489,7 +489,7 @@ impl OrderService {
                 vec![],
             )?;
         }
-        self.commit(ch, idem, |o| Ok(o.clone()))
+        self.commit_order(ch, idem)
     }
 
     /// Pack one shipment: the smallest fitting box, a label with a tracking number, the scale
@@ -564,7 +564,7 @@ impl OrderService {
                 vec![],
             )?;
         }
-        self.commit(ch, idem, |o| Ok(o.clone()))
+        self.commit_order(ch, idem)
     }
 
     /// A shipment was handed to the carrier (seed 003 `notify_shipped`): its units leave the
@@ -616,7 +616,7 @@ impl OrderService {
                     NotificationKind::Shipped,
                     vec![("carrier".into(), carrier), ("tracking".into(), tracking)],
                 );
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -675,7 +675,7 @@ impl OrderService {
                     CarrierUpdate::Delivered => ch.notify(NotificationKind::Delivered, vec![]),
                     CarrierUpdate::InTransit => {}
                 }
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }

@@ -158,7 +158,7 @@ impl OrderService {
                 match self.pay(&mut ch, payment) {
                     Ok(Paid::Authorized) => {}
                     Ok(Paid::Declined(reason)) => return self.payment_failed(ch, idem, &reason),
-                    Ok(Paid::Unresolved) => return self.commit(ch, idem, |o| Ok(o.clone())),
+                    Ok(Paid::Unresolved) => return self.commit_order(ch, idem),
                     Err(e) => {
                         self.release_holds(&ch.order);
                         return Err(e);
@@ -181,7 +181,7 @@ impl OrderService {
                 match self.pay(&mut ch, payment)? {
                     Paid::Authorized => {}
                     Paid::Declined(reason) => return self.payment_failed(ch, idem, &reason),
-                    Paid::Unresolved => return self.commit(ch, idem, |o| Ok(o.clone())),
+                    Paid::Unresolved => return self.commit_order(ch, idem),
                 }
                 self.step(
                     &mut ch,
@@ -222,7 +222,7 @@ impl OrderService {
             return Err(e);
         }
         let snapshot = ch.order.clone();
-        self.commit(ch, idem, |o| Ok(o.clone())).inspect_err(|_| {
+        self.commit_order(ch, idem).inspect_err(|_| {
             // The order was never written: give back what checkout took outside it.
             self.compensate(&snapshot);
         })

@@ -28,7 +28,7 @@ use crate::lifecycle::{update_order_status, Actor, GuardContext, OrderEvent};
 use crate::order::Order;
 use crate::payment::{CapturePolicy, Jitter, Pause, PaymentGateway, PaymentProcessor, RetryPolicy};
 use crate::pricing::PricingContext;
-use crate::store::{IdempotencyRecord, OrderStore};
+use crate::store::{IdempotencyRecord, OrderStore, Response};
 use crate::text::Text;
 use crate::time::{Clock, Duration, IdGenerator, Timestamp};
 
@@ -467,7 +467,7 @@ impl OrderService {
                 });
             }
             let stored: Result<T, OmsError> =
-                serde_json::from_str(&rec.response).map_err(|e| OmsError::Storage {
+                serde_json::from_str(rec.response_json()?).map_err(|e| OmsError::Storage {
                     reason: e.to_string(),
                 })?;
             return stored;
@@ -484,7 +484,7 @@ impl OrderService {
                     key,
                     &IdempotencyRecord {
                         fingerprint: fp,
-                        response,
+                        response: Response::Json(response),
                     },
                 )?;
             }
@@ -498,9 +498,26 @@ impl OrderService {
     /// is still recorded — and that result is what the idempotency record keeps.
     fn commit<T: Serialize>(
         &self,
+        change: Change,
+        idem: Option<(&str, &str)>,
+        respond: impl FnOnce(&Order) -> OmsResult<T>,
+    ) -> OmsResult<T> {
+        self.commit_as(change, idem, respond, false)
+    }
+
+    /// [`Self::commit`] for an operation whose result is the order as written: its
+    /// idempotency record says so ([`Response::WrittenOrder`]) and the store writes the order
+    /// out, instead of this thread serializing a copy.
+    fn commit_order(&self, change: Change, idem: Option<(&str, &str)>) -> OmsResult<Order> {
+        self.commit_as(change, idem, |o| Ok(o.clone()), true)
+    }
+
+    fn commit_as<T: Serialize>(
+        &self,
         mut change: Change,
         idem: Option<(&str, &str)>,
         respond: impl FnOnce(&Order) -> OmsResult<T>,
+        responds_with_order: bool,
     ) -> OmsResult<T> {
         let now = self.now();
         change.advance(now);
@@ -519,9 +536,15 @@ impl OrderService {
                 key,
                 IdempotencyRecord {
                     fingerprint: fp.to_owned(),
-                    response: serde_json::to_string(&response).map_err(|e| OmsError::Storage {
-                        reason: e.to_string(),
-                    })?,
+                    response: if responds_with_order && response.is_ok() {
+                        Response::WrittenOrder
+                    } else {
+                        Response::Json(serde_json::to_string(&response).map_err(|e| {
+                            OmsError::Storage {
+                                reason: e.to_string(),
+                            }
+                        })?)
+                    },
                 },
             )),
             None => None,

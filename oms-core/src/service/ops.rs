@@ -75,7 +75,7 @@ impl OrderService {
                     NotificationKind::Cancelled,
                     vec![("reason".into(), why.to_owned())],
                 );
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -196,7 +196,7 @@ impl OrderService {
                     now,
                     vec![("added_line".into(), line_id.to_string())],
                 );
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -226,7 +226,7 @@ impl OrderService {
                 }
                 let guard = Self::guard(&ch.order);
                 self.step(&mut ch, event, guard, actor, Text::from(reason), vec![])?;
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -262,7 +262,7 @@ impl OrderService {
                         let _ = self.deps.inventory.release(id, self.now());
                     }
                 })?;
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -282,7 +282,7 @@ impl OrderService {
         ch.order.payments[i] = processed.payment;
         let guard = GuardContext::default();
         match processed.outcome {
-            Outcome::Unresolved { .. } => self.commit(ch, None, |o| Ok(o.clone())),
+            Outcome::Unresolved { .. } => self.commit_order(ch, None),
             Outcome::Declined { code, message } => {
                 let reason = format!("order {}: {code}: {message}", ch.order.number);
                 self.release_holds(&ch.order);
@@ -358,7 +358,7 @@ impl OrderService {
                     )?;
                     ch.notify(NotificationKind::OrderConfirmed, vec![]);
                 }
-                self.commit(ch, None, |o| Ok(o.clone()))
+                self.commit_order(ch, None)
             }
         }
     }
@@ -399,7 +399,7 @@ impl OrderService {
                     vec![],
                 )?;
                 ch.notify(NotificationKind::OrderConfirmed, vec![]);
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -443,7 +443,7 @@ impl OrderService {
                     NotificationKind::Cancelled,
                     vec![("reason".into(), reason.to_owned())],
                 );
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }

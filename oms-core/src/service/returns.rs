@@ -71,7 +71,7 @@ impl OrderService {
                         vec![],
                     )?;
                 }
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -134,7 +134,7 @@ impl OrderService {
                         vec![],
                     )?;
                 }
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -185,7 +185,7 @@ impl OrderService {
                         vec![],
                     )?;
                 }
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
@@ -283,7 +283,7 @@ impl OrderService {
                         )?;
                     }
                 }
-                self.commit(ch, idem, |o| Ok(o.clone()))
+                self.commit_order(ch, idem)
             },
         )
     }
