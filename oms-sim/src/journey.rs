@@ -1,7 +1,7 @@
 //! The run: orders placed on a simulated clock, later stages scheduled on an agenda, and the
 //! invariant checks at the end.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -1003,33 +1003,44 @@ struct EventTally {
     count: usize,
     /// Event names, numbered as first seen, so the sets below hold numbers, not strings.
     names: BTreeMap<String, u32>,
-    seen: BTreeSet<(u64, u64, u32)>,
-    versions: BTreeMap<u64, BTreeSet<u64>>,
+    seen: HashSet<(u64, u64, u32)>,
+    /// Each order's event versions as they arrived (a version once per run of events).
+    versions: HashMap<u64, Vec<u64>>,
     duplicates: Vec<String>,
 }
 
 impl EventTally {
     fn add(&mut self, e: &Event) {
         self.count += 1;
-        let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        let name = *self.names.entry(e.name.clone()).or_insert(next);
+        // Looked up before inserting: most names are known, and a key costs a copy.
+        let name = if let Some(n) = self.names.get(&e.name) {
+            *n
+        } else {
+            let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+            self.names.insert(e.name.clone(), next);
+            next
+        };
         if !self.seen.insert((e.order_id, e.version, name)) {
             self.duplicates.push(format!(
                 "event {} v{} of order {} published twice",
                 e.name, e.version, e.order_id
             ));
         }
-        self.versions
-            .entry(e.order_id)
-            .or_default()
-            .insert(e.version);
+        let versions = self.versions.entry(e.order_id).or_default();
+        if versions.last() != Some(&e.version) {
+            versions.push(e.version);
+        }
     }
 
     /// Duplicates, then every order whose events do not cover versions 1 to its own.
-    fn check(self, orders: &[(u64, u64, String)], v: &mut Vec<String>) {
+    fn check(mut self, orders: &[(u64, u64, String)], v: &mut Vec<String>) {
         v.extend(self.duplicates);
+        for seen in self.versions.values_mut() {
+            seen.sort_unstable();
+            seen.dedup();
+        }
         for (id, version, number) in orders {
-            let got = self.versions.get(id).map_or(0, BTreeSet::len);
+            let got = self.versions.get(id).map_or(0, Vec::len);
             let complete = match self.versions.get(id) {
                 None => *version == 0,
                 Some(s) => s.iter().copied().eq(1..=*version),
