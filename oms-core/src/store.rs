@@ -83,9 +83,17 @@ impl IdempotencyRecord {
 
 /// The JSON of `Ok(order)`, exactly as serializing an `OmsResult<Order>` writes it.
 pub fn order_response_json(order: &Order) -> OmsResult<String> {
-    serde_json::to_string(&Ok::<&Order, OmsError>(order)).map_err(|e| OmsError::Storage {
+    let doc = serde_json::to_string(order).map_err(|e| OmsError::Storage {
         reason: e.to_string(),
-    })
+    })?;
+    Ok(order_response_of_json(&doc))
+}
+
+/// [`order_response_json`] from the order's own JSON (`serde_json::to_string(&order)`), for a
+/// store that has encoded the order already.
+pub fn order_response_of_json(order_json: &str) -> String {
+    // serde's externally tagged form of the `Ok` variant.
+    format!("{{\"Ok\":{order_json}}}")
 }
 
 /// An idempotency key with the record to store under it.
@@ -454,6 +462,30 @@ impl OrderStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_order_response_is_what_serializing_ok_order_writes() {
+        let order = crate::order::tests::create();
+        let json = order_response_json(&order).unwrap();
+        let direct = serde_json::to_string(&Ok::<Order, OmsError>(order.clone())).unwrap();
+        assert_eq!(json, direct);
+        let back: Result<Order, OmsError> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.unwrap(), order);
+        let record = IdempotencyRecord {
+            fingerprint: "f".into(),
+            response: Response::WrittenOrder,
+        };
+        assert_eq!(record.response_json().unwrap_err().code(), "storage");
+        assert_eq!(
+            record.written(&order).unwrap().response_json().unwrap(),
+            direct
+        );
+        let json_record = IdempotencyRecord {
+            fingerprint: "f".into(),
+            response: "{\"Err\":1}".into(),
+        };
+        assert_eq!(json_record.written(&order).unwrap(), json_record);
+    }
 
     /// A memory store holding `n` orders with ids 1..=n.
     fn book(n: u64) -> MemoryStore {

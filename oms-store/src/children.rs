@@ -18,7 +18,7 @@ use oms_core::error::OmsResult;
 use oms_core::events::Event;
 use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::order::Order;
-use oms_core::store::{IdempotencyRecord, Keyed, Response};
+use oms_core::store::{order_response_of_json, IdempotencyRecord, Keyed, Response};
 
 use crate::codec::{actor_text, pack, storage, to_i64, to_json};
 use crate::sqlite::Deferred;
@@ -48,12 +48,25 @@ struct HeldKey {
 /// [`Response::WrittenOrder`] record responds with.
 pub(crate) type KeyRow<'a> = (&'a str, &'a IdempotencyRecord, Option<&'a Order>);
 
-/// The response column of a row: the record's JSON, or the JSON of the order it responds with.
-fn response_json((_, record, order): &KeyRow<'_>) -> OmsResult<String> {
-    match order {
-        Some(order) => record.written_json(order),
-        None => record.response_json().map(str::to_owned),
+/// Order documents a commit has encoded already, by order id: the version and its JSON.
+pub(crate) type Docs = HashMap<u64, (u64, String)>;
+
+/// The response column of a row: the record's JSON, or the JSON of the order it responds with
+/// (from `docs` when the commit stores that very version).
+fn response_json((_, record, order): &KeyRow<'_>, docs: Option<&Docs>) -> OmsResult<String> {
+    let Some(order) = order else {
+        return record.response_json().map(str::to_owned);
+    };
+    if record.response == Response::WrittenOrder {
+        if let Some((_, doc)) = docs
+            .and_then(|d| d.get(&order.id))
+            .filter(|(version, _)| *version == order.version)
+        {
+            // A version is written once: the same version is the same order.
+            return Ok(order_response_of_json(doc));
+        }
     }
+    record.written_json(order)
 }
 
 /// One audit row with its columns encoded.
@@ -108,11 +121,10 @@ impl HeldRows {
         };
         Ok(Some(IdempotencyRecord {
             fingerprint: held.record.fingerprint.clone(),
-            response: Response::Json(response_json(&(
-                &held.key,
-                &held.record,
-                held.order.as_ref(),
-            ))?),
+            response: Response::Json(response_json(
+                &(&held.key, &held.record, held.order.as_ref()),
+                None,
+            )?),
         }))
     }
 
@@ -181,7 +193,7 @@ pub(crate) fn write_rows(
     events: &[Event],
     keys: &[KeyRow<'_>],
 ) -> OmsResult<()> {
-    let encoded = encode_rows(audit, events, keys, true)?;
+    let encoded = encode_rows(audit, events, keys, true, None)?;
     insert_encoded(conn, audit, events, keys, encoded)
 }
 
@@ -201,6 +213,7 @@ pub(crate) fn encode_rows(
     events: &[Event],
     keys: &[KeyRow<'_>],
     spread: bool,
+    docs: Option<&Docs>,
 ) -> OmsResult<EncodedRows> {
     fn each<T: Sync, R: Send>(spread: bool, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
         if spread {
@@ -222,9 +235,11 @@ pub(crate) fn encode_rows(
     let data = each(spread, events, |e| to_json(&e.data))
         .into_iter()
         .collect::<OmsResult<Vec<String>>>()?;
-    let responses = each(spread, keys, |row| response_json(row).map(pack))
-        .into_iter()
-        .collect::<OmsResult<Vec<Value>>>()?;
+    let responses = each(spread, keys, |row| {
+        response_json(row, docs).map(|r| pack(&r))
+    })
+    .into_iter()
+    .collect::<OmsResult<Vec<Value>>>()?;
     Ok(EncodedRows {
         audit,
         data,

@@ -29,9 +29,9 @@ const PACK_FROM: usize = 512;
 /// blob (the documents repeat their field names and money shapes, so they shrink 2–3×, and fewer
 /// pages are written per commit). [`unpack`] reads either form, so rows written before
 /// compression read unchanged.
-pub(crate) fn pack(text: String) -> rusqlite::types::Value {
+pub(crate) fn pack(text: &str) -> rusqlite::types::Value {
     if text.len() < PACK_FROM {
-        rusqlite::types::Value::Text(text)
+        rusqlite::types::Value::Text(text.to_owned())
     } else {
         rusqlite::types::Value::Blob(lz4_flex::compress_prepend_size(text.as_bytes()))
     }
@@ -87,9 +87,9 @@ mod tests {
     #[test]
     fn short_text_stays_text_and_long_text_is_compressed() {
         let short = "{\"a\":1}".to_owned();
-        assert_eq!(pack(short.clone()), Value::Text(short.clone()));
+        assert_eq!(pack(&short), Value::Text(short.clone()));
         let long = "{\"amount\":\"12.34\",\"currency\":\"USD\"},".repeat(PACK_FROM / 8);
-        let packed = pack(long.clone());
+        let packed = pack(&long);
         let Value::Blob(bytes) = &packed else {
             panic!("long text should be a blob");
         };

@@ -234,7 +234,7 @@ mod tests {
     use oms_core::inventory::{
         InventoryStore, ReservationConfig, ReservationRequest, ReservationStatus,
     };
-    use oms_core::store::OrderStore;
+    use oms_core::store::{order_response_json, IdempotencyRecord, OrderStore, Response};
     use oms_core::time::{Duration, SequentialIds, Timestamp};
 
     use super::*;
@@ -343,6 +343,46 @@ mod tests {
             stock.reservation(held.id).unwrap().status,
             ReservationStatus::Allocated
         );
+    }
+
+    #[test]
+    fn a_record_responding_with_the_written_order_is_stored_as_that_version() {
+        let (_path, store, _inv) = pipelined("written");
+        let ids = SequentialIds::default();
+        let record = IdempotencyRecord {
+            fingerprint: "create_order:f".into(),
+            response: Response::WrittenOrder,
+        };
+        let (kept, changed) = (order(&ids), order(&ids));
+        store.begin_batch().unwrap();
+        // One order is stored at the version its record responds with (the commit reuses the
+        // document it encodes anyway), the other changes again in the same batch.
+        store
+            .insert_order(&kept, &[], Some(("k-kept", &record)))
+            .unwrap();
+        store
+            .insert_order(&changed, &[], Some(("k-changed", &record)))
+            .unwrap();
+        let mut later = changed.clone();
+        later.version = 2;
+        later.promo_codes.push("LATER".into());
+        store.update_order(&later, 1, &[], None).unwrap();
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        let stored = |key: &str| {
+            let conn = store.lock().unwrap();
+            let packed: rusqlite::types::Value = conn
+                .query_row(
+                    "SELECT response FROM idempotency_keys WHERE key = ?1",
+                    [key],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            crate::codec::unpack((&packed).into()).unwrap()
+        };
+        assert_eq!(stored("k-kept"), order_response_json(&kept).unwrap());
+        assert_eq!(stored("k-changed"), order_response_json(&changed).unwrap());
+        assert_eq!(store.order(changed.id).unwrap(), later);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 
-use crate::children::{encode_rows, insert_encoded, write_rows, HeldRows, KeyRow};
+use crate::children::{encode_rows, insert_encoded, write_rows, Docs, HeldRows, KeyRow};
 use crate::codec::{
     from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64, unpack,
 };
@@ -338,7 +338,7 @@ impl SqliteStore {
             apart,
             || {
                 // The receiver is gone only if the writing side already failed.
-                let _ = encoded_tx.send(encode_rows(&audit, held.events(), &keys, false));
+                let _ = encoded_tx.send(encode_rows(&audit, held.events(), &keys, false, None));
                 rows.iter()
                     .zip(encoded)
                     .map(|(row, done)| done.map_or_else(|| order_row_values(&row.order), Ok))
@@ -819,11 +819,16 @@ fn write_children(
 }
 
 fn order_row_values(order: &Order) -> OmsResult<RowValues> {
+    row_values(order, &order_to_json(order)?)
+}
+
+/// [`order_row_values`] with the order's document already encoded.
+fn row_values(order: &Order, doc: &str) -> OmsResult<RowValues> {
     Ok((
         order.book_value()?.amount().to_string(),
         to_json(&order.shipping_address)?,
         to_json(&order.billing_address)?,
-        pack(order_to_json(order)?),
+        pack(doc),
     ))
 }
 
@@ -1210,21 +1215,33 @@ fn commit_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult
 
 fn write_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<()> {
     check_data_version(conn, expected)?;
-    for row in sealed.orders.values().filter(|row| row.new) {
-        insert_order_row(conn, &row.order, order_row_values(&row.order)?)?;
+    // Every document encoded once, up front: an idempotency record that responds with an
+    // order at the version this commit stores reuses it.
+    let docs = sealed
+        .orders
+        .iter()
+        .map(|(id, row)| Ok((*id, (row.order.version, order_to_json(&row.order)?))))
+        .collect::<OmsResult<Docs>>()?;
+    let doc = |id: &u64| {
+        docs.get(id)
+            .map(|(_, doc)| doc.as_str())
+            .ok_or_else(|| storage(format!("the document of order {id} was not encoded")))
+    };
+    for (id, row) in sealed.orders.iter().filter(|(_, row)| row.new) {
+        insert_order_row(conn, &row.order, row_values(&row.order, doc(id)?)?)?;
         write_items(conn, &row.order)?;
     }
     sealed.overlay.write_to(&mut SqliteLedger { conn })?;
     let audit = sealed.held.audit_entries(&sealed.orders)?;
     let keys = sealed.held.key_records();
     // This thread is already the second core's work: no further threads for the encoding.
-    let encoded = encode_rows(&audit, sealed.held.events(), &keys, false)?;
+    let encoded = encode_rows(&audit, sealed.held.events(), &keys, false, Some(&docs))?;
     insert_encoded(conn, &audit, sealed.held.events(), &keys, encoded)?;
-    for row in sealed.orders.values().filter(|row| !row.new) {
+    for (id, row) in sealed.orders.iter().filter(|(_, row)| !row.new) {
         update_order_row(
             conn,
             &row.order,
-            order_row_values(&row.order)?,
+            row_values(&row.order, doc(id)?)?,
             row.lines_digest,
         )?;
         if row.rewrite_items {

@@ -224,12 +224,34 @@ pub fn conformance(store: &dyn OrderStore) {
         serde_json::from_str(kept.response_json().unwrap()).unwrap();
     assert_eq!(replayed.unwrap(), first);
     assert_eq!(store.order(b.id).unwrap(), second);
+    // and the common case: the order is not changed again before the record is stored
+    let mut last = store.order(a.id).unwrap();
+    let read = last.version;
+    last.version += 1;
+    last.promo_codes.push("LAST".into());
+    store
+        .update_order(
+            &last,
+            read,
+            &[Event::new(
+                a.id,
+                last.version,
+                names::ORDER_UPDATED,
+                a.created_at,
+            )],
+            Some(("k-written-last", &written)),
+        )
+        .unwrap();
+    let kept = store.idempotency("k-written-last").unwrap().unwrap();
+    let replayed: Result<Order, OmsError> =
+        serde_json::from_str(kept.response_json().unwrap()).unwrap();
+    assert_eq!(replayed.unwrap(), last);
     let published = store.pending_events(10).unwrap();
     assert_eq!(
         published.iter().map(|e| e.version).collect::<Vec<_>>(),
-        vec![first.version, second.version]
+        vec![first.version, second.version, last.version]
     );
-    store.ack_events(published[1].seq).unwrap();
+    store.ack_events(published[2].seq).unwrap();
     // with no write to respond with, such a record is refused
     assert_eq!(
         store
