@@ -202,9 +202,29 @@ impl Serialize for Text {
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Through `Box<str>`: one allocation for the string, one for the shared copy.
-        let s = Box::<str>::deserialize(deserializer)?;
-        Ok(Text(Repr::Shared(Arc::from(s))))
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// Builds the shared copy straight from the text the deserializer holds (one allocation,
+/// where going through `String` takes two).
+struct TextVisitor;
+
+impl serde::de::Visitor<'_> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+        Ok(Text::from(v))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Text, E> {
+        std::str::from_utf8(v)
+            .map(Text::from)
+            .map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(v), &self))
     }
 }
 
