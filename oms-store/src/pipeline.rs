@@ -77,9 +77,6 @@ pub(crate) struct Pipeline {
     pub(crate) checkpoint: Option<Sender<()>>,
     /// The checkpointer's thread.
     pub(crate) checkpointer: Option<JoinHandle<()>>,
-    /// What settled batches left behind that nothing reads any more (their held rows, stock
-    /// rows, replaced cached orders): freed by the next commit's thread, not the caller's.
-    pub(crate) litter: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 /// Copy committed WAL frames back into the database file on a connection and thread of its

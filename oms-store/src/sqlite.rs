@@ -283,20 +283,16 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Keep the orders a commit just stored as the decoded forms of their stored versions;
-    /// returns the decoded orders they replace or push out, for the caller to free.
-    fn remember_committed(&self, orders: BTreeMap<u64, Deferred>) -> OmsResult<Vec<Order>> {
+    /// Keep the orders a commit just stored as the decoded forms of their stored versions.
+    fn remember_committed(&self, orders: BTreeMap<u64, Deferred>) -> OmsResult<()> {
         let mut decoded = self.decoded()?;
-        let mut replaced = Vec::new();
         if decoded.len() + orders.len() > DECODED_LIMIT {
-            replaced.extend(std::mem::take(&mut *decoded).into_values().map(|(_, o)| o));
+            decoded.clear();
         }
         for (id, row) in orders {
-            if let Some((_, old)) = decoded.insert(id, (row.order.version, row.order)) {
-                replaced.push(old);
-            }
+            decoded.insert(id, (row.order.version, row.order));
         }
-        Ok(replaced)
+        Ok(())
     }
 
     /// The inventory rows of the open batch or group.
@@ -363,7 +359,7 @@ impl SqliteStore {
                 write_items(conn, &row.order)?;
             }
         }
-        self.remember_committed(orders).map(drop)
+        self.remember_committed(orders)
     }
 
     fn decoded(&self) -> OmsResult<MutexGuard<'_, HashMap<u64, (u64, Order)>>> {
@@ -1393,19 +1389,7 @@ impl SqliteStore {
         let sealed = self.pipeline()?.sealed.take();
         match outcome {
             Ok(()) => match sealed.and_then(|s| Arc::try_unwrap(s).ok()) {
-                Some(sealed) => {
-                    let Sealed {
-                        orders,
-                        held,
-                        overlay,
-                        numbers,
-                    } = sealed;
-                    let replaced = self.remember_committed(orders)?;
-                    let mut p = self.pipeline()?;
-                    p.litter.push(Box::new((held, overlay, numbers)));
-                    p.litter.push(Box::new(replaced));
-                    Ok(())
-                }
+                Some(sealed) => self.remember_committed(sealed.orders),
                 None => Ok(()),
             },
             Err(e) => {
@@ -1509,23 +1493,18 @@ impl SqliteStore {
         let expected = p.data_version;
         let rows = Arc::clone(&sealed);
         let checkpoint = p.checkpoint.clone();
-        let litter = std::mem::take(&mut p.litter);
         let handle = std::thread::Builder::new()
             .name("oms-sqlite-commit".into())
             .spawn(move || {
                 let conn = conn
                     .lock()
                     .map_err(|_| storage("sqlite connection lock poisoned"))?;
-                let committed = commit_sealed(&conn, &rows, expected);
-                drop(conn);
-                if committed.is_ok() {
-                    if let Some(wake) = checkpoint {
-                        // The checkpointer is gone only if the store is being dropped.
-                        let _ = wake.send(());
-                    }
+                commit_sealed(&conn, &rows, expected)?;
+                if let Some(wake) = checkpoint {
+                    // The checkpointer is gone only if the store is being dropped.
+                    let _ = wake.send(());
                 }
-                drop(litter);
-                committed
+                Ok(())
             })
             .map_err(storage)?;
         p.sealed = Some(sealed);
