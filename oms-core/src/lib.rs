@@ -9,6 +9,10 @@
 //! Money is exact ([`money::Money`]: `rust_decimal` at the currency's minor unit, checked
 //! arithmetic, largest-remainder splits) and every bad input returns an [`error::OmsError`]
 //! with a stable code, never a panic.
+//!
+//! An order's strings that never change once written (names, addresses, SKUs, audit reasons,
+//! payment references) are [`Text`]: it reads, compares, prints and serializes like a
+//! `String`, and copying an order shares them instead of allocating each one again.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
