@@ -96,7 +96,10 @@ pub fn order_response_of_json(order_json: &str) -> String {
     format!("{{\"Ok\":{order_json}}}")
 }
 
-/// An idempotency key with the record to store under it.
+/// An idempotency key with the record to store under it. A write stores the record as
+/// [`IdempotencyRecord::written`] gives it for the order that write stores, so a
+/// [`Response::WrittenOrder`] record keeps that order as this write stored it, whatever
+/// happens to the order afterwards. A key already stored keeps its first record.
 pub type Keyed<'a> = (&'a str, &'a IdempotencyRecord);
 
 /// Persistence of orders, their outbox events and idempotency keys.
@@ -179,7 +182,9 @@ pub trait OrderStore: Send + Sync {
     /// The stored record for an idempotency key, if any.
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>>;
 
-    /// Store the record for a new idempotency key; storing a key twice keeps the first.
+    /// Store the record for a new idempotency key; storing a key twice keeps the first. A
+    /// [`Response::WrittenOrder`] record has no order to respond with here: it is refused
+    /// with [`OmsError::Storage`].
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()>;
 
     /// Start grouping writes: until [`OrderStore::commit_batch`], a store may keep the writes
