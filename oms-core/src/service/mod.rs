@@ -512,6 +512,8 @@ impl OrderService {
         self.commit_as(change, idem, |o| Ok(o.clone()), true)
     }
 
+    /// The write behind both; `responds_with_order` says `respond` returns the order as
+    /// written, so a successful result's record need not carry a serialized copy.
     fn commit_as<T: Serialize>(
         &self,
         mut change: Change,
