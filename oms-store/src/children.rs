@@ -49,11 +49,11 @@ struct HeldKey {
 pub(crate) type KeyRow<'a> = (&'a str, &'a IdempotencyRecord, Option<&'a Order>);
 
 /// Order documents a commit has encoded already, by order id: the version and its JSON.
-pub(crate) type Docs = HashMap<u64, (u64, String)>;
+pub(crate) type Docs<'a> = HashMap<u64, (u64, &'a str)>;
 
 /// The response column of a row: the record's JSON, or the JSON of the order it responds with
 /// (from `docs` when the commit stores that very version).
-fn response_json((_, record, order): &KeyRow<'_>, docs: Option<&Docs>) -> OmsResult<String> {
+fn response_json((_, record, order): &KeyRow<'_>, docs: Option<&Docs<'_>>) -> OmsResult<String> {
     let Some(order) = order else {
         return record.response_json().map(str::to_owned);
     };
@@ -119,13 +119,10 @@ impl HeldRows {
         let Some(held) = self.key_at.get(key).and_then(|at| self.keys.get(*at)) else {
             return Ok(None);
         };
-        Ok(Some(IdempotencyRecord {
-            fingerprint: held.record.fingerprint.clone(),
-            response: Response::Json(response_json(
-                &(&held.key, &held.record, held.order.as_ref()),
-                None,
-            )?),
-        }))
+        match &held.order {
+            Some(order) => held.record.written(order).map(Some),
+            None => Ok(Some(held.record.clone())),
+        }
     }
 
     /// Whether nothing is held.
@@ -213,7 +210,7 @@ pub(crate) fn encode_rows(
     events: &[Event],
     keys: &[KeyRow<'_>],
     spread: bool,
-    docs: Option<&Docs>,
+    docs: Option<&Docs<'_>>,
 ) -> OmsResult<EncodedRows> {
     fn each<T: Sync, R: Send>(spread: bool, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
         if spread {

@@ -1217,18 +1217,17 @@ fn write_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<
     check_data_version(conn, expected)?;
     // Every document encoded once, up front: an idempotency record that responds with an
     // order at the version this commit stores reuses it.
-    let docs = sealed
+    let documents = sealed
         .orders
+        .values()
+        .map(|row| Ok((row, order_to_json(&row.order)?)))
+        .collect::<OmsResult<Vec<(&Deferred, String)>>>()?;
+    let docs: Docs<'_> = documents
         .iter()
-        .map(|(id, row)| Ok((*id, (row.order.version, order_to_json(&row.order)?))))
-        .collect::<OmsResult<Docs>>()?;
-    let doc = |id: &u64| {
-        docs.get(id)
-            .map(|(_, doc)| doc.as_str())
-            .ok_or_else(|| storage(format!("the document of order {id} was not encoded")))
-    };
-    for (id, row) in sealed.orders.iter().filter(|(_, row)| row.new) {
-        insert_order_row(conn, &row.order, row_values(&row.order, doc(id)?)?)?;
+        .map(|(row, doc)| (row.order.id, (row.order.version, doc.as_str())))
+        .collect();
+    for (row, doc) in documents.iter().filter(|(row, _)| row.new) {
+        insert_order_row(conn, &row.order, row_values(&row.order, doc)?)?;
         write_items(conn, &row.order)?;
     }
     sealed.overlay.write_to(&mut SqliteLedger { conn })?;
@@ -1237,11 +1236,11 @@ fn write_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<
     // This thread is already the second core's work: no further threads for the encoding.
     let encoded = encode_rows(&audit, sealed.held.events(), &keys, false, Some(&docs))?;
     insert_encoded(conn, &audit, sealed.held.events(), &keys, encoded)?;
-    for (id, row) in sealed.orders.iter().filter(|(_, row)| !row.new) {
+    for (row, doc) in documents.iter().filter(|(row, _)| !row.new) {
         update_order_row(
             conn,
             &row.order,
-            row_values(&row.order, doc(id)?)?,
+            row_values(&row.order, doc)?,
             row.lines_digest,
         )?;
         if row.rewrite_items {
