@@ -12,7 +12,8 @@
 //!
 //! An order's strings that never change once written (names, addresses, SKUs, audit reasons,
 //! payment references) are [`Text`]: it reads, compares, prints and serializes like a
-//! `String`, and copying an order shares them instead of allocating each one again.
+//! `String`, and copying an order copies them without allocating (short ones inline, long
+//! ones shared).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -2,19 +2,26 @@
 //!
 //! An order is copied on every operation — the store keeps one copy, the caller gets another —
 //! and most of its strings never change once written: audit reasons, actor ids, payment
-//! references, gateway keys. Held as [`Text`], copying them bumps a reference count (or copies
-//! a pointer, for the fixed strings the service writes) instead of allocating.
+//! references, gateway keys. Held as [`Text`], copying them never allocates: a string of up to
+//! 23 bytes is held inside the `Text` itself, a fixed string the service writes is a pointer,
+//! and a longer one is shared behind a reference count.
+//!
+//! Keeping short strings inline matters beyond the allocation: the copy of an order the store
+//! hands out is usually made long after the order was last touched, and a reference count in
+//! its own allocation is a cache miss per string, where the inline bytes travel with the
+//! order's own memory.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::Arc;
 
+use smol_str::SmolStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// An immutable UTF-8 string whose clones share one allocation.
+/// An immutable UTF-8 string whose clones never allocate: up to 23 bytes inline, longer
+/// ones shared behind a reference count.
 ///
 /// It reads like a `&str` (it dereferences to one), compares equal to `str`, `&str` and
 /// `String`, prints and serializes exactly as the same `String` would, and converts from
@@ -30,18 +37,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!(String::from(reason), "customer changed their mind");
 /// ```
 #[derive(Clone)]
-pub struct Text(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Static(&'static str),
-    Shared(Arc<str>),
-}
+pub struct Text(SmolStr);
 
 impl Text {
     /// A text over a string the program holds for its whole run: no allocation, ever.
     pub const fn from_static(s: &'static str) -> Text {
-        Text(Repr::Static(s))
+        Text(SmolStr::new_static(s))
     }
 
     /// The empty text.
@@ -51,10 +52,7 @@ impl Text {
 
     /// The text as a `&str`.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Static(s) => s,
-            Repr::Shared(s) => s,
-        }
+        self.0.as_str()
     }
 }
 
@@ -91,7 +89,7 @@ impl Borrow<str> for Text {
 
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
-        Text(Repr::Shared(Arc::from(s)))
+        Text(SmolStr::new(s))
     }
 }
 
@@ -103,7 +101,7 @@ impl From<&String> for Text {
 
 impl From<String> for Text {
     fn from(s: String) -> Self {
-        Text(Repr::Shared(Arc::from(s)))
+        Text(SmolStr::new(s))
     }
 }
 
@@ -206,8 +204,8 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-/// Builds the shared copy straight from the text the deserializer holds (one allocation,
-/// where going through `String` takes two).
+/// Builds the text straight from the string the deserializer holds (inline, or one
+/// allocation, where going through `String` takes one more).
 struct TextVisitor;
 
 impl serde::de::Visitor<'_> for TextVisitor {
@@ -234,12 +232,25 @@ mod tests {
     use std::collections::{BTreeSet, HashSet};
 
     #[test]
-    fn clones_share_the_allocation() {
-        let a = Text::from(String::from("PAY-1:capture:2"));
+    fn long_texts_share_one_allocation_and_short_ones_live_inline() {
+        let long = "refund of 12.50 EUR approved by ops-7 for a damaged parcel";
+        let a = Text::from(String::from(long));
         let b = a.clone();
+        assert!(a.0.is_heap_allocated());
         assert!(std::ptr::eq(a.as_str(), b.as_str()));
         let s = Text::from_static("order placed");
         assert!(std::ptr::eq(s.clone().as_str(), "order placed"));
+        let short = Text::from("ORD-2026-05-06-000001");
+        assert!(!short.0.is_heap_allocated());
+        assert!(!short.clone().0.is_heap_allocated());
+        assert_eq!(short.clone(), "ORD-2026-05-06-000001");
+        let at_cap = Text::from("x".repeat(23));
+        assert!(!at_cap.0.is_heap_allocated());
+        let over_cap = Text::from("x".repeat(24));
+        assert!(over_cap.0.is_heap_allocated());
+        let back: Text = serde_json::from_str("\"PAY-1:capture:2\"").unwrap();
+        assert!(!back.0.is_heap_allocated());
+        assert_eq!(back, "PAY-1:capture:2");
     }
 
     #[test]
