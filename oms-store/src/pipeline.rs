@@ -35,14 +35,14 @@ use crate::children::HeldRows;
 use crate::codec::storage;
 use crate::inventory::{Key, Ledger};
 use crate::overlay::{is_open_and_due, InventoryOverlay, Known};
-use crate::sqlite::Deferred;
+use crate::sqlite::DeferredRows;
 use crate::sqlite_inventory::SqliteLedger;
 
 /// A batch whose commit is running: its rows, read-only from now on.
 #[derive(Debug, Default)]
 pub(crate) struct Sealed {
     /// The newest version of every order the batch wrote (new ones marked so).
-    pub(crate) orders: BTreeMap<u64, Deferred>,
+    pub(crate) orders: DeferredRows,
     /// Its audit, outbox and idempotency rows.
     pub(crate) held: HeldRows,
     /// Its stock, reservation and warehouse rows.

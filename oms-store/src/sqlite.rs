@@ -181,7 +181,7 @@ pub struct SqliteStore {
     decoded: Mutex<HashMap<u64, (u64, Order)>>,
     /// Inside a batch: the newest version of each order the batch updated, whose row is
     /// written once, when the batch commits (see [`SqliteStore::begin_batch`]).
-    deferred: Mutex<BTreeMap<u64, Deferred>>,
+    deferred: Mutex<DeferredRows>,
     /// Shared commits between threads, when enabled ([`SqliteStore::enable_group_commit`]).
     group: GroupCommit,
     /// Inside a batch or a group: the inventory rows its operations read and wrote, written
@@ -204,6 +204,55 @@ pub(crate) struct Deferred {
     /// The row's encoded columns, when the writer encoded them already (group commit: each
     /// writer encodes its own order on its own thread, so the shared commit only writes).
     encoded: Option<RowValues>,
+}
+
+/// The order rows a batch deferred, by order id, with each row's status kept beside it:
+/// listing the orders in a status scans a small map of statuses instead of touching every
+/// deferred order (each on cache lines of its own, cold by the time a listing runs).
+///
+/// Reads go through `Deref`; every change goes through a method that keeps the statuses in
+/// step.
+#[derive(Debug, Default)]
+pub(crate) struct DeferredRows {
+    rows: BTreeMap<u64, Deferred>,
+    statuses: BTreeMap<u64, OrderStatus>,
+}
+
+impl std::ops::Deref for DeferredRows {
+    type Target = BTreeMap<u64, Deferred>;
+    fn deref(&self) -> &BTreeMap<u64, Deferred> {
+        &self.rows
+    }
+}
+
+impl DeferredRows {
+    /// Keep `row` as the newest version of its order.
+    fn insert(&mut self, row: Deferred) {
+        self.statuses.insert(row.order.id, row.order.status);
+        self.rows.insert(row.order.id, row);
+    }
+
+    /// Forget every row.
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.statuses.clear();
+    }
+
+    /// Every row, to mark or strip its bookkeeping (never its order: the statuses would go
+    /// stale).
+    fn bookkeeping_mut(&mut self) -> impl Iterator<Item = &mut Deferred> {
+        self.rows.values_mut()
+    }
+
+    /// Each deferred order's status, by order id.
+    pub(crate) fn statuses(&self) -> &BTreeMap<u64, OrderStatus> {
+        &self.statuses
+    }
+
+    /// The rows themselves.
+    fn into_rows(self) -> BTreeMap<u64, Deferred> {
+        self.rows
+    }
 }
 
 impl SqliteStore {
@@ -240,7 +289,7 @@ impl SqliteStore {
             pipeline: Mutex::new(Pipeline::default()),
             op: Mutex::new(()),
             decoded: Mutex::new(HashMap::new()),
-            deferred: Mutex::new(BTreeMap::new()),
+            deferred: Mutex::new(DeferredRows::default()),
             group: GroupCommit::default(),
             inventory: Mutex::new(InventoryOverlay::default()),
             held: Mutex::new(HeldRows::default()),
@@ -262,7 +311,7 @@ impl SqliteStore {
             .map_err(|_| storage("sqlite connection lock poisoned"))
     }
 
-    fn deferred(&self) -> OmsResult<MutexGuard<'_, BTreeMap<u64, Deferred>>> {
+    fn deferred(&self) -> OmsResult<MutexGuard<'_, DeferredRows>> {
         self.deferred
             .lock()
             .map_err(|_| storage("sqlite deferred rows lock poisoned"))
@@ -284,12 +333,12 @@ impl SqliteStore {
     }
 
     /// Keep the orders a commit just stored as the decoded forms of their stored versions.
-    fn remember_committed(&self, orders: BTreeMap<u64, Deferred>) -> OmsResult<()> {
+    fn remember_committed(&self, orders: DeferredRows) -> OmsResult<()> {
         let mut decoded = self.decoded()?;
         if decoded.len() + orders.len() > DECODED_LIMIT {
             decoded.clear();
         }
-        for (id, row) in orders {
+        for (id, row) in orders.into_rows() {
             decoded.insert(id, (row.order.version, row.order));
         }
         Ok(())
@@ -323,8 +372,10 @@ impl SqliteStore {
     fn flush_deferred(&self, conn: &Connection) -> OmsResult<()> {
         let mut orders = std::mem::take(&mut *self.deferred()?);
         let held = std::mem::take(&mut *self.held()?);
-        let encoded: Vec<Option<RowValues>> =
-            orders.values_mut().map(|row| row.encoded.take()).collect();
+        let encoded: Vec<Option<RowValues>> = orders
+            .bookkeeping_mut()
+            .map(|row| row.encoded.take())
+            .collect();
         let audit = held.audit_entries(&orders)?;
         let keys = held.key_records();
         let rows: Vec<&Deferred> = orders.values().collect();
@@ -1070,16 +1121,13 @@ impl SqliteStore {
             events,
             idempotency,
         );
-        self.deferred()?.insert(
-            order.id,
-            Deferred {
-                order,
-                lines_digest: digest,
-                rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
-                new,
-                encoded,
-            },
-        );
+        self.deferred()?.insert(Deferred {
+            order,
+            lines_digest: digest,
+            rewrite_items: rewrite_pending || stored.lines_digest != Some(digest),
+            new,
+            encoded,
+        });
         Ok(())
     }
 
@@ -1111,16 +1159,13 @@ impl SqliteStore {
     ) -> OmsResult<()> {
         self.held()?
             .hold(&order, 0..order.history.len(), events, idempotency);
-        self.deferred()?.insert(
-            order.id,
-            Deferred {
-                lines_digest: lines_digest(&order),
-                order,
-                rewrite_items: true,
-                new,
-                encoded,
-            },
-        );
+        self.deferred()?.insert(Deferred {
+            lines_digest: lines_digest(&order),
+            order,
+            rewrite_items: true,
+            new,
+            encoded,
+        });
         Ok(())
     }
 
@@ -1431,7 +1476,7 @@ impl SqliteStore {
         begin_transaction(&conn, "BEGIN IMMEDIATE", &|| {})?;
         let expected = self.pipeline()?.data_version;
         let claimed = check_data_version(&conn, expected).and_then(|()| {
-            for row in self.deferred()?.values_mut().filter(|row| row.new) {
+            for row in self.deferred()?.bookkeeping_mut().filter(|row| row.new) {
                 claim_order_row(&conn, &row.order)?;
                 row.new = false;
             }
@@ -1859,9 +1904,9 @@ impl OrderStore for SqliteStore {
         };
         // Rows a batch has deferred still show their old status: their newest one decides,
         // the batch being committed's first, then the open batch's.
-        let newest = |ids: &mut std::collections::BTreeSet<u64>, rows: &BTreeMap<u64, Deferred>| {
-            for (id, row) in rows {
-                if row.order.status == status {
+        let newest = |ids: &mut std::collections::BTreeSet<u64>, rows: &DeferredRows| {
+            for (id, row_status) in rows.statuses() {
+                if *row_status == status {
                     ids.insert(*id);
                 } else {
                     ids.remove(id);
