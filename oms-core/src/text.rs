@@ -17,8 +17,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
-use smol_str::SmolStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smol_str::SmolStr;
 
 /// An immutable UTF-8 string whose clones never allocate: up to 23 bytes inline, longer
 /// ones shared behind a reference count.

@@ -1,8 +1,7 @@
 //! The run: orders placed on a simulated clock, later stages scheduled on an agenda, and the
 //! invariant checks at the end.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write as _;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -25,6 +24,7 @@ use oms_core::store::{pages, OrderStore};
 use oms_core::time::{Clock, Duration, IdGenerator, ManualClock, SequentialIds, Timestamp};
 use oms_core::Text;
 
+use crate::digest::{Digest, DigestError};
 use crate::prefetch::read_ahead;
 use crate::rng::Rng;
 use crate::world::{generate, World};
@@ -729,7 +729,7 @@ impl Sim {
     /// does not grow with the size of the book), then the outbox, then the stock rows.
     fn finish(self, config: &SimConfig, initial: u64) -> OmsResult<SimReport> {
         let mut inv = Invariants::default();
-        let mut digest = Fnv::default();
+        let mut digest = Digest::default();
         let mut stock = StockTotals {
             initial,
             received: self.received,
@@ -751,10 +751,7 @@ impl Sim {
                 state_of_order(o, self.inventory.as_ref(), &mut v_states)?;
                 versions.push((o.id, o.version, o.number.clone()));
                 metrics.add(o);
-                serde_json::to_writer(&mut digest, o).map_err(|e| OmsError::Storage {
-                    reason: e.to_string(),
-                })?;
-                digest.record(b"");
+                digest.value(o)?;
             }
             if sample.len() < SOURCING_SAMPLE {
                 sample.extend(
@@ -779,18 +776,7 @@ impl Sim {
         read_ahead(next_events, |batch| {
             for e in &batch {
                 events.add(e);
-                // The event's data as JSON: as unambiguous as its Debug text, and escaping
-                // strings for JSON costs a fraction of escaping them for Debug.
-                write!(
-                    digest,
-                    "{}|{}|{}|{}|{}|",
-                    e.seq, e.order_id, e.version, e.name, e.at.0
-                )
-                .and_then(|()| serde_json::to_writer(&mut digest, &e.data).map_err(Into::into))
-                .map_err(|e| OmsError::Storage {
-                    reason: e.to_string(),
-                })?;
-                digest.record(b"");
+                digest.value(e)?;
             }
             Ok(())
         })?;
@@ -821,7 +807,7 @@ impl Sim {
             }
         }
         for row in &levels {
-            digest.record(format!("{}|{}|{:?}", row.sku, row.warehouse, row.level));
+            digest.value(row)?;
         }
         Ok(SimReport {
             seed: config.seed,
@@ -834,46 +820,18 @@ impl Sim {
             orders_per_hour: per_hour,
             simulated_hours: hours,
             events: event_count,
-            digest: format!("{:016x}", digest.0),
+            digest: format!("{:016x}", digest.finish()),
             allocation,
         })
     }
 }
 
-/// FNV-1a 64 over text, for the state digest.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn eat(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+/// A digest that could not be taken, as the error the run reports.
+impl From<DigestError> for OmsError {
+    fn from(e: DigestError) -> OmsError {
+        OmsError::Storage {
+            reason: e.to_string(),
         }
-    }
-
-    /// One record: its text, then a newline.
-    fn record(&mut self, s: impl AsRef<[u8]>) {
-        self.eat(s.as_ref());
-        self.eat(b"\n");
-    }
-}
-
-/// Serializers write straight into the digest; the caller ends the record with
-/// [`Fnv::record`] of nothing.
-impl std::io::Write for Fnv {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.eat(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -1000,60 +958,101 @@ fn payments_of_order(o: &Order, v: &mut Vec<String>) {
     }
 }
 
-/// What the outbox held: each (order, version, name) once, and the versions seen per order.
+/// What the outbox held: per order, the (version, name) of each of its events as they arrived;
+/// checked once everything is in.
 #[derive(Default)]
 struct EventTally {
     count: usize,
-    /// Event names, numbered as first seen, so the sets below hold numbers, not strings.
-    names: BTreeMap<String, u32>,
-    seen: HashSet<(u64, u64, u32)>,
-    /// Each order's event versions as they arrived (a version once per run of events).
-    versions: HashMap<u64, Vec<u64>>,
-    duplicates: Vec<String>,
+    /// Event names, numbered as first seen, so the lists below hold numbers, not strings.
+    numbers: BTreeMap<String, u32>,
+    names: Vec<String>,
+    /// Each order's events as (version, name number), in arrival order.
+    per_order: HashMap<u64, Vec<(u64, u32)>, BuildIdHasher>,
 }
 
 impl EventTally {
     fn add(&mut self, e: &Event) {
         self.count += 1;
         // Looked up before inserting: most names are known, and a key costs a copy.
-        let name = if let Some(n) = self.names.get(&e.name) {
+        let name = if let Some(n) = self.numbers.get(&e.name) {
             *n
         } else {
             let next = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-            self.names.insert(e.name.clone(), next);
+            self.numbers.insert(e.name.clone(), next);
+            self.names.push(e.name.clone());
             next
         };
-        if !self.seen.insert((e.order_id, e.version, name)) {
-            self.duplicates.push(format!(
-                "event {} v{} of order {} published twice",
-                e.name, e.version, e.order_id
-            ));
-        }
-        let versions = self.versions.entry(e.order_id).or_default();
-        if versions.last() != Some(&e.version) {
-            versions.push(e.version);
-        }
+        self.per_order
+            .entry(e.order_id)
+            .or_default()
+            .push((e.version, name));
     }
 
-    /// Duplicates, then every order whose events do not cover versions 1 to its own.
+    /// Events published twice, then every order whose events do not cover versions 1 to its
+    /// own; orders in `orders`' order.
     fn check(mut self, orders: &[(u64, u64, Text)], v: &mut Vec<String>) {
-        v.extend(self.duplicates);
-        for seen in self.versions.values_mut() {
-            seen.sort_unstable();
-            seen.dedup();
-        }
+        let mut gaps = Vec::new();
         for (id, version, number) in orders {
-            let got = self.versions.get(id).map_or(0, Vec::len);
-            let complete = match self.versions.get(id) {
-                None => *version == 0,
-                Some(s) => s.iter().copied().eq(1..=*version),
+            let Some(events) = self.per_order.get_mut(id) else {
+                if *version != 0 {
+                    gaps.push(format!(
+                        "event versions of {number} are 0, expected 1..={version}"
+                    ));
+                }
+                continue;
             };
-            if !complete {
-                v.push(format!(
-                    "event versions of {number} are {got:?}, expected 1..={version}"
+            events.sort_unstable();
+            for pair in events.windows(2) {
+                if pair[0] == pair[1] {
+                    let name = self
+                        .names
+                        .get(pair[0].1 as usize)
+                        .map_or("?", String::as_str);
+                    v.push(format!(
+                        "event {name} v{} of order {id} published twice",
+                        pair[0].0
+                    ));
+                }
+            }
+            let mut seen: Vec<u64> = events.iter().map(|(v, _)| *v).collect();
+            seen.dedup();
+            if !seen.iter().copied().eq(1..=*version) {
+                gaps.push(format!(
+                    "event versions of {number} are {}, expected 1..={version}",
+                    seen.len()
                 ));
             }
         }
+        v.extend(gaps);
+    }
+}
+
+/// Hashes an order id for the event tally: ids are distinct integers, so one multiplication
+/// spreads them well enough, at a fraction of the default hasher's cost.
+#[derive(Default, Clone, Copy)]
+struct BuildIdHasher;
+
+impl std::hash::BuildHasher for BuildIdHasher {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// See [`BuildIdHasher`].
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

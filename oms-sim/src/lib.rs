@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod digest;
 mod journey;
 mod prefetch;
 pub mod report;
