@@ -261,6 +261,10 @@ pub fn simulate(args: &SimulateArgs) -> Result<bool, String> {
         );
         print!("{}", dashboard(&report.metrics));
         println!("  simulated time       {} h", report.simulated_hours);
+        println!(
+            "  messages             {} outbox events · {} customer notifications",
+            report.events, report.notifications
+        );
         println!("  outcomes             {}", outcomes_line(&report));
         println!(
             "  stock                initial {} + received {} − shipped {} + restocked {} = on hand {}",

@@ -94,12 +94,13 @@ fn header(out: &mut String, report: &SimReport, throughput: Option<f64>) {
     let _ = writeln!(out, "<h1>oms simulation report</h1>");
     let _ = write!(
         out,
-        "<p class=\"meta\">seed <b>{}</b> · {} orders · {} simulated hours · {} events · digest \
-         <code>{}</code>",
+        "<p class=\"meta\">seed <b>{}</b> · {} orders · {} simulated hours · {} events · {} \
+         notifications · digest <code>{}</code>",
         report.seed,
         report.orders,
         report.simulated_hours,
         report.events,
+        report.notifications,
         escape(&report.digest)
     );
     if let Some(t) = throughput {
@@ -766,6 +767,7 @@ mod tests {
             orders_per_hour: vec![1, 4, 9, 6, 0, 3],
             simulated_hours: 6,
             events: 300,
+            notifications: 120,
             digest: "abc123".to_owned(),
             allocation: Some(AllocationSummary {
                 orders: 50,
