@@ -45,6 +45,78 @@ struct ReservationSlot {
     write: Write,
 }
 
+/// The reservation slots, by id, with the open reservations among them indexed by expiry:
+/// finding the due ones (every few orders) reads the index, not every slot.
+#[derive(Debug, Default)]
+struct ReservationSlots {
+    slots: BTreeMap<u64, ReservationSlot>,
+    /// `(expires_at, id)` of each slot holding an open reservation.
+    open: BTreeSet<(Timestamp, u64)>,
+}
+
+impl ReservationSlots {
+    fn get(&self, id: &u64) -> Option<&ReservationSlot> {
+        self.slots.get(id)
+    }
+
+    fn contains_key(&self, id: &u64) -> bool {
+        self.slots.contains_key(id)
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &ReservationSlot> {
+        self.slots.values()
+    }
+
+    /// The open reservation a slot holds, as its index entry.
+    fn open_key(id: u64, slot: Option<&ReservationSlot>) -> Option<(Timestamp, u64)> {
+        let r = slot?.reservation.as_ref()?;
+        OPEN_STATUSES
+            .contains(&r.status)
+            .then_some((r.expires_at, id))
+    }
+
+    fn insert(&mut self, id: u64, slot: ReservationSlot) -> Option<ReservationSlot> {
+        if let Some(key) = Self::open_key(id, Some(&slot)) {
+            self.open.insert(key);
+        }
+        let before = self.slots.insert(id, slot);
+        self.unindex(id, before.as_ref());
+        before
+    }
+
+    fn remove(&mut self, id: &u64) -> Option<ReservationSlot> {
+        let before = self.slots.remove(id);
+        self.unindex(*id, before.as_ref());
+        before
+    }
+
+    /// Drop the index entry of a slot that left, unless the slot now there has the same one.
+    fn unindex(&mut self, id: u64, before: Option<&ReservationSlot>) {
+        if let Some(key) = Self::open_key(id, before) {
+            if Self::open_key(id, self.slots.get(&id)) != Some(key) {
+                self.open.remove(&key);
+            }
+        }
+    }
+
+    /// Open reservations expired at `now`, in id order.
+    fn open_and_due(&self, now: Timestamp) -> Vec<&Reservation> {
+        let mut due: Vec<&Reservation> = self
+            .open
+            .range(..=(now, u64::MAX))
+            .filter_map(|(_, id)| self.slots.get(id)?.reservation.as_ref())
+            .filter(|r| is_open_and_due(r, now))
+            .collect();
+        due.sort_unstable_by_key(|r| r.id);
+        due
+    }
+}
+
 /// A warehouse as the overlay knows it: whether it exists, and whether the commit adds it.
 #[derive(Debug, Clone, Copy)]
 struct WarehouseSlot {
@@ -56,7 +128,7 @@ struct WarehouseSlot {
 #[derive(Debug, Default)]
 pub(crate) struct InventoryOverlay {
     levels: BTreeMap<Key, LevelSlot>,
-    reservations: BTreeMap<u64, ReservationSlot>,
+    reservations: ReservationSlots,
     skus: BTreeMap<Sku, bool>,
     warehouses: BTreeMap<WarehouseId, WarehouseSlot>,
     /// Reservation ids in `reservations` with a stored value, by order.
@@ -203,11 +275,21 @@ impl InventoryOverlay {
             .collect()
     }
 
-    /// Every reservation the overlay holds a value of, in id order.
-    pub(crate) fn known_reservations(&self) -> impl Iterator<Item = &Reservation> {
-        self.reservations
-            .values()
-            .filter_map(|slot| slot.reservation.as_ref())
+    /// The reservations of `order_id` the overlay holds a value of, in id order.
+    pub(crate) fn reservations_of_order(
+        &self,
+        order_id: u64,
+    ) -> impl Iterator<Item = &Reservation> {
+        self.by_order
+            .get(&order_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.reservations.get(id)?.reservation.as_ref())
+    }
+
+    /// The open reservations the overlay holds that expired at `now`, in id order.
+    pub(crate) fn open_and_due(&self, now: Timestamp) -> Vec<&Reservation> {
+        self.reservations.open_and_due(now)
     }
 }
 
@@ -247,7 +329,14 @@ impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
                             }
                         }
                     }
-                    restore(&mut overlay.reservations, id, before);
+                    match before {
+                        Some(slot) => {
+                            overlay.reservations.insert(id, slot);
+                        }
+                        None => {
+                            overlay.reservations.remove(&id);
+                        }
+                    }
                 }
                 Undo::Sku(sku, before) => restore(&mut overlay.skus, sku, before),
                 Undo::Warehouse(w, before) => restore(&mut overlay.warehouses, w, before),
@@ -445,10 +534,8 @@ impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
         // ...then every due one the overlay holds, in id order.
         Ok(self
             .overlay
-            .reservations
-            .values()
-            .filter_map(|s| s.reservation.as_ref())
-            .filter(|r| is_open_and_due(r, now))
+            .open_and_due(now)
+            .into_iter()
             .cloned()
             .collect())
     }
@@ -613,6 +700,52 @@ mod tests {
         assert!(store.overlay().unwrap().is_empty());
         assert!(inv.reservation(held.id).is_err());
         assert_eq!(inv.stock(&sku("A"), &wh("WH2")).unwrap().available(), 3);
+    }
+
+    #[test]
+    fn the_expiry_index_follows_every_change_of_a_slot() {
+        let (_, inv) = stocked("index");
+        let r = hold(&inv, 1, "WH1", 1);
+        let due = r.expires_at;
+        let slot = |r: &Reservation, write| ReservationSlot {
+            reservation: Some(r.clone()),
+            write,
+        };
+        let ids = |slots: &ReservationSlots, now| {
+            slots
+                .open_and_due(now)
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        };
+        let mut slots = ReservationSlots::default();
+        assert!(slots.insert(r.id, slot(&r, Write::Clean)).is_none());
+        assert_eq!(ids(&slots, Timestamp(due.0 - 1)), Vec::<u64>::new());
+        assert_eq!(ids(&slots, due), vec![r.id]);
+        // Extended: due later, and no longer at the old expiry.
+        let mut extended = r.clone();
+        extended.expires_at = Timestamp(due.0 + 100);
+        let before = slots.insert(r.id, slot(&extended, Write::Update { shipped: false }));
+        assert_eq!(ids(&slots, due), Vec::<u64>::new());
+        assert_eq!(ids(&slots, Timestamp(due.0 + 100)), vec![r.id]);
+        // Committed: never due; put back (an undo): due again at the old expiry.
+        let mut committed = extended.clone();
+        committed.status = ReservationStatus::Allocated;
+        slots.insert(r.id, slot(&committed, Write::Update { shipped: false }));
+        assert_eq!(ids(&slots, Timestamp(i64::MAX)), Vec::<u64>::new());
+        slots.insert(r.id, before.unwrap());
+        assert_eq!(ids(&slots, due), vec![r.id]);
+        // A known-absent id, and a removal, leave nothing behind.
+        slots.insert(
+            99,
+            ReservationSlot {
+                reservation: None,
+                write: Write::Clean,
+            },
+        );
+        slots.remove(&r.id);
+        assert_eq!(ids(&slots, Timestamp(i64::MAX)), Vec::<u64>::new());
+        assert!(slots.open.is_empty());
     }
 
     #[test]

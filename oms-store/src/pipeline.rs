@@ -34,7 +34,7 @@ use oms_core::time::Timestamp;
 use crate::children::HeldRows;
 use crate::codec::storage;
 use crate::inventory::{Key, Ledger};
-use crate::overlay::{is_open_and_due, InventoryOverlay, Known};
+use crate::overlay::{InventoryOverlay, Known};
 use crate::sqlite::DeferredRows;
 use crate::sqlite_inventory::SqliteLedger;
 
@@ -199,10 +199,8 @@ impl Ledger for Layered<'_> {
             .filter(|r| sealed.known_reservation(r.id) == Known::Unknown)
             .map(|r| (r.id, r))
             .collect();
-        for r in sealed.known_reservations() {
-            if is_open_and_due(r, now) {
-                due.insert(r.id, r.clone());
-            }
+        for r in sealed.open_and_due(now) {
+            due.insert(r.id, r.clone());
         }
         Ok(due.into_values().collect())
     }
@@ -217,10 +215,8 @@ impl Ledger for Layered<'_> {
             .filter(|r| sealed.known_reservation(r.id) == Known::Unknown)
             .map(|r| (r.id, r))
             .collect();
-        for r in sealed.known_reservations() {
-            if r.order_id == order_id {
-                found.insert(r.id, r.clone());
-            }
+        for r in sealed.reservations_of_order(order_id) {
+            found.insert(r.id, r.clone());
         }
         Ok(found.into_values().collect())
     }
