@@ -55,12 +55,12 @@ struct ReservationSlots {
 }
 
 impl ReservationSlots {
-    fn get(&self, id: &u64) -> Option<&ReservationSlot> {
-        self.slots.get(id)
+    fn get(&self, id: u64) -> Option<&ReservationSlot> {
+        self.slots.get(&id)
     }
 
-    fn contains_key(&self, id: &u64) -> bool {
-        self.slots.contains_key(id)
+    fn contains_key(&self, id: u64) -> bool {
+        self.slots.contains_key(&id)
     }
 
     #[cfg(test)]
@@ -89,9 +89,9 @@ impl ReservationSlots {
         before
     }
 
-    fn remove(&mut self, id: &u64) -> Option<ReservationSlot> {
-        let before = self.slots.remove(id);
-        self.unindex(*id, before.as_ref());
+    fn remove(&mut self, id: u64) -> Option<ReservationSlot> {
+        let before = self.slots.remove(&id);
+        self.unindex(id, before.as_ref());
         before
     }
 
@@ -241,7 +241,7 @@ impl InventoryOverlay {
 
     /// Reservation `id`, as far as the overlay knows it.
     pub(crate) fn known_reservation(&self, id: u64) -> Known<&Reservation> {
-        Known::held(self.reservations.get(&id), |slot| slot.reservation.as_ref())
+        Known::held(self.reservations.get(id), |slot| slot.reservation.as_ref())
     }
 
     /// Whether `sku` is known to have stock rows.
@@ -284,7 +284,7 @@ impl InventoryOverlay {
             .get(&order_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.reservations.get(id)?.reservation.as_ref())
+            .filter_map(|id| self.reservations.get(*id)?.reservation.as_ref())
     }
 
     /// The open reservations the overlay holds that expired at `now`, in id order.
@@ -319,10 +319,8 @@ impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
                 Undo::Level(key, before) => restore(&mut overlay.levels, key, before),
                 Undo::Reservation(id, before) => {
                     if before.is_none() {
-                        if let Some(Some(r)) = overlay
-                            .reservations
-                            .get(&id)
-                            .map(|s| s.reservation.as_ref())
+                        if let Some(Some(r)) =
+                            overlay.reservations.get(id).map(|s| s.reservation.as_ref())
                         {
                             if let Some(ids) = overlay.by_order.get_mut(&r.order_id) {
                                 ids.remove(&id);
@@ -334,7 +332,7 @@ impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
                             overlay.reservations.insert(id, slot);
                         }
                         None => {
-                            overlay.reservations.remove(&id);
+                            overlay.reservations.remove(id);
                         }
                     }
                 }
@@ -347,7 +345,7 @@ impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
     /// Remember a reservation read from the database (`None`: no such id), unless the overlay
     /// already has that id.
     fn cache_reservation(&mut self, id: u64, found: Option<Reservation>) {
-        if self.overlay.reservations.contains_key(&id) {
+        if self.overlay.reservations.contains_key(id) {
             return;
         }
         if let Some(r) = &found {
@@ -496,7 +494,7 @@ impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
     }
 
     fn reservation(&mut self, id: u64, lock: bool) -> OmsResult<Option<Reservation>> {
-        if let Some(slot) = self.overlay.reservations.get(&id) {
+        if let Some(slot) = self.overlay.reservations.get(id) {
             return Ok(slot.reservation.clone());
         }
         let found = self.db.reservation(id, lock)?;
@@ -513,7 +511,7 @@ impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
     }
 
     fn update_reservation(&mut self, r: &Reservation, shipped_changed: bool) -> OmsResult<()> {
-        let write = match self.overlay.reservations.get(&r.id).map(|s| s.write) {
+        let write = match self.overlay.reservations.get(r.id).map(|s| s.write) {
             Some(Write::Insert) => Write::Insert,
             Some(Write::Update { shipped }) => Write::Update {
                 shipped: shipped || shipped_changed,
@@ -552,7 +550,7 @@ impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
         };
         Ok(ids
             .iter()
-            .filter_map(|id| self.overlay.reservations.get(id))
+            .filter_map(|id| self.overlay.reservations.get(*id))
             .filter_map(|s| s.reservation.clone())
             .collect())
     }
@@ -743,7 +741,7 @@ mod tests {
                 write: Write::Clean,
             },
         );
-        slots.remove(&r.id);
+        slots.remove(r.id);
         assert_eq!(ids(&slots, Timestamp(i64::MAX)), Vec::<u64>::new());
         assert!(slots.open.is_empty());
     }
