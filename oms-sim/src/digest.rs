@@ -67,6 +67,13 @@ impl Digest {
         }
     }
 
+    /// Mix in an enum variant's frame: its name, not its index, so reordering an enum's
+    /// variants keeps the digest.
+    fn variant(&mut self, name: &str) {
+        self.word(tag::VARIANT);
+        self.bytes(name.as_bytes());
+    }
+
     /// Mix in any serializable value.
     pub(crate) fn value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), DigestError> {
         v.serialize(&mut *self)
@@ -218,9 +225,7 @@ impl<'a> ser::Serializer for &'a mut Digest {
         _index: u32,
         variant: &'static str,
     ) -> Result<(), DigestError> {
-        // The variant's name, not its index: reordering an enum's variants keeps the digest.
-        self.word(tag::VARIANT);
-        self.bytes(variant.as_bytes());
+        self.variant(variant);
         Ok(())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
@@ -237,8 +242,7 @@ impl<'a> ser::Serializer for &'a mut Digest {
         variant: &'static str,
         value: &T,
     ) -> Result<(), DigestError> {
-        self.word(tag::VARIANT);
-        self.bytes(variant.as_bytes());
+        self.variant(variant);
         value.serialize(self)
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'a>, DigestError> {
@@ -261,8 +265,7 @@ impl<'a> ser::Serializer for &'a mut Digest {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, DigestError> {
-        self.word(tag::VARIANT);
-        self.bytes(variant.as_bytes());
+        self.variant(variant);
         Ok(Compound::open(self, tag::SEQ))
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'a>, DigestError> {
@@ -282,59 +285,35 @@ impl<'a> ser::Serializer for &'a mut Digest {
         variant: &'static str,
         _len: usize,
     ) -> Result<Compound<'a>, DigestError> {
-        self.word(tag::VARIANT);
-        self.bytes(variant.as_bytes());
+        self.variant(variant);
         Ok(Compound::open(self, tag::STRUCT))
     }
 }
 
-impl SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = DigestError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), DigestError> {
-        self.item(v)
-    }
-    fn end(self) -> Result<(), DigestError> {
-        self.close();
-        Ok(())
-    }
+/// The compounds whose items are positional (sequences and tuples): each item is digested in
+/// turn, and the closing frame counts them.
+macro_rules! positional {
+    ($($trait:ident :: $method:ident),* $(,)?) => {$(
+        impl $trait for Compound<'_> {
+            type Ok = ();
+            type Error = DigestError;
+            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), DigestError> {
+                self.item(v)
+            }
+            fn end(self) -> Result<(), DigestError> {
+                self.close();
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = DigestError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), DigestError> {
-        self.item(v)
-    }
-    fn end(self) -> Result<(), DigestError> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = DigestError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), DigestError> {
-        self.item(v)
-    }
-    fn end(self) -> Result<(), DigestError> {
-        self.close();
-        Ok(())
-    }
-}
-
-impl SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = DigestError;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), DigestError> {
-        self.item(v)
-    }
-    fn end(self) -> Result<(), DigestError> {
-        self.close();
-        Ok(())
-    }
-}
+positional!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
 impl SerializeMap for Compound<'_> {
     type Ok = ();
@@ -351,37 +330,29 @@ impl SerializeMap for Compound<'_> {
     }
 }
 
-impl SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = DigestError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), DigestError> {
-        self.field(key, v)
-    }
-    fn end(self) -> Result<(), DigestError> {
-        self.close();
-        Ok(())
-    }
+/// The compounds whose items are named fields (structs and struct variants): each field is
+/// digested with its name.
+macro_rules! named {
+    ($($trait:ident),* $(,)?) => {$(
+        impl $trait for Compound<'_> {
+            type Ok = ();
+            type Error = DigestError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), DigestError> {
+                self.field(key, v)
+            }
+            fn end(self) -> Result<(), DigestError> {
+                self.close();
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = DigestError;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        v: &T,
-    ) -> Result<(), DigestError> {
-        self.field(key, v)
-    }
-    fn end(self) -> Result<(), DigestError> {
-        self.close();
-        Ok(())
-    }
-}
+named!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
