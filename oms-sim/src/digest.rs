@@ -109,7 +109,12 @@ pub(crate) struct Compound<'a> {
     items: u64,
 }
 
-impl Compound<'_> {
+impl<'a> Compound<'a> {
+    fn open(digest: &'a mut Digest, tag: u64) -> Compound<'a> {
+        digest.word(tag);
+        Compound { digest, items: 0 }
+    }
+
     fn item<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), DigestError> {
         self.items += 1;
         v.serialize(&mut *self.digest)
@@ -123,13 +128,6 @@ impl Compound<'_> {
     fn close(self) {
         self.digest.word(tag::END);
         self.digest.word(self.items);
-    }
-}
-
-impl<'a> Compound<'a> {
-    fn open(digest: &'a mut Digest, tag: u64) -> Compound<'a> {
-        digest.word(tag);
-        Compound { digest, items: 0 }
     }
 }
 

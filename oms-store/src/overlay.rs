@@ -45,11 +45,15 @@ struct ReservationSlot {
     write: Write,
 }
 
-/// The reservation slots, by id, with the open reservations among them indexed by expiry:
-/// finding the due ones (every few orders) reads the index, not every slot.
+/// The reservation slots, by id, with the reservations they hold indexed by order and, when
+/// open, by expiry: finding an order's reservations or the due ones (every few orders) reads
+/// an index, not every slot. Every change goes through [`ReservationSlots::insert`] or
+/// [`ReservationSlots::remove`], which keep both indexes in step.
 #[derive(Debug, Default)]
 struct ReservationSlots {
     slots: BTreeMap<u64, ReservationSlot>,
+    /// The ids of the slots holding a reservation, by order.
+    by_order: BTreeMap<u64, BTreeSet<u64>>,
     /// `(expires_at, id)` of each slot holding an open reservation.
     open: BTreeSet<(Timestamp, u64)>,
 }
@@ -81,6 +85,9 @@ impl ReservationSlots {
     }
 
     fn insert(&mut self, id: u64, slot: ReservationSlot) -> Option<ReservationSlot> {
+        if let Some(r) = &slot.reservation {
+            self.by_order.entry(r.order_id).or_default().insert(id);
+        }
         if let Some(key) = Self::open_key(id, Some(&slot)) {
             self.open.insert(key);
         }
@@ -95,8 +102,19 @@ impl ReservationSlots {
         before
     }
 
-    /// Drop the index entry of a slot that left, unless the slot now there has the same one.
+    /// Drop the index entries of a slot that left, unless the slot now there has the same.
     fn unindex(&mut self, id: u64, before: Option<&ReservationSlot>) {
+        let order_of = |slot: Option<&ReservationSlot>| Some(slot?.reservation.as_ref()?.order_id);
+        if let Some(order_id) = order_of(before) {
+            if order_of(self.slots.get(&id)) != Some(order_id) {
+                if let Some(ids) = self.by_order.get_mut(&order_id) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.by_order.remove(&order_id);
+                    }
+                }
+            }
+        }
         if let Some(key) = Self::open_key(id, before) {
             if Self::open_key(id, self.slots.get(&id)) != Some(key) {
                 self.open.remove(&key);
@@ -104,16 +122,24 @@ impl ReservationSlots {
         }
     }
 
-    /// Open reservations expired at `now`, in id order.
+    /// Open reservations expired at `now` (`expires_at <= now`), in id order.
     fn open_and_due(&self, now: Timestamp) -> Vec<&Reservation> {
         let mut due: Vec<&Reservation> = self
             .open
             .range(..=(now, u64::MAX))
             .filter_map(|(_, id)| self.slots.get(id)?.reservation.as_ref())
-            .filter(|r| is_open_and_due(r, now))
             .collect();
         due.sort_unstable_by_key(|r| r.id);
         due
+    }
+
+    /// The reservations of `order_id`, in id order.
+    fn of_order(&self, order_id: u64) -> impl Iterator<Item = &Reservation> {
+        self.by_order
+            .get(&order_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.slots.get(id)?.reservation.as_ref())
     }
 }
 
@@ -131,8 +157,6 @@ pub(crate) struct InventoryOverlay {
     reservations: ReservationSlots,
     skus: BTreeMap<Sku, bool>,
     warehouses: BTreeMap<WarehouseId, WarehouseSlot>,
-    /// Reservation ids in `reservations` with a stored value, by order.
-    by_order: BTreeMap<u64, BTreeSet<u64>>,
     /// Orders whose reservations in the database have all been read into the overlay.
     orders_read: BTreeSet<u64>,
 }
@@ -154,7 +178,6 @@ impl InventoryOverlay {
             && self.reservations.is_empty()
             && self.skus.is_empty()
             && self.warehouses.is_empty()
-            && self.by_order.is_empty()
             && self.orders_read.is_empty()
     }
 
@@ -280,11 +303,7 @@ impl InventoryOverlay {
         &self,
         order_id: u64,
     ) -> impl Iterator<Item = &Reservation> {
-        self.by_order
-            .get(&order_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.reservations.get(*id)?.reservation.as_ref())
+        self.reservations.of_order(order_id)
     }
 
     /// The open reservations the overlay holds that expired at `now`, in id order.
@@ -317,25 +336,14 @@ impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
         for undo in self.journal.into_iter().rev() {
             match undo {
                 Undo::Level(key, before) => restore(&mut overlay.levels, key, before),
-                Undo::Reservation(id, before) => {
-                    if before.is_none() {
-                        if let Some(Some(r)) =
-                            overlay.reservations.get(id).map(|s| s.reservation.as_ref())
-                        {
-                            if let Some(ids) = overlay.by_order.get_mut(&r.order_id) {
-                                ids.remove(&id);
-                            }
-                        }
+                Undo::Reservation(id, before) => match before {
+                    Some(slot) => {
+                        overlay.reservations.insert(id, slot);
                     }
-                    match before {
-                        Some(slot) => {
-                            overlay.reservations.insert(id, slot);
-                        }
-                        None => {
-                            overlay.reservations.remove(id);
-                        }
+                    None => {
+                        overlay.reservations.remove(id);
                     }
-                }
+                },
                 Undo::Sku(sku, before) => restore(&mut overlay.skus, sku, before),
                 Undo::Warehouse(w, before) => restore(&mut overlay.warehouses, w, before),
             }
@@ -347,13 +355,6 @@ impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
     fn cache_reservation(&mut self, id: u64, found: Option<Reservation>) {
         if self.overlay.reservations.contains_key(id) {
             return;
-        }
-        if let Some(r) = &found {
-            self.overlay
-                .by_order
-                .entry(r.order_id)
-                .or_default()
-                .insert(id);
         }
         self.overlay.reservations.insert(
             id,
@@ -373,13 +374,6 @@ impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
                 write,
             },
         );
-        if before.as_ref().is_none_or(|s| s.reservation.is_none()) {
-            self.overlay
-                .by_order
-                .entry(r.order_id)
-                .or_default()
-                .insert(r.id);
-        }
         self.journal.push(Undo::Reservation(r.id, before));
     }
 }
@@ -393,10 +387,6 @@ fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, before: Option<V>) {
             map.remove(&key);
         }
     }
-}
-
-pub(crate) fn is_open_and_due(r: &Reservation, now: Timestamp) -> bool {
-    OPEN_STATUSES.contains(&r.status) && r.expires_at <= now
 }
 
 impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
@@ -545,13 +535,10 @@ impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
             }
             self.overlay.orders_read.insert(order_id);
         }
-        let Some(ids) = self.overlay.by_order.get(&order_id) else {
-            return Ok(Vec::new());
-        };
-        Ok(ids
-            .iter()
-            .filter_map(|id| self.overlay.reservations.get(*id))
-            .filter_map(|s| s.reservation.clone())
+        Ok(self
+            .overlay
+            .reservations_of_order(order_id)
+            .cloned()
             .collect())
     }
 }
@@ -701,7 +688,7 @@ mod tests {
     }
 
     #[test]
-    fn the_expiry_index_follows_every_change_of_a_slot() {
+    fn the_indexes_follow_every_change_of_a_slot() {
         let (_, inv) = stocked("index");
         let r = hold(&inv, 1, "WH1", 1);
         let due = r.expires_at;
@@ -720,6 +707,9 @@ mod tests {
         assert!(slots.insert(r.id, slot(&r, Write::Clean)).is_none());
         assert_eq!(ids(&slots, Timestamp(due.0 - 1)), Vec::<u64>::new());
         assert_eq!(ids(&slots, due), vec![r.id]);
+        let of_order =
+            |slots: &ReservationSlots| slots.of_order(1).map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(of_order(&slots), vec![r.id]);
         // Extended: due later, and no longer at the old expiry.
         let mut extended = r.clone();
         extended.expires_at = Timestamp(due.0 + 100);
@@ -741,9 +731,12 @@ mod tests {
                 write: Write::Clean,
             },
         );
+        assert_eq!(of_order(&slots), vec![r.id]);
         slots.remove(r.id);
         assert_eq!(ids(&slots, Timestamp(i64::MAX)), Vec::<u64>::new());
         assert!(slots.open.is_empty());
+        assert_eq!(of_order(&slots), Vec::<u64>::new());
+        assert!(slots.by_order.is_empty());
     }
 
     #[test]
