@@ -1,7 +1,8 @@
 //! Full order lifecycles per second (criterion reports them as elements/s) on SQLite and on
 //! PostgreSQL with 1, 8 and 16 concurrent workers (a connection each), on SQLite also with 1, 8
-//! and 16 workers sharing one connection with group commit, and with one worker grouping 100
-//! lifecycles per commit, in line or pipelined. Latency percentiles live in the `store-latency` binary: criterion's
+//! and 16 workers sharing one connection with group commit, with one worker grouping 100
+//! lifecycles per commit, in line or pipelined, and with 1, 8 and 16 workers sharing one
+//! pipelined batch cut every 100 lifecycles. Latency percentiles live in the `store-latency` binary: criterion's
 //! estimates are means, not a p99.
 #![allow(clippy::expect_used)] // a benchmark that cannot set up has nothing to report
 
@@ -55,6 +56,19 @@ fn bench_rig(c: &mut Criterion, name: &str, rig: &Rig) {
             b.iter_custom(|iters| {
                 rig.run_grouped(&svc, &store, iters, 100)
                     .expect("pipelined lifecycles")
+            });
+        });
+    }
+    // Workers sharing one connection and one pipelined batch, cut every 100 lifecycles.
+    for n in WORKERS {
+        let Some((workers, store)) = rig.shared_batch_workers(n).expect("shared batch workers")
+        else {
+            break;
+        };
+        group.bench_with_input(BenchmarkId::new("shared_batches_per_100", n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                rig.run_shared(&workers, &store, iters, 100)
+                    .expect("shared batch lifecycles")
             });
         });
     }

@@ -287,6 +287,55 @@ impl Rig {
         Ok(Some((workers, store)))
     }
 
+    /// `n` worker services sharing one SQLite connection whose batches are pipelined, for
+    /// [`Rig::run_shared`]: every operation atomic on its own, durable with its batch. `None`
+    /// on PostgreSQL.
+    pub fn shared_batch_workers(
+        &self,
+        n: usize,
+    ) -> OmsResult<Option<(Vec<OrderService>, Arc<SqliteStore>)>> {
+        let Some((store, inventory)) = self.one_connection()? else {
+            return Ok(None);
+        };
+        store.pipeline_batches()?;
+        let workers = (0..n)
+            .map(|_| self.service(store.clone(), inventory.clone()))
+            .collect::<OmsResult<Vec<_>>>()?;
+        Ok(Some((workers, store)))
+    }
+
+    /// Run `total` lifecycles spread over `workers` (one thread each) in one batch shared by
+    /// them all, cut every `per_commit` lifecycles by the worker that finishes the last of
+    /// them ([`SqliteStore::rotate_batch`]); the wall time taken, up to the moment the last
+    /// commit has ended.
+    pub fn run_shared(
+        &self,
+        workers: &[OrderService],
+        store: &SqliteStore,
+        total: u64,
+        per_commit: u64,
+    ) -> OmsResult<Duration> {
+        let per_commit = per_commit.max(1);
+        let finished = AtomicU64::new(0);
+        let start = Instant::now();
+        store.begin_batch()?;
+        let ran = Rig::spread(workers, total, &|svc| {
+            self.lifecycle(svc)?;
+            if (finished.fetch_add(1, Ordering::AcqRel) + 1).is_multiple_of(per_commit) {
+                store.rotate_batch()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = ran {
+            let _ = store.rollback_batch();
+            let _ = store.wait_for_commit();
+            return Err(e);
+        }
+        store.commit_batch()?;
+        store.wait_for_commit()?;
+        Ok(start.elapsed())
+    }
+
     /// `n` worker services.
     pub fn workers(&self, n: usize) -> OmsResult<Vec<OrderService>> {
         (0..n).map(|_| self.worker()).collect()
@@ -364,8 +413,19 @@ impl Rig {
 
     /// Run `total` lifecycles spread over `workers` (one thread each); the wall time taken.
     pub fn run(&self, workers: &[OrderService], total: u64) -> OmsResult<Duration> {
-        let n = workers.len().max(1) as u64;
         let start = Instant::now();
+        Rig::spread(workers, total, &|svc| self.lifecycle(svc).map(|_| ()))?;
+        Ok(start.elapsed())
+    }
+
+    /// Run `one` `total` times spread over `workers`, one thread each; every failure is
+    /// reported (the first one returned).
+    fn spread(
+        workers: &[OrderService],
+        total: u64,
+        one: &(dyn Fn(&OrderService) -> OmsResult<()> + Sync),
+    ) -> OmsResult<()> {
+        let n = workers.len().max(1) as u64;
         let results: Vec<OmsResult<()>> = std::thread::scope(|scope| {
             let handles: Vec<_> = workers
                 .iter()
@@ -375,7 +435,7 @@ impl Rig {
                     let share = total / n + u64::from((i as u64) < total % n);
                     scope.spawn(move || {
                         for _ in 0..share {
-                            self.lifecycle(svc)?;
+                            one(svc)?;
                         }
                         Ok(())
                     })
@@ -392,9 +452,8 @@ impl Rig {
                 })
                 .collect()
         });
-        let elapsed = start.elapsed();
         results.into_iter().collect::<OmsResult<Vec<()>>>()?;
-        Ok(elapsed)
+        Ok(())
     }
 }
 

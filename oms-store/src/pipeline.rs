@@ -623,4 +623,249 @@ mod tests {
         open.begin_batch().unwrap();
         assert_eq!(open.pipeline_batches().unwrap_err().code(), "invalid_field");
     }
+
+    /// Counts a writer out when it ends, however it ends.
+    struct Departure<'a>(&'a std::sync::atomic::AtomicUsize);
+
+    impl Drop for Departure<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// Sixteen threads write into one shared batch (each order inserted, reserved and moved on
+    /// to version 2) while the batch is rotated under them; afterwards another connection
+    /// finds every write exactly once.
+    fn rotate_under_writers(
+        store: &Arc<SqliteStore>,
+        inv: &SqliteInventory,
+        path: &std::path::Path,
+    ) {
+        const THREADS: u64 = 16;
+        const EACH: u64 = 50;
+        let ids = SequentialIds::default();
+        let orders: Vec<Vec<oms_core::order::Order>> = (0..THREADS)
+            .map(|_| (0..EACH).map(|_| order(&ids)).collect())
+            .collect();
+        store.begin_batch().unwrap();
+        let writing = std::sync::atomic::AtomicUsize::new(THREADS as usize);
+        let rotations = std::thread::scope(|scope| {
+            for mine in &orders {
+                let (store, inv, writing) = (store, inv, &writing);
+                scope.spawn(move || {
+                    // Counted out even when an assertion fails, so the rotations stop.
+                    let _done = Departure(writing);
+                    for placed in mine {
+                        let created =
+                            Event::new(placed.id, 1, names::ORDER_CREATED, placed.created_at);
+                        store.insert_order(placed, &[created], None).unwrap();
+                        let held = inv
+                            .reserve(
+                                &ReservationRequest::new(placed.id).item(sku("B"), wh("WH1"), 1),
+                                T0,
+                            )
+                            .unwrap()
+                            .into_reserved()
+                            .unwrap();
+                        let mut changed = placed.clone();
+                        changed.version = 2;
+                        let paid = Event::new(placed.id, 2, "order.paid", placed.created_at);
+                        store.update_order(&changed, 1, &[paid], None).unwrap();
+                        // Reads find every row while it moves from the open batch to the
+                        // one committing and on to the database.
+                        let key = format!("pay-{}", placed.id);
+                        let record = IdempotencyRecord {
+                            fingerprint: "fingerprint".into(),
+                            response: Response::Json("{\"Ok\":1}".into()),
+                        };
+                        store.put_idempotency(&key, &record).unwrap();
+                        for _ in 0..10 {
+                            assert_eq!(inv.reservation(held.id).unwrap(), held);
+                            assert_eq!(store.order(placed.id).unwrap(), changed);
+                            assert!(store.idempotency(&key).unwrap().is_some(), "{key}");
+                        }
+                    }
+                });
+            }
+            let mut rotations = 0;
+            while writing.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                store.rotate_batch().unwrap();
+                rotations += 1;
+            }
+            rotations
+        });
+        assert!(
+            rotations > 1,
+            "the batch was never rotated under the writers"
+        );
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        let other = SqliteStore::open(path).unwrap();
+        let written: Vec<oms_core::order::Order> = orders.iter().flatten().cloned().collect();
+        assert_eq!(
+            other.order_ids().unwrap(),
+            written.iter().map(|o| o.id).collect::<Vec<_>>()
+        );
+        for placed in &written {
+            assert_eq!(other.order(placed.id).unwrap().version, 2);
+        }
+        assert_eq!(
+            count(&other, "SELECT COUNT(*) FROM events_outbox"),
+            i64::try_from(2 * THREADS * EACH).unwrap()
+        );
+        assert_eq!(
+            count(
+                &other,
+                "SELECT COUNT(*) FROM (SELECT DISTINCT order_id, version FROM events_outbox)"
+            ),
+            i64::try_from(2 * THREADS * EACH).unwrap()
+        );
+        let stock = SqliteInventory::new(
+            SqliteStore::open(path).unwrap(),
+            Arc::new(SequentialIds::default()),
+        )
+        .stock(&sku("B"), &wh("WH1"))
+        .unwrap();
+        assert_eq!((stock.on_hand, stock.reserved), (1_000, THREADS * EACH));
+    }
+
+    #[test]
+    fn a_pipelined_batch_rotated_under_many_writers_loses_none_of_their_writes() {
+        let (path, store, inv) = pipelined("rotate");
+        inv.receive(&sku("B"), &wh("WH1"), 1_000).unwrap();
+        rotate_under_writers(&store, &inv, &path);
+    }
+
+    #[test]
+    fn an_ordinary_batch_rotated_under_many_writers_loses_none_of_their_writes() {
+        let path = temp_db("pipeline-rotate-ordinary");
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let inv = SqliteInventory::sharing(
+            store.clone(),
+            Arc::new(SequentialIds::starting_at(1000)),
+            ReservationConfig::default(),
+        );
+        inv.add_warehouse(&wh("WH1")).unwrap();
+        inv.receive(&sku("B"), &wh("WH1"), 1_000).unwrap();
+        rotate_under_writers(&store, &inv, &path);
+    }
+
+    #[test]
+    fn rotating_reports_the_failed_commit_before_it_and_closes_the_batch() {
+        let (_path, store, _inv) = pipelined("rotate-failed");
+        assert_eq!(store.rotate_batch().unwrap_err().code(), "storage");
+        refuse_events_named_refused(&store);
+        let ids = SequentialIds::default();
+        let first = order(&ids);
+        store.begin_batch().unwrap();
+        let refused = Event::new(first.id, 1, "refused", first.created_at);
+        store.insert_order(&first, &[refused], None).unwrap();
+        store.rotate_batch().unwrap();
+        assert!(store.in_batch().unwrap(), "the next batch is open");
+        let second = order(&ids);
+        let written = store.insert_order(&second, &[], None);
+        let err = store.rotate_batch().unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
+        if let Err(e) = written {
+            assert!(e.to_string().contains("refused"), "{e}");
+        }
+        assert!(!store.in_batch().unwrap());
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM orders"), 0);
+        // Nothing is left to rotate; a new batch works as before.
+        assert_eq!(store.rotate_batch().unwrap_err().code(), "storage");
+        store.begin_batch().unwrap();
+        store.insert_order(&second, &[], None).unwrap();
+        store.rotate_batch().unwrap();
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM orders"), 1);
+    }
+
+    #[test]
+    fn a_continued_batch_rotates_into_an_ordinary_one() {
+        let (path, store, _inv) = pipelined("rotate-continued");
+        let ids = SequentialIds::default();
+        let first = order(&ids);
+        store.begin_batch().unwrap();
+        store.insert_order(&first, &[], None).unwrap();
+        assert!(store.pending_events(10).unwrap().is_empty());
+        assert!(store.pipeline().unwrap().continued);
+        store.rotate_batch().unwrap();
+        let other = SqliteStore::open(&path).unwrap();
+        assert_eq!(other.order_ids().unwrap(), vec![first.id]);
+        assert!(store.in_batch().unwrap());
+        assert!(store.pipeline().unwrap().continued);
+        let second = order(&ids);
+        store.insert_order(&second, &[], None).unwrap();
+        assert_eq!(other.order_ids().unwrap(), vec![first.id]);
+        store.commit_batch().unwrap();
+        assert_eq!(other.order_ids().unwrap(), vec![first.id, second.id]);
+        assert!(!store.in_batch().unwrap());
+    }
+
+    #[test]
+    fn a_rotation_waits_for_the_write_in_progress_and_keeps_a_batch_open() {
+        let (_path, store, _inv) = pipelined("rotate-waits");
+        store.begin_batch().unwrap();
+        let write = store
+            .pipelined_op()
+            .unwrap()
+            .expect("a pipelined batch is open");
+        let rotated = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                store.rotate_batch().unwrap();
+                rotated.store(true, std::sync::atomic::Ordering::Release);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(
+                !rotated.load(std::sync::atomic::Ordering::Acquire),
+                "the batch was cut in the middle of a write"
+            );
+            // Writers arriving meanwhile still find a batch to join.
+            assert!(store.pipeline().unwrap().open);
+            drop(write);
+        });
+        assert!(rotated.load(std::sync::atomic::Ordering::Acquire));
+        assert!(store.pipeline().unwrap().open);
+        store.commit_batch().unwrap();
+        store.wait_for_commit().unwrap();
+    }
+
+    #[test]
+    fn reads_looking_through_a_pipelined_batch_run_between_its_writes_and_rotations() {
+        // A rotation moves rows from the open batch to the committing one: a read looking
+        // through both must not run across it. It waits as it would for a write in progress.
+        let (_path, store, inv) = pipelined("rotate-reads");
+        store.begin_batch().unwrap();
+        let held = inv
+            .reserve(&ReservationRequest::new(7).item(sku("A"), wh("WH1"), 1), T0)
+            .unwrap()
+            .into_reserved()
+            .unwrap();
+        let write = store
+            .pipelined_op()
+            .unwrap()
+            .expect("a pipelined batch is open");
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert_eq!(inv.reservation(held.id).unwrap(), held);
+                reads.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            });
+            scope.spawn(|| {
+                assert!(store.idempotency("k").unwrap().is_none());
+                reads.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(
+                reads.load(std::sync::atomic::Ordering::Acquire),
+                0,
+                "a read ran while a write was in progress"
+            );
+            drop(write);
+        });
+        assert_eq!(reads.load(std::sync::atomic::Ordering::Acquire), 2);
+        store.rollback_batch().unwrap();
+    }
 }

@@ -160,7 +160,8 @@ const CACHE_KIB: i64 = 65_536;
 const AUTOCHECKPOINT_PAGES: i64 = 8_192;
 
 /// An [`OrderStore`] on one SQLite connection (open one store per worker thread, or share one
-/// between threads with [`SqliteStore::enable_group_commit`]).
+/// between threads with [`SqliteStore::enable_group_commit`], or with one batch that any of
+/// them cuts with [`SqliteStore::rotate_batch`]).
 ///
 /// Writes are atomic one by one: each runs in its own `BEGIN IMMEDIATE` transaction, or, inside
 /// a batch ([`SqliteStore::begin_batch`]) or a shared group commit, on that transaction's rows
@@ -176,7 +177,8 @@ pub struct SqliteStore {
     /// Pipelined batches, when enabled ([`SqliteStore::pipeline_batches`]).
     pipeline: Mutex<Pipeline>,
     /// Held by a write of a pipelined batch while it reads and changes the batch's rows, so
-    /// writes from many threads apply one at a time, and a batch is sealed between two writes.
+    /// writes from many threads apply one at a time, and by reads that look through the
+    /// batch's layers and by rotations, so a batch is sealed between two of them.
     op: Mutex<()>,
     decoded: Mutex<HashMap<u64, (u64, Order)>>,
     /// Inside a batch: the newest version of each order the batch updated, whose row is
@@ -478,7 +480,7 @@ impl SqliteStore {
     pub fn commit_batch(&self) -> OmsResult<()> {
         self.refuse_batches_when_grouped()?;
         if self.pipeline()?.open {
-            return self.commit_pipelined();
+            return self.commit_pipelined(false);
         }
         self.pipeline()?.continued = false;
         let conn = self.lock()?;
@@ -489,6 +491,35 @@ impl SqliteStore {
             return Err(storage("no open batch to commit"));
         }
         self.commit_deferred(&conn)
+    }
+
+    /// Commit the open batch and open the next one in the same step, so that writes other
+    /// threads make meanwhile land in one batch or the other, never between the two (where
+    /// each would be a transaction of its own). This is how a batch shared by many threads is
+    /// cut: any thread rotates (every so many operations, or on a timer), and
+    /// [`SqliteStore::commit_batch`] ends the last batch once every writer is done. Pipelined,
+    /// the batch's commit starts on its thread and the call returns (the commit before it is
+    /// waited for first, and its failure is returned here, with the open batch lost); otherwise
+    /// the batch commits before the call returns. Refused when no batch is open.
+    pub fn rotate_batch(&self) -> OmsResult<()> {
+        self.refuse_batches_when_grouped()?;
+        if self.pipeline()?.open {
+            return self.commit_pipelined(true);
+        }
+        let conn = self.lock()?;
+        if conn.is_autocommit() {
+            self.forget_batch()?;
+            self.pipeline()?.continued = false;
+            return Err(storage("no open batch to rotate"));
+        }
+        // A batch continued as an ordinary one stays ordinary: the next one is, too.
+        let rotated = self
+            .commit_deferred(&conn)
+            .and_then(|()| begin_transaction(&conn, "BEGIN IMMEDIATE", &|| {}));
+        if rotated.is_err() {
+            self.pipeline()?.continued = false;
+        }
+        rotated
     }
 
     /// Roll back the open batch: none of its operations are stored.
@@ -1468,9 +1499,10 @@ impl SqliteStore {
     /// running and continue the batch as an ordinary one (take the write lock, insert the
     /// rows of the orders it created so far).
     fn leave_pipeline(&self) -> OmsResult<()> {
-        if !self.in_pipelined_batch()? {
+        // Between two of the batch's writes, which may come from other threads.
+        let Some(_op) = self.pipelined_op()? else {
             return Ok(());
-        }
+        };
         self.settle()?;
         let conn = self.writer()?;
         begin_transaction(&conn, "BEGIN IMMEDIATE", &|| {})?;
@@ -1501,21 +1533,31 @@ impl SqliteStore {
             .map_err(|_| storage("sqlite pipelined write lock poisoned"))
     }
 
-    /// Run the write `f` of a pipelined batch alone among the batch's writes (a write reads
-    /// rows, checks them and changes them: two at once could both pass a check only one
-    /// should); refused if the batch was lost with the commit before it.
-    pub(crate) fn pipelined_write<T>(&self, f: impl FnOnce() -> OmsResult<T>) -> OmsResult<T> {
-        let _op = self.op()?;
-        self.pipeline()?.check()?;
-        f()
+    /// When a pipelined batch is open: the lock a write of that batch holds while it runs, so
+    /// the batch's writes run one at a time (a write reads rows, checks them and changes them:
+    /// two at once could both pass a check only one should). `None` when no pipelined batch is
+    /// open once the lock is held: a batch sealed, rotated or continued as an ordinary one
+    /// while this write waited is never written into. An error if the open batch was lost with
+    /// the commit before it.
+    pub(crate) fn pipelined_op(&self) -> OmsResult<Option<MutexGuard<'_, ()>>> {
+        if !self.pipeline()?.open {
+            return Ok(None);
+        }
+        let op = self.op()?;
+        Ok(self.in_pipelined_batch()?.then_some(op))
     }
 
-    /// Seal the open pipelined batch and start its commit on a thread of its own.
-    fn commit_pipelined(&self) -> OmsResult<()> {
+    /// Seal the open pipelined batch and start its commit on a thread of its own. With
+    /// `reopen` the batch stays open throughout, as the next one: the write lock is held from
+    /// the start, so writes from other threads wait and land in one batch or the next.
+    fn commit_pipelined(&self, reopen: bool) -> OmsResult<()> {
+        let rotating = if reopen { Some(self.op()?) } else { None };
         let settled = self.settle();
         let failed = {
             let mut p = self.pipeline()?;
-            p.open = false;
+            if !reopen || settled.is_err() || p.failed.is_some() {
+                p.open = false;
+            }
             p.failed.take()
         };
         settled?;
@@ -1525,7 +1567,10 @@ impl SqliteStore {
                 "this batch is lost: the batch before it failed to commit ({reason})"
             )));
         }
-        let _op = self.op()?;
+        let _op = match rotating {
+            Some(op) => op,
+            None => self.op()?,
+        };
         let mut p = self.pipeline()?;
         let sealed = Arc::new(Sealed {
             orders: std::mem::take(&mut *self.deferred()?),
@@ -1732,8 +1777,8 @@ impl OrderStore for SqliteStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        if self.in_pipelined_batch()? {
-            return self.pipelined_write(|| self.insert_pipelined(order, events, idempotency));
+        if let Some(_op) = self.pipelined_op()? {
+            return self.insert_pipelined(order, events, idempotency);
         }
         let encoded = self.encode_for_group(&order)?;
         let written = self.write(&|| {}, |conn| {
@@ -1761,10 +1806,8 @@ impl OrderStore for SqliteStore {
         events: Vec<Event>,
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        if self.in_pipelined_batch()? {
-            return self.pipelined_write(|| {
-                self.update_pipelined(order, expected_version, events, idempotency)
-            });
+        if let Some(_op) = self.pipelined_op()? {
+            return self.update_pipelined(order, expected_version, events, idempotency);
         }
         let encoded = self.encode_for_group(&order)?;
         let written = self.write(&|| {}, |conn| {
@@ -1992,7 +2035,8 @@ impl OrderStore for SqliteStore {
     }
 
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
-        if self.in_pipelined_batch()? {
+        if let Some(_op) = self.pipelined_op()? {
+            // Between two writes: a batch is never cut while its rows are looked through.
             return self.idempotency_pipelined(key);
         }
         let conn = self.lock()?;
@@ -2007,11 +2051,9 @@ impl OrderStore for SqliteStore {
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
         // A record that responds with "the order written with it" needs that write.
         record.response_json()?;
-        if self.in_pipelined_batch()? {
-            return self.pipelined_write(|| {
-                self.held()?.hold_key(key, record, None);
-                Ok(())
-            });
+        if let Some(_op) = self.pipelined_op()? {
+            self.held()?.hold_key(key, record, None);
+            return Ok(());
         }
         self.write(&|| {}, |conn| {
             if !conn.is_autocommit() {

@@ -109,10 +109,9 @@ impl SqliteInventory {
         let on_busy = || {
             self.busy_retries.fetch_add(1, Ordering::Relaxed);
         };
-        if self.store.in_pipelined_batch()? {
-            if write {
-                return self.store.pipelined_write(|| self.in_layers(f));
-            }
+        // Reads too run between two of the batch's writes: a batch cut while they look
+        // through its layers could hide rows that were moving from one layer to the next.
+        if let Some(_op) = self.store.pipelined_op()? {
             return self.in_layers(f);
         }
         if write {

@@ -281,6 +281,44 @@ fn sqlite_never_oversells_with_64_threads_sharing_a_group_commit() {
 }
 
 #[test]
+fn sqlite_never_oversells_with_64_threads_sharing_a_rotated_pipelined_batch() {
+    let dir = common::temp_dir("sqlite-oversell-pipelined");
+    let path = dir.join("inventory.db");
+    let ids = Arc::new(SequentialIds::default());
+    let shared = Arc::new(SqliteInventory::open(&path, ids.clone()).unwrap());
+    let store = shared.store();
+    store.pipeline_batches().unwrap();
+    store.begin_batch().unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let rotations = thread::scope(|scope| {
+        let rotator = scope.spawn(|| {
+            let mut n = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                thread::sleep(std::time::Duration::from_millis(2));
+                store.rotate_batch().unwrap();
+                n += 1;
+            }
+            n
+        });
+        oversell_run(
+            "sqlite, one connection, pipelined batches rotated every 2 ms",
+            &*shared,
+            || Arc::clone(&shared),
+        );
+        done.store(true, std::sync::atomic::Ordering::Release);
+        rotator.join().unwrap()
+    });
+    store.commit_batch().unwrap();
+    store.wait_for_commit().unwrap();
+    assert!(rotations > 1, "the batch was rotated {rotations} times");
+    // Every batch was committed: a fresh connection sees the same ledger.
+    let other = SqliteInventory::open(&path, ids).unwrap();
+    assert_eq!(other.levels().unwrap(), shared.levels().unwrap());
+    println!("sqlite, pipelined: {rotations} batches");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn postgres_never_oversells_under_64_connections() {
     let schema = common::fresh_schema("oversell");
     let ids = Arc::new(SequentialIds::default());
