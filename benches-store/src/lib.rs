@@ -592,6 +592,18 @@ mod tests {
     }
 
     #[test]
+    fn workers_sharing_a_pipelined_batch_finish_every_lifecycle_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = Rig::sqlite(dir.path()).unwrap();
+        let (workers, store) = rig.shared_batch_workers(4).unwrap().unwrap();
+        assert!(store.pipelined().unwrap());
+        // 14 lifecycles cut every 3: four rotations, then the last, short batch.
+        rig.run_shared(&workers, &store, 14, 3).unwrap();
+        assert!(!store.in_batch().unwrap());
+        assert_delivered(dir.path(), 14);
+    }
+
+    #[test]
     fn group_commit_workers_share_one_connection_and_finish_every_lifecycle() {
         let dir = tempfile::tempdir().unwrap();
         let rig = Rig::sqlite(dir.path()).unwrap();
