@@ -24,6 +24,17 @@ pub(crate) type Key = (Sku, WarehouseId);
 /// Stock moves computed against locked rows and written only when all of them succeeded.
 type Staged = BTreeMap<Key, StockLevel>;
 
+/// A stock row as a batch first read it from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstRead {
+    /// Written before it was ever read.
+    Never,
+    /// Read, and there was no row.
+    Absent,
+    /// Read with these counts.
+    Present(StockLevel),
+}
+
 /// The row operations of one backend, all inside the caller's transaction.
 pub(crate) trait Ledger {
     /// The backend's failure type: a domain refusal or a (maybe retryable) database error.
@@ -89,6 +100,18 @@ pub(crate) trait Ledger {
     fn level(&mut self, key: &Key, lock: bool) -> Result<Option<StockLevel>, Self::Error>;
     /// Write the row of `key`, creating it if needed.
     fn put_level(&mut self, key: &Key, level: StockLevel) -> Result<(), Self::Error>;
+    /// Write a batch's final counts of a stock row at its commit, given the row as the batch
+    /// first read it. A store whose rows other writers may have changed
+    /// meanwhile applies the difference instead of the counts; by default, the counts.
+    fn write_level(
+        &mut self,
+        key: &Key,
+        read: FirstRead,
+        level: StockLevel,
+    ) -> Result<(), Self::Error> {
+        let _ = read;
+        self.put_level(key, level)
+    }
     /// The conditional update: `reserved += quantity` only where at least `quantity` units are
     /// available. False when no row matched.
     fn reserve_units(&mut self, key: &Key, quantity: u64) -> Result<bool, Self::Error>;
@@ -160,14 +183,18 @@ fn not_found(id: u64) -> OmsError {
     }
 }
 
-fn known<L: Ledger>(l: &mut L, sku: &Sku, warehouse: &WarehouseId) -> Result<(), L::Error> {
+fn known<L: Ledger + ?Sized>(
+    l: &mut L,
+    sku: &Sku,
+    warehouse: &WarehouseId,
+) -> Result<(), L::Error> {
     if !l.sku_known(sku)? {
         return Err(unknown_sku(sku).into());
     }
     known_warehouse(l, warehouse)
 }
 
-fn known_warehouse<L: Ledger>(l: &mut L, warehouse: &WarehouseId) -> Result<(), L::Error> {
+fn known_warehouse<L: Ledger + ?Sized>(l: &mut L, warehouse: &WarehouseId) -> Result<(), L::Error> {
     if l.warehouse_known(warehouse)? {
         Ok(())
     } else {
@@ -175,12 +202,12 @@ fn known_warehouse<L: Ledger>(l: &mut L, warehouse: &WarehouseId) -> Result<(), 
     }
 }
 
-fn get<L: Ledger>(l: &mut L, id: u64) -> Result<Reservation, L::Error> {
+fn get<L: Ledger + ?Sized>(l: &mut L, id: u64) -> Result<Reservation, L::Error> {
     l.reservation(id, true)?.ok_or_else(|| not_found(id).into())
 }
 
 /// Lock the rows of `keys` in key order and return their current counts.
-fn lock_levels<L: Ledger>(l: &mut L, keys: BTreeSet<Key>) -> Result<Staged, L::Error> {
+fn lock_levels<L: Ledger + ?Sized>(l: &mut L, keys: BTreeSet<Key>) -> Result<Staged, L::Error> {
     let mut current = Staged::new();
     for key in keys {
         let level = l.level(&key, true)?.unwrap_or_default();
@@ -217,7 +244,7 @@ fn stage<L, F>(
     mv: F,
 ) -> Result<(), L::Error>
 where
-    L: Ledger,
+    L: Ledger + ?Sized,
     F: Fn(StockLevel, u64) -> Result<StockLevel, OmsError>,
 {
     for (key, quantity) in per_key(items)? {
@@ -231,7 +258,7 @@ where
     Ok(())
 }
 
-fn write_staged<L: Ledger>(l: &mut L, staged: Staged) -> Result<(), L::Error> {
+fn write_staged<L: Ledger + ?Sized>(l: &mut L, staged: Staged) -> Result<(), L::Error> {
     for (key, level) in staged {
         l.put_level(&key, level)?;
     }
@@ -272,7 +299,7 @@ fn offer(current: &Staged, lines: &[RequestLine]) -> Vec<ReservationItem> {
 /// The seed's fork/join on a reservation in `Reserving` whose rows are locked: one conditional
 /// update per (sku, warehouse) in key order, then the record. Any failure rolls back the
 /// caller's transaction.
-fn hold<L: Ledger>(
+fn hold<L: Ledger + ?Sized>(
     l: &mut L,
     mut r: Reservation,
     now: Timestamp,
@@ -309,7 +336,7 @@ fn hold<L: Ledger>(
 }
 
 /// Store a new reservation, refusing a reused id.
-fn insert<L: Ledger>(l: &mut L, r: &Reservation) -> Result<(), L::Error> {
+fn insert<L: Ledger + ?Sized>(l: &mut L, r: &Reservation) -> Result<(), L::Error> {
     if l.insert_reservation(r)? {
         Ok(())
     } else {
@@ -325,7 +352,7 @@ fn insert<L: Ledger>(l: &mut L, r: &Reservation) -> Result<(), L::Error> {
 /// only if `f` succeeds.
 fn update<L, F>(l: &mut L, id: u64, f: F) -> Result<Reservation, L::Error>
 where
-    L: Ledger,
+    L: Ledger + ?Sized,
     F: FnOnce(&mut L, &mut Reservation, &mut Staged) -> Result<(), L::Error>,
 {
     let mut r = get(l, id)?;
@@ -345,7 +372,7 @@ fn set_level<L, F>(
     f: F,
 ) -> Result<StockLevel, L::Error>
 where
-    L: Ledger,
+    L: Ledger + ?Sized,
     F: FnOnce(StockLevel) -> Result<StockLevel, OmsError>,
 {
     known(l, sku, warehouse)?;
@@ -356,12 +383,15 @@ where
 }
 
 /// `InventoryStore::add_warehouse`.
-pub(crate) fn add_warehouse<L: Ledger>(l: &mut L, warehouse: &WarehouseId) -> Result<(), L::Error> {
+pub(crate) fn add_warehouse<L: Ledger + ?Sized>(
+    l: &mut L,
+    warehouse: &WarehouseId,
+) -> Result<(), L::Error> {
     l.add_warehouse(warehouse)
 }
 
 /// `InventoryStore::receive`.
-pub(crate) fn receive<L: Ledger>(
+pub(crate) fn receive<L: Ledger + ?Sized>(
     l: &mut L,
     sku: &Sku,
     warehouse: &WarehouseId,
@@ -381,7 +411,7 @@ pub(crate) fn receive<L: Ledger>(
 }
 
 /// `InventoryStore::adjust`.
-pub(crate) fn adjust<L: Ledger>(
+pub(crate) fn adjust<L: Ledger + ?Sized>(
     l: &mut L,
     sku: &Sku,
     warehouse: &WarehouseId,
@@ -396,7 +426,7 @@ pub(crate) fn adjust<L: Ledger>(
 }
 
 /// `InventoryStore::restock_return`.
-pub(crate) fn restock_return<L: Ledger>(
+pub(crate) fn restock_return<L: Ledger + ?Sized>(
     l: &mut L,
     sku: &Sku,
     warehouse: &WarehouseId,
@@ -410,7 +440,7 @@ pub(crate) fn restock_return<L: Ledger>(
 }
 
 /// `InventoryStore::stock`.
-pub(crate) fn stock<L: Ledger>(
+pub(crate) fn stock<L: Ledger + ?Sized>(
     l: &mut L,
     sku: &Sku,
     warehouse: &WarehouseId,
@@ -426,7 +456,7 @@ pub(crate) fn stock<L: Ledger>(
 
 /// `InventoryStore::levels`, ordered by (sku, warehouse) as Rust orders them (byte order),
 /// whatever the database's collation.
-pub(crate) fn levels<L: Ledger>(l: &mut L) -> Result<Vec<StockRow>, L::Error> {
+pub(crate) fn levels<L: Ledger + ?Sized>(l: &mut L) -> Result<Vec<StockRow>, L::Error> {
     let mut rows = l.levels()?;
     rows.sort_by(|a, b| (&a.sku, &a.warehouse).cmp(&(&b.sku, &b.warehouse)));
     Ok(rows)
@@ -434,7 +464,7 @@ pub(crate) fn levels<L: Ledger>(l: &mut L) -> Result<Vec<StockRow>, L::Error> {
 
 /// `InventoryStore::reserve`. `drawn` keeps the reservation id across retries of the same
 /// call, so a retried transaction does not draw a second id.
-pub(crate) fn reserve<L: Ledger>(
+pub(crate) fn reserve<L: Ledger + ?Sized>(
     l: &mut L,
     ids: &dyn IdGenerator,
     drawn: &mut Option<u64>,
@@ -489,7 +519,7 @@ pub(crate) fn reserve<L: Ledger>(
 }
 
 /// `InventoryStore::accept_partial`.
-pub(crate) fn accept_partial<L: Ledger>(
+pub(crate) fn accept_partial<L: Ledger + ?Sized>(
     l: &mut L,
     id: u64,
     now: Timestamp,
@@ -507,7 +537,7 @@ pub(crate) fn accept_partial<L: Ledger>(
 }
 
 /// `InventoryStore::decline_partial`.
-pub(crate) fn decline_partial<L: Ledger>(
+pub(crate) fn decline_partial<L: Ledger + ?Sized>(
     l: &mut L,
     id: u64,
     now: Timestamp,
@@ -521,7 +551,7 @@ pub(crate) fn decline_partial<L: Ledger>(
 }
 
 /// `InventoryStore::release`.
-pub(crate) fn release<L: Ledger>(
+pub(crate) fn release<L: Ledger + ?Sized>(
     l: &mut L,
     id: u64,
     now: Timestamp,
@@ -549,7 +579,7 @@ pub(crate) fn release<L: Ledger>(
 }
 
 /// `InventoryStore::commit`.
-pub(crate) fn commit<L: Ledger>(
+pub(crate) fn commit<L: Ledger + ?Sized>(
     l: &mut L,
     id: u64,
     now: Timestamp,
@@ -567,7 +597,11 @@ pub(crate) fn commit<L: Ledger>(
 }
 
 /// `InventoryStore::ship`.
-pub(crate) fn ship<L: Ledger>(l: &mut L, id: u64, now: Timestamp) -> Result<Reservation, L::Error> {
+pub(crate) fn ship<L: Ledger + ?Sized>(
+    l: &mut L,
+    id: u64,
+    now: Timestamp,
+) -> Result<Reservation, L::Error> {
     update(l, id, |l, r, staged| {
         if r.status.is_closed() {
             return Err(r.closed_error().into());
@@ -580,7 +614,7 @@ pub(crate) fn ship<L: Ledger>(l: &mut L, id: u64, now: Timestamp) -> Result<Rese
 }
 
 /// `InventoryStore::ship_from`.
-pub(crate) fn ship_from<L: Ledger>(
+pub(crate) fn ship_from<L: Ledger + ?Sized>(
     l: &mut L,
     id: u64,
     warehouse: &WarehouseId,
@@ -624,7 +658,7 @@ pub(crate) fn ship_from<L: Ledger>(
 }
 
 /// `InventoryStore::extend`.
-pub(crate) fn extend<L: Ledger>(
+pub(crate) fn extend<L: Ledger + ?Sized>(
     l: &mut L,
     id: u64,
     by: Duration,
@@ -647,7 +681,7 @@ pub(crate) fn extend<L: Ledger>(
 }
 
 /// `InventoryStore::expire`.
-pub(crate) fn expire<L: Ledger>(
+pub(crate) fn expire<L: Ledger + ?Sized>(
     l: &mut L,
     now: Timestamp,
 ) -> Result<Vec<ExpiredReservation>, L::Error> {
@@ -692,13 +726,13 @@ pub(crate) fn expire<L: Ledger>(
 }
 
 /// `InventoryStore::reservation`.
-pub(crate) fn reservation<L: Ledger>(l: &mut L, id: u64) -> Result<Reservation, L::Error> {
+pub(crate) fn reservation<L: Ledger + ?Sized>(l: &mut L, id: u64) -> Result<Reservation, L::Error> {
     l.reservation(id, false)?
         .ok_or_else(|| not_found(id).into())
 }
 
 /// `InventoryStore::reservations_for_order`.
-pub(crate) fn reservations_for_order<L: Ledger>(
+pub(crate) fn reservations_for_order<L: Ledger + ?Sized>(
     l: &mut L,
     order_id: u64,
 ) -> Result<Vec<Reservation>, L::Error> {

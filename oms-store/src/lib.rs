@@ -43,6 +43,7 @@ mod overlay;
 mod parallel;
 mod pipeline;
 pub mod postgres;
+pub mod postgres_batch;
 pub mod postgres_inventory;
 pub mod sqlite;
 pub mod sqlite_inventory;

@@ -17,14 +17,16 @@ use oms_core::inventory::{Reservation, StockLevel, StockRow, WarehouseId};
 use oms_core::order::Sku;
 use oms_core::time::Timestamp;
 
-use crate::inventory::{Key, Ledger, OPEN_STATUSES};
+use crate::inventory::{FirstRead, Key, Ledger, OPEN_STATUSES};
 
-/// A stock row as the overlay knows it: absent (`None`) or its counts, and whether the commit
-/// must write it.
+/// A stock row as the overlay knows it: absent (`None`) or its counts, whether the commit
+/// must write it, and the row as first read from the database, so a commit can apply the
+/// change rather than the counts.
 #[derive(Debug, Clone, Copy)]
 struct LevelSlot {
     level: Option<StockLevel>,
     dirty: bool,
+    read: FirstRead,
 }
 
 /// What the commit writes for a reservation.
@@ -204,7 +206,7 @@ impl InventoryOverlay {
         }
         for (key, slot) in &overlay.levels {
             if let (true, Some(level)) = (slot.dirty, slot.level) {
-                db.put_level(key, level)?;
+                db.write_level(key, slot.read, level)?;
             }
         }
         for slot in overlay.reservations.values() {
@@ -442,17 +444,24 @@ impl<L: Ledger<Error = OmsError>> Ledger for Journaled<'_, L> {
             LevelSlot {
                 level,
                 dirty: false,
+                read: level.map_or(FirstRead::Absent, FirstRead::Present),
             },
         );
         Ok(level)
     }
 
     fn put_level(&mut self, key: &Key, level: StockLevel) -> OmsResult<()> {
+        let read = self
+            .overlay
+            .levels
+            .get(key)
+            .map_or(FirstRead::Never, |slot| slot.read);
         let before = self.overlay.levels.insert(
             key.clone(),
             LevelSlot {
                 level: Some(level),
                 dirty: true,
+                read,
             },
         );
         self.journal.push(Undo::Level(key.clone(), before));

@@ -25,6 +25,7 @@ use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 use crate::codec::{
     actor_text, from_json, order_from_json, order_to_json, storage, to_i64, to_json, to_u64,
 };
+use crate::postgres_batch::PgBatch;
 
 /// Embedded migrations, applied in order on connect; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -140,6 +141,9 @@ pub struct PostgresStore {
     schema: Option<String>,
     pool: Mutex<Vec<Pooled>>,
     retries: std::sync::atomic::AtomicU64,
+    /// The open batch, if any ([`PostgresStore::begin_batch`]); its lock is held by each
+    /// operation on it, so operations of threads sharing it apply one at a time.
+    batch: Mutex<Option<PgBatch>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -171,7 +175,7 @@ fn valid_schema(name: &str) -> OmsResult<()> {
 
 /// A PostgreSQL error with its SQLSTATE and server message (the plain Display says only
 /// "db error").
-fn pg(e: &postgres::Error) -> OmsError {
+pub(crate) fn pg(e: &postgres::Error) -> OmsError {
     match e.as_db_error() {
         Some(d) => storage(format!(
             "{} ({}): {}",
@@ -248,6 +252,7 @@ impl PostgresStore {
             schema,
             pool: Mutex::new(Vec::new()),
             retries: std::sync::atomic::AtomicU64::new(0),
+            batch: Mutex::new(None),
         };
         store.migrate()?;
         Ok(store)
@@ -273,6 +278,13 @@ impl PostgresStore {
             .map_err(|e| pg(&e))?;
         }
         Ok(c)
+    }
+
+    /// The open batch, if any, locked for one operation.
+    pub(crate) fn batch(&self) -> OmsResult<MutexGuard<'_, Option<PgBatch>>> {
+        self.batch
+            .lock()
+            .map_err(|_| storage("postgres batch lock poisoned"))
     }
 
     fn pool(&self) -> OmsResult<MutexGuard<'_, Vec<Pooled>>> {
@@ -448,7 +460,7 @@ const PUT_KEY: &str =
 /// statement. Every child insert reads `ins`, which holds a row only if the order row was
 /// inserted, so a taken id or number writes nothing. Arrays are unnested into rows
 /// server-side: one round trip whatever the number of lines, audit rows and events.
-const INSERT_ORDER: &str = "
+pub(crate) const INSERT_ORDER: &str = "
 WITH ins AS (
     INSERT INTO orders (id, order_number, user_id, status, currency, total_amount, version,
                         shipping_address, billing_address, created_at, updated_at, document)
@@ -493,7 +505,7 @@ SELECT COUNT(*) FROM ins";
 /// The audit rows already stored are counted in the statement's snapshot, which, when the
 /// check passes, shows the order as of the version checked (every write bumps the version).
 /// Line rows are rewritten only where they differ from the order's lines.
-const UPDATE_ORDER: &str = "
+pub(crate) const UPDATE_ORDER: &str = "
 WITH upd AS (
     UPDATE orders SET status = $3, total_amount = $4::text::numeric, version = $5,
            shipping_address = $6::text::jsonb, billing_address = $7::text::jsonb,
@@ -545,7 +557,12 @@ const ORDER_VERSION: &str = "SELECT version FROM orders WHERE id = $1";
 
 /// An order's columns, lines, audit rows, events and idempotency record as bind parameters:
 /// one array per column, so any number of rows goes in one statement.
-struct Rows<'o> {
+pub(crate) struct Rows<'o> {
+    order: &'o Order,
+    number: &'o str,
+    user: &'o str,
+    status: &'static str,
+    currency: &'static str,
     id: i64,
     total: String,
     version: i64,
@@ -576,7 +593,7 @@ struct Rows<'o> {
 }
 
 impl<'o> Rows<'o> {
-    fn new(
+    pub(crate) fn new(
         order: &'o Order,
         events: &'o [Event],
         idempotency: Option<Keyed<'o>>,
@@ -584,6 +601,11 @@ impl<'o> Rows<'o> {
         let lines = &order.lines;
         let history = &order.history;
         Ok(Rows {
+            order,
+            number: order.number.as_str(),
+            user: order.customer.id.as_str(),
+            status: order.status.as_str(),
+            currency: order.currency.code(),
             id: to_i64(order.id, "order id")?,
             total: order.book_value()?.amount().to_string(),
             version: to_i64(order.version, "version")?,
@@ -648,6 +670,42 @@ impl<'o> Rows<'o> {
         })
     }
 
+    /// The parameters of [`INSERT_ORDER`].
+    pub(crate) fn insert_params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let o = self.order;
+        let head: [&(dyn ToSql + Sync); 12] = [
+            &self.id,
+            &self.number,
+            &self.user,
+            &self.status,
+            &self.currency,
+            &self.total,
+            &self.version,
+            &self.ship,
+            &self.bill,
+            &o.created_at.0,
+            &o.updated_at.0,
+            &self.doc,
+        ];
+        head.into_iter().chain(self.children()).collect()
+    }
+
+    /// The parameters of [`UPDATE_ORDER`], checking the stored version is `expected`.
+    pub(crate) fn update_params<'p>(&'p self, expected: &'p i64) -> Vec<&'p (dyn ToSql + Sync)> {
+        let head: [&(dyn ToSql + Sync); 9] = [
+            &self.id,
+            expected,
+            &self.status,
+            &self.total,
+            &self.version,
+            &self.ship,
+            &self.bill,
+            &self.order.updated_at.0,
+            &self.doc,
+        ];
+        head.into_iter().chain(self.children()).collect()
+    }
+
     /// The parameters after the order's own columns, in the statements' order: lines, audit
     /// rows, events, idempotency record.
     fn children(&self) -> [&(dyn ToSql + Sync); 21] {
@@ -695,24 +753,11 @@ impl OrderStore for PostgresStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        if let Some(batch) = self.batch()?.as_mut() {
+            return self.batch_insert(batch, order, events, idempotency);
+        }
         let r = Rows::new(order, events, idempotency)?;
-        let status = order.status.as_str();
-        let currency = order.currency.code();
-        let head: [&(dyn ToSql + Sync); 12] = [
-            &r.id,
-            &order.number.as_str(),
-            &order.customer.id.as_str(),
-            &status,
-            &currency,
-            &r.total,
-            &r.version,
-            &r.ship,
-            &r.bill,
-            &order.created_at.0,
-            &order.updated_at.0,
-            &r.doc,
-        ];
-        let params: Vec<&(dyn ToSql + Sync)> = head.iter().copied().chain(r.children()).collect();
+        let params = r.insert_params();
         self.autocommit(|client, statements| {
             let rows = query(client, statements, INSERT_ORDER, &params)?;
             let inserted: i64 = rows.first().map_or(0, |row| row.get(0));
@@ -735,21 +780,12 @@ impl OrderStore for PostgresStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
+        if let Some(batch) = self.batch()?.as_mut() {
+            return self.batch_update(batch, order, expected_version, events, idempotency);
+        }
         let r = Rows::new(order, events, idempotency)?;
-        let status = order.status.as_str();
         let expected = to_i64(expected_version, "expected version")?;
-        let head: [&(dyn ToSql + Sync); 9] = [
-            &r.id,
-            &expected,
-            &status,
-            &r.total,
-            &r.version,
-            &r.ship,
-            &r.bill,
-            &order.updated_at.0,
-            &r.doc,
-        ];
-        let params: Vec<&(dyn ToSql + Sync)> = head.iter().copied().chain(r.children()).collect();
+        let params = r.update_params(&expected);
         // An order that does not move its version forward is refused before anything is
         // written (the statement never runs), with the version stored.
         let advances = order.version > expected_version;
@@ -784,6 +820,13 @@ impl OrderStore for PostgresStore {
     }
 
     fn order(&self, id: u64) -> OmsResult<Order> {
+        if let Some(order) = self
+            .batch()?
+            .as_ref()
+            .and_then(|b| Self::batch_order(b, id))
+        {
+            return Ok(order);
+        }
         let key = to_i64(id, "order id")?;
         let doc: Option<String> = self.read_only(|client, statements| {
             Ok(query(
@@ -806,6 +849,14 @@ impl OrderStore for PostgresStore {
     }
 
     fn order_by_number(&self, number: &str) -> OmsResult<Order> {
+        let batch = self.batch()?;
+        if let Some(b) = batch.as_ref() {
+            if let Some(order) =
+                Self::batch_number(b, number).and_then(|id| Self::batch_order(b, id))
+            {
+                return Ok(order);
+            }
+        }
         let doc: Option<String> = self.read_only(|client, statements| {
             Ok(query(
                 client,
@@ -822,11 +873,19 @@ impl OrderStore for PostgresStore {
                     order: number.to_owned(),
                 })
             },
-            |d| order_from_json(&d),
+            |d| {
+                let stored = order_from_json(&d)?;
+                // An order the batch moved on is read as the batch left it.
+                Ok(batch
+                    .as_ref()
+                    .and_then(|b| Self::batch_order(b, stored.id))
+                    .unwrap_or(stored))
+            },
         )
     }
 
     fn order_ids(&self) -> OmsResult<Vec<u64>> {
+        let batch = self.batch()?;
         let ids: Vec<i64> = self.read_only(|client, statements| {
             Ok(
                 query(client, statements, "SELECT id FROM orders ORDER BY id", &[])?
@@ -835,14 +894,38 @@ impl OrderStore for PostgresStore {
                     .collect(),
             )
         })?;
-        ids.into_iter().map(|v| to_u64(v, "order id")).collect()
+        let ids = ids
+            .into_iter()
+            .map(|v| to_u64(v, "order id"))
+            .collect::<OmsResult<Vec<u64>>>()?;
+        Ok(match batch.as_ref() {
+            Some(b) => Self::batch_ids(b, ids),
+            None => ids,
+        })
     }
 
     fn orders_after(&self, after: u64, limit: usize) -> OmsResult<Vec<Order>> {
         let Ok(after) = i64::try_from(after) else {
             return Ok(Vec::new());
         };
+        let wanted = limit;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let batch = self.batch()?;
+        if let Some(b) = batch.as_ref() {
+            let stored: Vec<(i64, String)> = self.read_only(|client, statements| {
+                Ok(query(
+                    client,
+                    statements,
+                    "SELECT id, document FROM orders WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&after, &limit],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+            })?;
+            return Self::batch_page(b, stored, to_u64(after, "order id")?, wanted);
+        }
+        drop(batch);
         let docs: Vec<String> = self.read_only(|client, statements| {
             Ok(query(
                 client,
@@ -861,6 +944,7 @@ impl OrderStore for PostgresStore {
     }
 
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
+        let batch = self.batch()?;
         let ids: Vec<i64> = self.read_only(|client, statements| {
             Ok(query(
                 client,
@@ -872,7 +956,14 @@ impl OrderStore for PostgresStore {
             .map(|r| r.get(0))
             .collect())
         })?;
-        ids.into_iter().map(|v| to_u64(v, "order id")).collect()
+        let ids = ids
+            .into_iter()
+            .map(|v| to_u64(v, "order id"))
+            .collect::<OmsResult<Vec<u64>>>()?;
+        Ok(match batch.as_ref() {
+            Some(b) => Self::batch_ids_with_status(b, ids, status),
+            None => ids,
+        })
     }
 
     fn pending_events(&self, limit: usize) -> OmsResult<Vec<Event>> {
@@ -914,7 +1005,9 @@ impl OrderStore for PostgresStore {
     }
 
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
-        self.read_only(|client, statements| {
+        let batch = self.batch()?;
+        // A stored record is older than any the batch keeps, so it wins.
+        let stored = self.read_only(|client, statements| {
             Ok(query(
                 client,
                 statements,
@@ -926,10 +1019,22 @@ impl OrderStore for PostgresStore {
                 fingerprint: r.get(0),
                 response: Response::Json(r.get(1)),
             }))
-        })
+        })?;
+        Ok(stored.or_else(|| batch.as_ref().and_then(|b| Self::batch_key(b, key))))
+    }
+
+    fn begin_batch(&self) -> OmsResult<()> {
+        PostgresStore::begin_batch(self)
+    }
+
+    fn commit_batch(&self) -> OmsResult<()> {
+        PostgresStore::commit_batch(self)
     }
 
     fn put_idempotency(&self, key: &str, record: &IdempotencyRecord) -> OmsResult<()> {
+        if let Some(batch) = self.batch()?.as_mut() {
+            return Self::batch_put_key(batch, key, record);
+        }
         self.autocommit(|client, statements| {
             query(
                 client,

@@ -26,12 +26,13 @@ use oms_core::order::Sku;
 use oms_core::time::{Duration, IdGenerator, Timestamp};
 
 use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
-use crate::inventory::{self as ops, Key, Ledger, Lookup, OPEN_STATUSES};
+use crate::inventory::{self as ops, FirstRead, Key, Ledger, Lookup, OPEN_STATUSES};
+use crate::overlay::Journaled;
 use crate::postgres::{prepared, PostgresStore, Statements, TxError};
 
 /// An [`InventoryStore`] on PostgreSQL, sharing the connection pool of a [`PostgresStore`].
 pub struct PostgresInventory {
-    store: PostgresStore,
+    store: Arc<PostgresStore>,
     ids: Arc<dyn IdGenerator>,
     config: ReservationConfig,
 }
@@ -58,6 +59,16 @@ impl PostgresInventory {
         ids: Arc<dyn IdGenerator>,
         config: ReservationConfig,
     ) -> PostgresInventory {
+        Self::sharing(Arc::new(store), ids, config)
+    }
+
+    /// Keep inventory through an order store shared with the host, so that its operations
+    /// join that store's batches ([`PostgresStore::begin_batch`]).
+    pub fn sharing(
+        store: Arc<PostgresStore>,
+        ids: Arc<dyn IdGenerator>,
+        config: ReservationConfig,
+    ) -> PostgresInventory {
         PostgresInventory { store, ids, config }
     }
 
@@ -74,8 +85,11 @@ impl PostgresInventory {
 
     fn run<T>(
         &self,
-        mut f: impl FnMut(&mut PgLedger<'_, postgres::Transaction<'_>>) -> Result<T, TxError>,
+        mut f: impl FnMut(&mut dyn Ledger<Error = TxError>) -> Result<T, TxError>,
     ) -> OmsResult<T> {
+        if let Some(out) = self.in_batch(&mut f)? {
+            return Ok(out);
+        }
         self.store.in_tx_cached(|tx, statements| {
             let mut ledger = PgLedger::new(tx, statements);
             let v = f(&mut ledger)?;
@@ -89,10 +103,40 @@ impl PostgresInventory {
     /// its own snapshot, and the `BEGIN` and `COMMIT` round trips are saved.
     fn read<T>(
         &self,
-        mut f: impl FnMut(&mut PgLedger<'_, postgres::Client>) -> Result<T, TxError>,
+        mut f: impl FnMut(&mut dyn Ledger<Error = TxError>) -> Result<T, TxError>,
     ) -> OmsResult<T> {
+        if let Some(out) = self.in_batch(&mut f)? {
+            return Ok(out);
+        }
         self.store
             .read_only(|client, statements| f(&mut PgLedger::new(client, statements)))
+    }
+
+    /// Run `f` on the open batch's in-memory rows (rows it lacks read from the database,
+    /// unlocked), undoing its writes there if it fails; `None` when no batch is open.
+    fn in_batch<T>(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Ledger<Error = TxError>) -> Result<T, TxError>,
+    ) -> OmsResult<Option<T>> {
+        let mut batch = self.store.batch()?;
+        let Some(open) = batch.as_mut() else {
+            return Ok(None);
+        };
+        self.store
+            .read_only(|client, statements| {
+                let db = AsOms::new(PgLedger::new(client, statements));
+                let mut rows = AsTx {
+                    inner: Journaled::new(db, &mut open.overlay),
+                };
+                match f(&mut rows) {
+                    Ok(v) => Ok(v),
+                    Err(e) => {
+                        rows.inner.undo();
+                        Err(e)
+                    }
+                }
+            })
+            .map(Some)
     }
 }
 
@@ -118,13 +162,51 @@ struct Pending {
     /// Rewritten reservations, by id: the latest copy of each, and whether its shipped
     /// warehouses changed.
     reservations: BTreeMap<i64, (Reservation, bool)>,
+    /// A batch's changes of stock rows it read unlocked, applied as differences at its
+    /// commit: `(on_hand, reserved, allocated, damaged)` to add to a row that existed when
+    /// read, and for a row absent then, the counts to create it with (or to add, if another
+    /// writer created it meanwhile).
+    changes: BTreeMap<Key, ([i64; 4], bool)>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.levels.is_empty() && self.reservations.is_empty()
+        self.levels.is_empty() && self.reservations.is_empty() && self.changes.is_empty()
     }
 }
+
+/// A batch's stock changes (see [`Pending::changes`]), each applied only where the row keeps
+/// `0 <= reserved + allocated <= on_hand` and no count below zero: rows other writers moved
+/// meanwhile take the change on top of theirs, and a change that no longer fits is refused
+/// (the count of rows written tells). Rows the batch found absent are created, or, created
+/// meanwhile, added to.
+const APPLY_CHANGES: &str = "
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[],
+                         $7::bool[])
+        AS u(sku, warehouse_id, on_hand, reserved, allocated, damaged, existed)
+), changed AS (
+    UPDATE inventory i
+    SET on_hand = i.on_hand + u.on_hand, reserved = i.reserved + u.reserved,
+        allocated = i.allocated + u.allocated, damaged = i.damaged + u.damaged
+    FROM u
+    WHERE u.existed AND i.sku = ANY($1::text[]) AND i.sku = u.sku
+      AND i.warehouse_id = u.warehouse_id
+      AND i.on_hand + u.on_hand >= 0 AND i.reserved + u.reserved >= 0
+      AND i.allocated + u.allocated >= 0 AND i.damaged + u.damaged >= 0
+      AND i.reserved + u.reserved + i.allocated + u.allocated <= i.on_hand + u.on_hand
+    RETURNING 1
+), created AS (
+    INSERT INTO inventory AS i (sku, warehouse_id, on_hand, reserved, allocated, damaged)
+    SELECT sku, warehouse_id, on_hand, reserved, allocated, damaged FROM u WHERE NOT u.existed
+    ON CONFLICT (sku, warehouse_id) DO UPDATE
+    SET on_hand = i.on_hand + EXCLUDED.on_hand, reserved = i.reserved + EXCLUDED.reserved,
+        allocated = i.allocated + EXCLUDED.allocated, damaged = i.damaged + EXCLUDED.damaged
+    WHERE i.reserved + EXCLUDED.reserved + i.allocated + EXCLUDED.allocated
+          <= i.on_hand + EXCLUDED.on_hand
+    RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM changed) + (SELECT COUNT(*) FROM created)";
 
 /// Every buffered write in one statement: stock rows, reservation rows, shipped item rows.
 /// Returns how many stock rows were updated, which must be all of them (they are locked).
@@ -187,7 +269,7 @@ fn documents(rows: &[postgres::Row]) -> Result<Vec<Reservation>, TxError> {
 }
 
 impl<'a, C: GenericClient> PgLedger<'a, C> {
-    fn new(tx: &'a mut C, statements: &'a mut Statements) -> Self {
+    pub(crate) fn new(tx: &'a mut C, statements: &'a mut Statements) -> Self {
         PgLedger {
             tx,
             statements,
@@ -216,12 +298,16 @@ impl<'a, C: GenericClient> PgLedger<'a, C> {
         Ok(self.tx.query(&statement, params)?)
     }
 
-    /// Send the buffered writes, if any, in one statement.
-    fn flush(&mut self) -> Result<(), TxError> {
+    /// Send the buffered writes, if any, in one statement (and a batch's stock changes in
+    /// one more).
+    pub(crate) fn flush(&mut self) -> Result<(), TxError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
+        if !pending.changes.is_empty() {
+            self.apply_changes(&pending.changes)?;
+        }
         let mut skus = Vec::new();
         let mut whs = Vec::new();
         let mut counts: [Vec<i64>; 4] = Default::default();
@@ -280,8 +366,76 @@ impl<'a, C: GenericClient> PgLedger<'a, C> {
     }
 }
 
+impl<C: GenericClient> PgLedger<'_, C> {
+    /// Apply a batch's stock changes in one statement; a conflict if any no longer fits.
+    fn apply_changes(&mut self, changes: &BTreeMap<Key, ([i64; 4], bool)>) -> Result<(), TxError> {
+        let skus: Vec<&str> = changes.keys().map(|k| k.0.as_str()).collect();
+        let whs: Vec<&str> = changes.keys().map(|k| k.1.as_str()).collect();
+        let column = |i: usize| changes.values().map(|(d, _)| d[i]).collect::<Vec<i64>>();
+        let existed: Vec<bool> = changes.values().map(|(_, e)| *e).collect();
+        let rows = self.q_now(
+            APPLY_CHANGES,
+            &[
+                &skus,
+                &whs,
+                &column(0),
+                &column(1),
+                &column(2),
+                &column(3),
+                &existed,
+            ],
+        )?;
+        let written: i64 = rows.first().map_or(0, |r| r.get(0));
+        if usize::try_from(written).ok() == Some(changes.len()) {
+            return Ok(());
+        }
+        Err(OmsError::Conflict {
+            entity: "stock rows changed by another writer during the batch".into(),
+            expected: changes.len() as u64,
+            found: u64::try_from(written).unwrap_or(0),
+        }
+        .into())
+    }
+}
+
+/// `after - before`, each count, as the signed change a batch applies.
+fn change(before: StockLevel, after: StockLevel) -> Result<[i64; 4], TxError> {
+    let d = |a: u64, b: u64| -> Result<i64, TxError> {
+        i64::try_from(i128::from(a) - i128::from(b))
+            .map_err(|_| TxError::from(OmsError::overflow("stock change")))
+    };
+    Ok([
+        d(after.on_hand, before.on_hand)?,
+        d(after.reserved, before.reserved)?,
+        d(after.allocated, before.allocated)?,
+        d(after.damaged, before.damaged)?,
+    ])
+}
+
 impl<C: GenericClient> Ledger for PgLedger<'_, C> {
     type Error = TxError;
+
+    fn write_level(
+        &mut self,
+        key: &Key,
+        read: FirstRead,
+        level: StockLevel,
+    ) -> Result<(), TxError> {
+        let (before, existed) = match read {
+            FirstRead::Present(before) => (before, true),
+            FirstRead::Absent => (StockLevel::default(), false),
+            // Written without being read first: the counts themselves, on the locked row.
+            FirstRead::Never => {
+                self.level(key, true)?;
+                return self.put_level(key, level);
+            }
+        };
+        let d = change(before, level)?;
+        if d != [0; 4] || !existed {
+            self.pending.changes.insert(key.clone(), (d, existed));
+        }
+        Ok(())
+    }
 
     fn sku_known(&mut self, sku: &Sku) -> Result<bool, TxError> {
         let s = sku.as_str();
@@ -605,4 +759,144 @@ impl InventoryStore for PostgresInventory {
     fn reservations_for_order(&self, order_id: u64) -> OmsResult<Vec<Reservation>> {
         self.read(|l| ops::reservations_for_order(l, order_id))
     }
+}
+
+/// One [`Ledger`] seen through another error type: `inner`'s failures go through `fail`.
+macro_rules! adapt_ledger {
+    () => {
+        fn sku_known(&mut self, sku: &Sku) -> Result<bool, Self::Error> {
+            let r = self.inner.sku_known(sku);
+            r.map_err(|e| self.fail(e))
+        }
+        fn warehouse_known(&mut self, warehouse: &WarehouseId) -> Result<bool, Self::Error> {
+            let r = self.inner.warehouse_known(warehouse);
+            r.map_err(|e| self.fail(e))
+        }
+        fn lookup<'s, 'w>(
+            &mut self,
+            skus: &[&'s Sku],
+            warehouses: &[&'w WarehouseId],
+            keys: &BTreeSet<Key>,
+        ) -> Result<Lookup<'s, 'w>, Self::Error> {
+            let r = self.inner.lookup(skus, warehouses, keys);
+            r.map_err(|e| self.fail(e))
+        }
+        fn add_warehouse(&mut self, warehouse: &WarehouseId) -> Result<(), Self::Error> {
+            let r = self.inner.add_warehouse(warehouse);
+            r.map_err(|e| self.fail(e))
+        }
+        fn level(&mut self, key: &Key, lock: bool) -> Result<Option<StockLevel>, Self::Error> {
+            let r = self.inner.level(key, lock);
+            r.map_err(|e| self.fail(e))
+        }
+        fn put_level(&mut self, key: &Key, level: StockLevel) -> Result<(), Self::Error> {
+            let r = self.inner.put_level(key, level);
+            r.map_err(|e| self.fail(e))
+        }
+        fn write_level(
+            &mut self,
+            key: &Key,
+            read: FirstRead,
+            level: StockLevel,
+        ) -> Result<(), Self::Error> {
+            let r = self.inner.write_level(key, read, level);
+            r.map_err(|e| self.fail(e))
+        }
+        fn reserve_units(&mut self, key: &Key, quantity: u64) -> Result<bool, Self::Error> {
+            let r = self.inner.reserve_units(key, quantity);
+            r.map_err(|e| self.fail(e))
+        }
+        fn levels(&mut self) -> Result<Vec<StockRow>, Self::Error> {
+            let r = self.inner.levels();
+            r.map_err(|e| self.fail(e))
+        }
+        fn reservation(&mut self, id: u64, lock: bool) -> Result<Option<Reservation>, Self::Error> {
+            let r = self.inner.reservation(id, lock);
+            r.map_err(|e| self.fail(e))
+        }
+        fn insert_reservation(&mut self, reservation: &Reservation) -> Result<bool, Self::Error> {
+            let r = self.inner.insert_reservation(reservation);
+            r.map_err(|e| self.fail(e))
+        }
+        fn update_reservation(
+            &mut self,
+            reservation: &Reservation,
+            shipped_changed: bool,
+        ) -> Result<(), Self::Error> {
+            let r = self.inner.update_reservation(reservation, shipped_changed);
+            r.map_err(|e| self.fail(e))
+        }
+        fn expired_open(&mut self, now: Timestamp) -> Result<Vec<Reservation>, Self::Error> {
+            let r = self.inner.expired_open(now);
+            r.map_err(|e| self.fail(e))
+        }
+        fn reservations_for_order(
+            &mut self,
+            order_id: u64,
+        ) -> Result<Vec<Reservation>, Self::Error> {
+            let r = self.inner.reservations_for_order(order_id);
+            r.map_err(|e| self.fail(e))
+        }
+    };
+}
+
+/// A PostgreSQL ledger as the in-memory rows of a batch need it (failing with [`OmsError`]),
+/// keeping the database error behind the first failure so the transaction around it can
+/// still tell a retryable one.
+pub(crate) struct AsOms<L> {
+    inner: L,
+    failure: Option<TxError>,
+}
+
+impl<L> AsOms<L> {
+    pub(crate) fn new(inner: L) -> Self {
+        AsOms {
+            inner,
+            failure: None,
+        }
+    }
+
+    fn fail(&mut self, e: TxError) -> OmsError {
+        let oms = match &e {
+            TxError::Oms(e) => e.clone(),
+            TxError::Begin(e) | TxError::Db(e) => crate::postgres::pg(e),
+            TxError::Retry(what) => storage(*what),
+        };
+        self.failure.get_or_insert(e);
+        oms
+    }
+
+    /// The failure to report for `e`, returned by an operation on this ledger: the database
+    /// error behind it, when there was one.
+    pub(crate) fn failure(&mut self, e: OmsError) -> TxError {
+        self.failure.take().unwrap_or(TxError::Oms(e))
+    }
+
+    /// The ledger inside.
+    pub(crate) fn inner(&mut self) -> &mut L {
+        &mut self.inner
+    }
+}
+
+impl<L: Ledger<Error = TxError>> Ledger for AsOms<L> {
+    type Error = OmsError;
+    adapt_ledger!();
+}
+
+/// A batch's in-memory rows as an operation of this store takes them (failing with
+/// [`TxError`]).
+struct AsTx<L> {
+    inner: L,
+}
+
+impl<L> AsTx<L> {
+    #[allow(clippy::unused_self)] // the shape `adapt_ledger!` calls
+    fn fail(&mut self, e: OmsError) -> TxError {
+        TxError::Oms(e)
+    }
+}
+
+impl<L: Ledger<Error = OmsError>> Ledger for AsTx<L> {
+    type Error = TxError;
+    adapt_ledger!();
 }

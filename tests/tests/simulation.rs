@@ -198,4 +198,30 @@ fn memory_sqlite_and_postgres_give_identical_results() {
     .unwrap();
     assert_sound(&pg);
     assert_eq!(mem.digest, pg.digest, "PostgreSQL differs from memory");
+
+    // Batched on PostgreSQL (every 20 orders, one store for orders and inventory): the batch
+    // runs on memory and its commit writes what the operations would have written.
+    let pg_batched = run(
+        &SimConfig {
+            orders_per_commit: 20,
+            ..config.clone()
+        },
+        Box::new(|ids| {
+            let schema = common::fresh_schema("simulation_batched");
+            let orders = Arc::new(common::postgres_connect(&schema));
+            let inventory =
+                PostgresInventory::sharing(orders.clone(), ids, ReservationConfig::default());
+            Ok(Backend {
+                orders,
+                inventory: Arc::new(inventory),
+            })
+        }),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_sound(&pg_batched);
+    assert_eq!(
+        mem.digest, pg_batched.digest,
+        "batched PostgreSQL differs from memory"
+    );
 }
