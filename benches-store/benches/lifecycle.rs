@@ -59,15 +59,13 @@ fn bench_rig(c: &mut Criterion, name: &str, rig: &Rig) {
             });
         });
     }
-    // Workers sharing one connection and one pipelined batch, cut every 100 lifecycles.
+    // Workers sharing one store and its batch, cut every 100 lifecycles (SQLite: one
+    // connection, pipelined; PostgreSQL: one pool, the batch on memory until its commit).
     for n in WORKERS {
-        let Some((workers, store)) = rig.shared_batch_workers(n).expect("shared batch workers")
-        else {
-            break;
-        };
+        let (workers, store) = rig.shared_batch_workers(n).expect("shared batch workers");
         group.bench_with_input(BenchmarkId::new("shared_batches_per_100", n), &n, |b, _| {
             b.iter_custom(|iters| {
-                rig.run_shared(&workers, &store, iters, 100)
+                rig.run_shared(&workers, &*store, iters, 100)
                     .expect("shared batch lifecycles")
             });
         });

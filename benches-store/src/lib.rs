@@ -287,31 +287,52 @@ impl Rig {
         Ok(Some((workers, store)))
     }
 
-    /// `n` worker services sharing one SQLite connection whose batches are pipelined, for
-    /// [`Rig::run_shared`]: every operation atomic on its own, durable with its batch. `None`
-    /// on PostgreSQL.
+    /// `n` worker services sharing one store and its batches, for [`Rig::run_shared`]: on
+    /// SQLite one connection whose batches are pipelined, on PostgreSQL one pool whose
+    /// batches run on memory until their commit. Every operation atomic on its own, durable
+    /// with its batch.
     pub fn shared_batch_workers(
         &self,
         n: usize,
-    ) -> OmsResult<Option<(Vec<OrderService>, Arc<SqliteStore>)>> {
-        let Some((store, inventory)) = self.one_connection()? else {
-            return Ok(None);
+    ) -> OmsResult<(Vec<OrderService>, Arc<dyn SharedBatches>)> {
+        let (orders, inventory, batches): (
+            Arc<dyn oms_core::store::OrderStore>,
+            Arc<dyn InventoryStore>,
+            Arc<dyn SharedBatches>,
+        ) = match &self.backend {
+            Backend::Sqlite(_) => {
+                let Some((store, inventory)) = self.one_connection()? else {
+                    return Err(OmsError::Storage {
+                        reason: "no SQLite connection".into(),
+                    });
+                };
+                store.pipeline_batches()?;
+                (store.clone(), inventory, store)
+            }
+            Backend::Postgres { url, schema } => {
+                let store = Arc::new(PostgresStore::connect_with_schema(url, schema)?);
+                let inventory = Arc::new(PostgresInventory::sharing(
+                    store.clone(),
+                    self.ids.clone(),
+                    oms_core::inventory::ReservationConfig::default(),
+                ));
+                (store.clone(), inventory, store)
+            }
         };
-        store.pipeline_batches()?;
         let workers = (0..n)
-            .map(|_| self.service(store.clone(), inventory.clone()))
+            .map(|_| self.service(orders.clone(), inventory.clone()))
             .collect::<OmsResult<Vec<_>>>()?;
-        Ok(Some((workers, store)))
+        Ok((workers, batches))
     }
 
     /// Run `total` lifecycles spread over `workers` (one thread each) in one batch shared by
     /// them all, cut every `per_commit` lifecycles by the worker that finishes the last of
-    /// them ([`SqliteStore::rotate_batch`]); the wall time taken, up to the moment the last
-    /// commit has ended.
+    /// them (`rotate_batch`); the wall time taken, up to the moment the last commit has
+    /// ended.
     pub fn run_shared(
         &self,
         workers: &[OrderService],
-        store: &SqliteStore,
+        store: &dyn SharedBatches,
         total: u64,
         per_commit: u64,
     ) -> OmsResult<Duration> {
@@ -457,6 +478,65 @@ impl Rig {
     }
 }
 
+/// A store whose batches many workers share (see [`Rig::shared_batch_workers`]).
+pub trait SharedBatches: Send + Sync {
+    /// Open a batch.
+    fn begin_batch(&self) -> OmsResult<()>;
+    /// Commit the open batch and open the next at once.
+    fn rotate_batch(&self) -> OmsResult<()>;
+    /// Commit the open batch.
+    fn commit_batch(&self) -> OmsResult<()>;
+    /// Drop the open batch.
+    fn rollback_batch(&self) -> OmsResult<()>;
+    /// Wait until every committed batch is durable.
+    fn wait_for_commit(&self) -> OmsResult<()>;
+    /// Whether a batch is open.
+    fn in_batch(&self) -> OmsResult<bool>;
+}
+
+impl SharedBatches for SqliteStore {
+    fn begin_batch(&self) -> OmsResult<()> {
+        SqliteStore::begin_batch(self)
+    }
+    fn rotate_batch(&self) -> OmsResult<()> {
+        SqliteStore::rotate_batch(self)
+    }
+    fn commit_batch(&self) -> OmsResult<()> {
+        SqliteStore::commit_batch(self)
+    }
+    fn rollback_batch(&self) -> OmsResult<()> {
+        SqliteStore::rollback_batch(self)
+    }
+    fn wait_for_commit(&self) -> OmsResult<()> {
+        SqliteStore::wait_for_commit(self)
+    }
+    fn in_batch(&self) -> OmsResult<bool> {
+        SqliteStore::in_batch(self)
+    }
+}
+
+impl SharedBatches for PostgresStore {
+    fn begin_batch(&self) -> OmsResult<()> {
+        PostgresStore::begin_batch(self)
+    }
+    fn rotate_batch(&self) -> OmsResult<()> {
+        PostgresStore::rotate_batch(self)
+    }
+    fn commit_batch(&self) -> OmsResult<()> {
+        PostgresStore::commit_batch(self)
+    }
+    fn rollback_batch(&self) -> OmsResult<()> {
+        PostgresStore::rollback_batch(self)
+    }
+    /// A PostgreSQL batch is durable when its commit returns.
+    fn wait_for_commit(&self) -> OmsResult<()> {
+        Ok(())
+    }
+    fn in_batch(&self) -> OmsResult<bool> {
+        PostgresStore::in_batch(self)
+    }
+}
+
 /// The staff actor that drives fulfillment.
 pub fn staff() -> Actor {
     Actor::Staff("bench-staff".into())
@@ -595,10 +675,9 @@ mod tests {
     fn workers_sharing_a_pipelined_batch_finish_every_lifecycle_durably() {
         let dir = tempfile::tempdir().unwrap();
         let rig = Rig::sqlite(dir.path()).unwrap();
-        let (workers, store) = rig.shared_batch_workers(4).unwrap().unwrap();
-        assert!(store.pipelined().unwrap());
+        let (workers, store) = rig.shared_batch_workers(4).unwrap();
         // 14 lifecycles cut every 3: four rotations, then the last, short batch.
-        rig.run_shared(&workers, &store, 14, 3).unwrap();
+        rig.run_shared(&workers, &*store, 14, 3).unwrap();
         assert!(!store.in_batch().unwrap());
         assert_delivered(dir.path(), 14);
     }

@@ -333,6 +333,44 @@ fn postgres_never_oversells_under_64_connections() {
     println!("postgres: {retries} transactions retried (40001/40P01 or a concurrent insert)");
 }
 
+#[test]
+fn postgres_never_oversells_with_64_threads_sharing_a_rotated_batch() {
+    let schema = common::fresh_schema("oversell_batched");
+    let ids = Arc::new(SequentialIds::default());
+    let store = Arc::new(common::postgres_connect(&schema));
+    let shared = Arc::new(PostgresInventory::sharing(
+        store.clone(),
+        ids.clone(),
+        oms_core::inventory::ReservationConfig::default(),
+    ));
+    store.begin_batch().unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let rotations = thread::scope(|scope| {
+        let rotator = scope.spawn(|| {
+            let mut n = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                thread::sleep(std::time::Duration::from_millis(2));
+                store.rotate_batch().unwrap();
+                n += 1;
+            }
+            n
+        });
+        oversell_run(
+            "postgres, one pool, batches rotated every 2 ms",
+            &*shared,
+            || Arc::clone(&shared),
+        );
+        done.store(true, std::sync::atomic::Ordering::Release);
+        rotator.join().unwrap()
+    });
+    store.commit_batch().unwrap();
+    assert!(rotations > 1, "the batch was rotated {rotations} times");
+    // Every batch was committed: another connection sees the same ledger.
+    let other = PostgresInventory::new(common::postgres_connect(&schema), ids);
+    assert_eq!(other.levels().unwrap(), shared.levels().unwrap());
+    println!("postgres, batched: {rotations} batches");
+}
+
 /// Many connections receiving a sku no row holds yet: each receipt either creates the row or
 /// adds to it, none is lost to a concurrent insert.
 fn concurrent_first_receipts<S: InventoryStore + 'static>(name: &str, stores: &[Arc<S>]) -> u64 {

@@ -70,11 +70,9 @@ fn report(name: &str, rig: &Rig, lifecycles: u64, calls: usize) -> OmsResult<()>
         );
     }
     for n in [1, 8, 16] {
-        let Some((workers, store)) = rig.shared_batch_workers(n)? else {
-            break;
-        };
-        rig.run_shared(&workers, &store, (n as u64) * 20, GROUP)?;
-        let took = rig.run_shared(&workers, &store, lifecycles, GROUP)?;
+        let (workers, store) = rig.shared_batch_workers(n)?;
+        rig.run_shared(&workers, &*store, (n as u64) * 20, GROUP)?;
+        let took = rig.run_shared(&workers, &*store, lifecycles, GROUP)?;
         let measure = format!("lifecycles/s, {n:>2}, shared batches");
         println!(
             "| {name:<10} | {measure:<30} | {:>10.0} |",

@@ -1,0 +1,245 @@
+//! Batches on PostgreSQL: operations run on memory and commit in one transaction. Other
+//! connections see nothing until the commit and then everything; a batch whose order another
+//! writer moved on, or whose stock no longer fits what other writers took meanwhile, writes
+//! nothing at all; stock changes of a batch add to other writers' changes rather than
+//! overwrite them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+
+use oms_core::events::Event;
+use oms_core::inventory::{InventoryStore, ReservationConfig, ReservationRequest, WarehouseId};
+use oms_core::lifecycle::Actor;
+use oms_core::money::{Currency, Money};
+use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft, Sku};
+use oms_core::store::OrderStore;
+use oms_core::time::{ManualClock, SequentialIds, Timestamp};
+use oms_store::{PostgresInventory, PostgresStore};
+
+const T0: Timestamp = Timestamp(1_000_000);
+
+fn order(ids: &SequentialIds) -> Order {
+    let usd = Currency::USD;
+    let draft = OrderDraft {
+        customer: Customer {
+            id: "c1".into(),
+            email: "c1@example.com".into(),
+            name: "C One".into(),
+        },
+        shipping_address: AddressInput {
+            name: "C One".into(),
+            line1: "1 Main St".into(),
+            city: "Springfield".into(),
+            postal_code: "12345".into(),
+            country: "US".into(),
+            ..AddressInput::default()
+        },
+        billing_address: None,
+        currency: usd,
+        lines: vec![LineItemInput::new(
+            "SKU-1",
+            2,
+            Money::parse("9.95", usd).unwrap(),
+        )],
+        promo_codes: vec![],
+    };
+    let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 12, 0, 0));
+    Order::create(&draft, &Actor::System, &clock, ids).unwrap()
+}
+
+fn sku() -> Sku {
+    Sku::new("SKU-1").unwrap()
+}
+
+fn wh() -> WarehouseId {
+    WarehouseId::new("WH1").unwrap()
+}
+
+/// A store and an inventory sharing it (so both join its batches), another connection's
+/// store and inventory, and 5 units of SKU-1 in WH1.
+struct Two {
+    batched: Arc<PostgresStore>,
+    batched_inv: PostgresInventory,
+    other: PostgresStore,
+    other_inv: PostgresInventory,
+}
+
+fn two(test: &str) -> Two {
+    let schema = common::fresh_schema(test);
+    let ids = Arc::new(SequentialIds::starting_at(1_000));
+    let batched = Arc::new(common::postgres_connect(&schema));
+    let batched_inv =
+        PostgresInventory::sharing(batched.clone(), ids.clone(), ReservationConfig::default());
+    let other = common::postgres_connect(&schema);
+    let other_inv = PostgresInventory::new(common::postgres_connect(&schema), ids);
+    other_inv.add_warehouse(&wh()).unwrap();
+    other_inv.receive(&sku(), &wh(), 5).unwrap();
+    Two {
+        batched,
+        batched_inv,
+        other,
+        other_inv,
+    }
+}
+
+fn moved_on(o: &Order) -> Order {
+    let mut next = o.clone();
+    next.version += 1;
+    next.updated_at = Timestamp(next.updated_at.0 + 1);
+    next
+}
+
+#[test]
+fn a_batch_is_invisible_to_other_connections_until_its_commit_and_then_whole() {
+    let t = two("batch_visibility");
+    let ids = SequentialIds::default();
+    let placed = order(&ids);
+    t.batched.begin_batch().unwrap();
+    assert!(t.batched.in_batch().unwrap());
+    let created = Event::new(placed.id, 1, "order.created", placed.created_at);
+    t.batched.insert_order(&placed, &[created], None).unwrap();
+    let paid = moved_on(&placed);
+    let event = Event::new(placed.id, 2, "order.paid", paid.updated_at);
+    t.batched.update_order(&paid, 1, &[event], None).unwrap();
+    let held = t
+        .batched_inv
+        .reserve(&ReservationRequest::new(placed.id).item(sku(), wh(), 2), T0)
+        .unwrap()
+        .into_reserved()
+        .unwrap();
+    // The batch reads its own writes.
+    assert_eq!(t.batched.order(placed.id).unwrap(), paid);
+    assert_eq!(t.batched.order_by_number(&placed.number).unwrap(), paid);
+    assert_eq!(t.batched.order_ids().unwrap(), vec![placed.id]);
+    assert_eq!(
+        t.batched.order_ids_with_status(paid.status).unwrap(),
+        vec![placed.id]
+    );
+    assert_eq!(t.batched.orders_after(0, 10).unwrap(), vec![paid.clone()]);
+    assert_eq!(t.batched_inv.stock(&sku(), &wh()).unwrap().reserved, 2);
+    assert_eq!(t.batched_inv.reservation(held.id).unwrap(), held);
+    // A write refused in the batch changes nothing in it.
+    assert_eq!(
+        t.batched
+            .update_order(&moved_on(&placed), 1, &[], None)
+            .unwrap_err()
+            .code(),
+        "conflict"
+    );
+    assert_eq!(
+        t.batched
+            .insert_order(&placed, &[], None)
+            .unwrap_err()
+            .code(),
+        "conflict"
+    );
+    // Another connection sees none of it.
+    assert!(t.other.order_ids().unwrap().is_empty());
+    assert!(t.other.pending_events(10).unwrap().is_empty());
+    assert_eq!(t.other_inv.stock(&sku(), &wh()).unwrap().reserved, 0);
+
+    t.batched.commit_batch().unwrap();
+    assert!(!t.batched.in_batch().unwrap());
+    assert_eq!(t.other.order(placed.id).unwrap(), paid);
+    let events = t.other.pending_events(10).unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["order.created", "order.paid"]);
+    assert_eq!(t.other_inv.stock(&sku(), &wh()).unwrap().reserved, 2);
+    assert_eq!(t.other_inv.reservation(held.id).unwrap(), held);
+    assert_eq!(t.batched.commit_batch().unwrap_err().code(), "storage");
+}
+
+#[test]
+fn a_batch_whose_order_another_writer_moved_on_writes_nothing() {
+    let t = two("batch_order_conflict");
+    let ids = SequentialIds::default();
+    let placed = order(&ids);
+    t.other.insert_order(&placed, &[], None).unwrap();
+    t.batched.begin_batch().unwrap();
+    let fresh = order(&ids);
+    t.batched.insert_order(&fresh, &[], None).unwrap();
+    t.batched_inv
+        .reserve(&ReservationRequest::new(fresh.id).item(sku(), wh(), 1), T0)
+        .unwrap();
+    t.batched
+        .update_order(&moved_on(&placed), 1, &[], None)
+        .unwrap();
+    // Meanwhile another connection moves the same order on.
+    t.other
+        .update_order(&moved_on(&placed), 1, &[], None)
+        .unwrap();
+    let err = t.batched.commit_batch().unwrap_err();
+    assert_eq!(err.code(), "conflict", "{err}");
+    assert_eq!(t.other.order_ids().unwrap(), vec![placed.id]);
+    assert_eq!(t.other_inv.stock(&sku(), &wh()).unwrap().reserved, 0);
+    assert!(!t.batched.in_batch().unwrap());
+}
+
+#[test]
+fn stock_a_batch_moves_adds_to_other_writers_and_is_never_oversold() {
+    let t = two("batch_stock");
+    // The batch reserves 2 of the 5 units; meanwhile another connection reserves 2 more.
+    t.batched.begin_batch().unwrap();
+    t.batched_inv
+        .reserve(&ReservationRequest::new(1).item(sku(), wh(), 2), T0)
+        .unwrap()
+        .into_reserved()
+        .unwrap();
+    t.other_inv
+        .reserve(&ReservationRequest::new(2).item(sku(), wh(), 2), T0)
+        .unwrap()
+        .into_reserved()
+        .unwrap();
+    t.batched.commit_batch().unwrap();
+    let level = t.other_inv.stock(&sku(), &wh()).unwrap();
+    assert_eq!((level.on_hand, level.reserved), (5, 4));
+
+    // Now the batch's copy says 1 unit is free and it takes it, but another connection takes
+    // it first: the commit finds the row no longer fits and writes nothing.
+    t.batched.begin_batch().unwrap();
+    t.batched_inv
+        .reserve(&ReservationRequest::new(3).item(sku(), wh(), 1), T0)
+        .unwrap()
+        .into_reserved()
+        .unwrap();
+    let placed = order(&SequentialIds::default());
+    t.batched.insert_order(&placed, &[], None).unwrap();
+    t.other_inv
+        .reserve(&ReservationRequest::new(4).item(sku(), wh(), 1), T0)
+        .unwrap()
+        .into_reserved()
+        .unwrap();
+    let err = t.batched.commit_batch().unwrap_err();
+    assert_eq!(err.code(), "conflict", "{err}");
+    let level = t.other_inv.stock(&sku(), &wh()).unwrap();
+    assert_eq!((level.on_hand, level.reserved), (5, 5));
+    assert!(t.other.order_ids().unwrap().is_empty());
+    assert!(t.other_inv.reservations_for_order(3).unwrap().is_empty());
+
+    // A receipt in a batch adds to a receipt made meanwhile.
+    t.batched.begin_batch().unwrap();
+    t.batched_inv.receive(&sku(), &wh(), 10).unwrap();
+    t.other_inv.receive(&sku(), &wh(), 3).unwrap();
+    t.batched.rotate_batch().unwrap();
+    assert!(t.batched.in_batch().unwrap());
+    t.batched.rollback_batch().unwrap();
+    assert_eq!(t.other_inv.stock(&sku(), &wh()).unwrap().on_hand, 18);
+}
+
+#[test]
+fn a_rolled_back_batch_leaves_nothing_and_the_store_writes_directly_again() {
+    let t = two("batch_rollback");
+    let ids = SequentialIds::default();
+    let dropped = order(&ids);
+    t.batched.begin_batch().unwrap();
+    assert_eq!(t.batched.begin_batch().unwrap_err().code(), "invalid_field");
+    t.batched.insert_order(&dropped, &[], None).unwrap();
+    t.batched.rollback_batch().unwrap();
+    assert!(t.other.order_ids().unwrap().is_empty());
+    assert_eq!(t.batched.rotate_batch().unwrap_err().code(), "storage");
+    let kept = order(&ids);
+    t.batched.insert_order(&kept, &[], None).unwrap();
+    assert_eq!(t.other.order_ids().unwrap(), vec![kept.id]);
+}
