@@ -553,6 +553,150 @@ WITH upd AS (
 )
 SELECT COUNT(*) FROM upd";
 
+/// New orders with their lines and audit rows, any number of them in one statement (a
+/// batch's commit). Every row comes as one element of its column's array; the child rows name
+/// their order, and are inserted only for orders whose row was. The caller compares the count
+/// returned with the orders given: fewer means an id or number was taken.
+pub(crate) const INSERT_ORDERS: &str = "
+WITH ins AS (
+    INSERT INTO orders (id, order_number, user_id, status, currency, total_amount, version,
+                        shipping_address, billing_address, created_at, updated_at, document)
+    SELECT o.id, o.num, o.usr, o.status, o.cur, o.total::numeric, o.version, o.ship::jsonb,
+           o.bill::jsonb, o.created, o.updated, o.doc
+    FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::int8[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::text[])
+        AS o(id, num, usr, status, cur, total, version, ship, bill, created, updated, doc)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), items AS (
+    INSERT INTO order_items (order_id, line_id, sku, quantity, unit_price, discount, tax_class)
+    SELECT l.order_id, l.line_id, l.sku, l.quantity, l.unit_price::numeric, l.discount::numeric,
+           l.tax_class
+    FROM unnest($13::int8[], $14::int4[], $15::text[], $16::int4[], $17::text[], $18::text[],
+                $19::text[])
+        AS l(order_id, line_id, sku, quantity, unit_price, discount, tax_class)
+    WHERE l.order_id IN (SELECT id FROM ins)
+), audit AS (
+    INSERT INTO order_state_transitions
+        (order_id, from_state, to_state, event, reason, metadata, created_by, created_at)
+    SELECT h.order_id, h.from_state, h.to_state, h.event, h.reason, h.metadata::jsonb,
+           h.created_by, h.created_at
+    FROM unnest($20::int8[], $21::text[], $22::text[], $23::text[], $24::text[], $25::text[],
+                $26::text[], $27::int8[]) WITH ORDINALITY
+        AS h(order_id, from_state, to_state, event, reason, metadata, created_by, created_at, n)
+    WHERE h.order_id IN (SELECT id FROM ins)
+    ORDER BY h.n
+)
+SELECT COUNT(*) FROM ins";
+
+/// The columns of [`INSERT_ORDERS`] for many orders: each order's [`Rows`] laid end to end,
+/// child rows tagged with their order's id.
+#[derive(Default)]
+pub(crate) struct NewOrders<'o> {
+    ids: Vec<i64>,
+    numbers: Vec<&'o str>,
+    users: Vec<&'o str>,
+    statuses: Vec<&'static str>,
+    currencies: Vec<&'static str>,
+    totals: Vec<&'o str>,
+    versions: Vec<i64>,
+    ships: Vec<&'o str>,
+    bills: Vec<&'o str>,
+    created: Vec<i64>,
+    updated: Vec<i64>,
+    docs: Vec<&'o str>,
+    line_orders: Vec<i64>,
+    line_ids: Vec<i32>,
+    skus: Vec<&'o str>,
+    quantities: Vec<i32>,
+    prices: Vec<&'o str>,
+    discounts: Vec<&'o str>,
+    tax_classes: Vec<&'o str>,
+    audit_orders: Vec<i64>,
+    from_states: Vec<Option<&'static str>>,
+    to_states: Vec<&'static str>,
+    audit_events: Vec<&'o str>,
+    reasons: Vec<&'o str>,
+    metadata: Vec<&'o str>,
+    actors: Vec<&'o str>,
+    audit_at: Vec<i64>,
+}
+
+impl<'o> NewOrders<'o> {
+    /// Add one order's rows.
+    pub(crate) fn add(&mut self, r: &'o Rows<'o>) {
+        let o = r.order;
+        self.ids.push(r.id);
+        self.numbers.push(r.number);
+        self.users.push(r.user);
+        self.statuses.push(r.status);
+        self.currencies.push(r.currency);
+        self.totals.push(&r.total);
+        self.versions.push(r.version);
+        self.ships.push(&r.ship);
+        self.bills.push(&r.bill);
+        self.created.push(o.created_at.0);
+        self.updated.push(o.updated_at.0);
+        self.docs.push(&r.doc);
+        self.line_orders
+            .extend(std::iter::repeat_n(r.id, r.line_ids.len()));
+        self.line_ids.extend(&r.line_ids);
+        self.skus.extend(&r.skus);
+        self.quantities.extend(&r.quantities);
+        self.prices.extend(r.prices.iter().map(String::as_str));
+        self.discounts
+            .extend(r.discounts.iter().map(String::as_str));
+        self.tax_classes.extend(&r.tax_classes);
+        self.audit_orders
+            .extend(std::iter::repeat_n(r.id, r.to_states.len()));
+        self.from_states.extend(&r.from_states);
+        self.to_states.extend(&r.to_states);
+        self.audit_events.extend(&r.audit_events);
+        self.reasons.extend(&r.reasons);
+        self.metadata.extend(r.metadata.iter().map(String::as_str));
+        self.actors.extend(r.actors.iter().map(String::as_str));
+        self.audit_at.extend(&r.audit_at);
+    }
+
+    /// How many orders were added.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The parameters of [`INSERT_ORDERS`].
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 27] {
+        [
+            &self.ids,
+            &self.numbers,
+            &self.users,
+            &self.statuses,
+            &self.currencies,
+            &self.totals,
+            &self.versions,
+            &self.ships,
+            &self.bills,
+            &self.created,
+            &self.updated,
+            &self.docs,
+            &self.line_orders,
+            &self.line_ids,
+            &self.skus,
+            &self.quantities,
+            &self.prices,
+            &self.discounts,
+            &self.tax_classes,
+            &self.audit_orders,
+            &self.from_states,
+            &self.to_states,
+            &self.audit_events,
+            &self.reasons,
+            &self.metadata,
+            &self.actors,
+            &self.audit_at,
+        ]
+    }
+}
+
 const ORDER_VERSION: &str = "SELECT version FROM orders WHERE id = $1";
 
 /// An order's columns, lines, audit rows, events and idempotency record as bind parameters:

@@ -37,7 +37,7 @@ use oms_core::store::{IdempotencyRecord, Keyed, Response};
 
 use crate::codec::{order_from_json, storage, to_i64, to_json, to_u64};
 use crate::overlay::InventoryOverlay;
-use crate::postgres::{prepared, PostgresStore, Rows, INSERT_ORDER, UPDATE_ORDER};
+use crate::postgres::{prepared, NewOrders, PostgresStore, Rows, INSERT_ORDERS, UPDATE_ORDER};
 use crate::postgres_inventory::{AsOms, PgLedger};
 
 /// Idempotency records of a batch, many rows in one statement; a key stored meanwhile keeps
@@ -207,13 +207,34 @@ impl PostgresStore {
         let key_names: Vec<&str> = batch.keys.keys().map(String::as_str).collect();
         let fingerprints: Vec<&str> = batch.keys.values().map(|(f, _)| f.as_str()).collect();
         let responses: Vec<&str> = batch.keys.values().map(|(_, r)| r.as_str()).collect();
+        let mut new_orders = NewOrders::default();
+        for ((r, _), base) in rows.iter().zip(&bases) {
+            if base.is_none() {
+                new_orders.add(r);
+            }
+        }
         self.in_tx_cached(|tx, statements| {
+            if new_orders.len() > 0 {
+                let statement = prepared(tx, statements, INSERT_ORDERS)?;
+                let inserted: i64 = tx
+                    .query(&statement, &new_orders.params())?
+                    .first()
+                    .map_or(0, |row| row.get(0));
+                if usize::try_from(inserted).ok() != Some(new_orders.len()) {
+                    return Err(OmsError::Conflict {
+                        entity: "orders of the batch (an id or number was taken meanwhile)".into(),
+                        expected: 0,
+                        found: 1,
+                    }
+                    .into());
+                }
+            }
             for ((r, o), base) in rows.iter().zip(&bases) {
-                let (sql, params) = match base {
-                    None => (INSERT_ORDER, r.insert_params()),
-                    Some(base) => (UPDATE_ORDER, r.update_params(base)),
+                let Some(base) = base else {
+                    continue;
                 };
-                let statement = prepared(tx, statements, sql)?;
+                let params = r.update_params(base);
+                let statement = prepared(tx, statements, UPDATE_ORDER)?;
                 let written: i64 = tx
                     .query(&statement, &params)?
                     .first()
@@ -247,7 +268,7 @@ impl PostgresStore {
                 let statement = prepared(tx, statements, PUT_KEYS)?;
                 tx.execute(&statement, &[&key_names, &fingerprints, &responses])?;
             }
-            let mut ledger = AsOms::new(PgLedger::new(tx, statements));
+            let mut ledger = AsOms::new(PgLedger::committing_batch(tx, statements));
             if let Err(e) = batch.overlay.write_to(&mut ledger) {
                 return Err(ledger.failure(e));
             }

@@ -152,6 +152,9 @@ pub(crate) struct PgLedger<'a, C: GenericClient> {
     /// go out together in one round trip. Only writes whose outcome the operations do not
     /// read are held: rows already locked by this transaction, rewritten in place.
     pending: Pending,
+    /// Writing a batch at its commit: new reservations are inserted together at the flush
+    /// (their ids are checked then, all or nothing).
+    committing_batch: bool,
 }
 
 /// Writes buffered by a [`PgLedger`].
@@ -167,13 +170,38 @@ struct Pending {
     /// read, and for a row absent then, the counts to create it with (or to add, if another
     /// writer created it meanwhile).
     changes: BTreeMap<Key, ([i64; 4], bool)>,
+    /// A batch's new reservations, inserted together at its commit.
+    inserts: Vec<Reservation>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.levels.is_empty() && self.reservations.is_empty() && self.changes.is_empty()
+        self.levels.is_empty()
+            && self.reservations.is_empty()
+            && self.changes.is_empty()
+            && self.inserts.is_empty()
     }
 }
+
+/// New reservations and their item rows, any number in one statement (a batch's commit);
+/// only those whose id is free are written, and the count returned says how many.
+const INSERT_RESERVATIONS: &str = "
+WITH r AS (
+    INSERT INTO inventory_reservations
+        (id, order_id, status, expires_at, created_at, updated_at, document)
+    SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
+                         $7::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), items AS (
+    INSERT INTO inventory_reservation_items
+        (reservation_id, line_no, sku, warehouse_id, quantity, shipped)
+    SELECT t.r, t.l, t.s, t.w, t.q, FALSE
+    FROM unnest($8::int8[], $9::int4[], $10::text[], $11::text[], $12::int8[])
+        AS t(r, l, s, w, q)
+    WHERE t.r IN (SELECT id FROM r)
+)
+SELECT COUNT(*) FROM r";
 
 /// A batch's stock changes (see [`Pending::changes`]), each applied only where the row keeps
 /// `0 <= reserved + allocated <= on_hand` and no count below zero: rows other writers moved
@@ -275,6 +303,15 @@ impl<'a, C: GenericClient> PgLedger<'a, C> {
             statements,
             absent: BTreeSet::new(),
             pending: Pending::default(),
+            committing_batch: false,
+        }
+    }
+
+    /// The ledger a batch's commit writes its rows through (see [`PgLedger::flush`]).
+    pub(crate) fn committing_batch(tx: &'a mut C, statements: &'a mut Statements) -> Self {
+        PgLedger {
+            committing_batch: true,
+            ..PgLedger::new(tx, statements)
         }
     }
 
@@ -307,6 +344,9 @@ impl<'a, C: GenericClient> PgLedger<'a, C> {
         let pending = std::mem::take(&mut self.pending);
         if !pending.changes.is_empty() {
             self.apply_changes(&pending.changes)?;
+        }
+        if !pending.inserts.is_empty() {
+            self.insert_reservations(&pending.inserts)?;
         }
         let mut skus = Vec::new();
         let mut whs = Vec::new();
@@ -393,6 +433,58 @@ impl<C: GenericClient> PgLedger<'_, C> {
             entity: "stock rows changed by another writer during the batch".into(),
             expected: changes.len() as u64,
             found: u64::try_from(written).unwrap_or(0),
+        }
+        .into())
+    }
+}
+
+impl<C: GenericClient> PgLedger<'_, C> {
+    /// Insert a batch's new reservations in one statement; a conflict if an id was taken.
+    fn insert_reservations(&mut self, inserts: &[Reservation]) -> Result<(), TxError> {
+        let mut cols = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        let mut docs = Vec::new();
+        let mut items = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in inserts {
+            let id = to_i64(r.id, "reservation id")?;
+            cols.0.push(id);
+            cols.1.push(to_i64(r.order_id, "order id")?);
+            cols.2.push(r.status.as_str());
+            cols.3.push(r.expires_at.0);
+            cols.4.push(r.created_at.0);
+            cols.5.push(r.updated_at.0);
+            docs.push(to_json(r)?);
+            for (n, item) in r.items.iter().enumerate() {
+                items.0.push(id);
+                items.1.push(
+                    i32::try_from(n).map_err(|_| OmsError::invalid("items", "too many lines"))?,
+                );
+                items.2.push(item.sku.as_str());
+                items.3.push(item.warehouse.as_str());
+                items.4.push(to_i64(item.quantity, "quantity")?);
+            }
+        }
+        let rows = self.q_now(
+            INSERT_RESERVATIONS,
+            &[
+                &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &docs, &items.0, &items.1,
+                &items.2, &items.3, &items.4,
+            ],
+        )?;
+        let written: i64 = rows.first().map_or(0, |r| r.get(0));
+        if usize::try_from(written).ok() == Some(inserts.len()) {
+            return Ok(());
+        }
+        Err(OmsError::Conflict {
+            entity: "reservations of the batch (an id was taken meanwhile)".into(),
+            expected: 0,
+            found: 1,
         }
         .into())
     }
@@ -599,6 +691,10 @@ impl<C: GenericClient> Ledger for PgLedger<'_, C> {
     }
 
     fn insert_reservation(&mut self, r: &Reservation) -> Result<bool, TxError> {
+        if self.committing_batch {
+            self.pending.inserts.push(r.clone());
+            return Ok(true);
+        }
         let id = to_i64(r.id, "reservation id")?;
         let order_id = to_i64(r.order_id, "order id")?;
         let doc = to_json(r)?;
