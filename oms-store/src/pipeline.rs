@@ -114,16 +114,16 @@ impl Pipeline {
 /// The rows a pipelined batch reads through: the sealed batch's overlay first (its rows are
 /// newer than the database's until its commit ends), then the read-only connection. Writes
 /// never reach it: the operation's own overlay keeps them.
-pub(crate) struct Layered<'a> {
+pub(crate) struct Layered<'a, D = SqliteLedger<'a>> {
     pub(crate) sealed: Option<&'a InventoryOverlay>,
-    pub(crate) db: SqliteLedger<'a>,
+    pub(crate) db: D,
 }
 
 fn read_only() -> OmsError {
     storage("a pipelined batch writes inventory rows only at its commit")
 }
 
-impl Ledger for Layered<'_> {
+impl<D: Ledger<Error = OmsError>> Ledger for Layered<'_, D> {
     type Error = OmsError;
 
     fn sku_known(&mut self, sku: &Sku) -> OmsResult<bool> {

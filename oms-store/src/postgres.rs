@@ -25,7 +25,7 @@ use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 use crate::codec::{
     actor_text, from_json, order_from_json, order_to_json, storage, to_i64, to_json, to_u64,
 };
-use crate::postgres_batch::PgBatch;
+use crate::postgres_batch::{Layers, PgBatch};
 
 /// Embedded migrations, applied in order on connect; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -144,6 +144,10 @@ pub struct PostgresStore {
     /// The open batch, if any ([`PostgresStore::begin_batch`]); its lock is held by each
     /// operation on it, so operations of threads sharing it apply one at a time.
     batch: Mutex<Option<PgBatch>>,
+    /// A rotated batch whose commit is running: reads look through it.
+    sealed: Mutex<Option<std::sync::Arc<PgBatch>>>,
+    /// Held by a batch's commit, so batches commit one at a time and in order.
+    committing: Mutex<()>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -253,6 +257,8 @@ impl PostgresStore {
             pool: Mutex::new(Vec::new()),
             retries: std::sync::atomic::AtomicU64::new(0),
             batch: Mutex::new(None),
+            sealed: Mutex::new(None),
+            committing: Mutex::new(()),
         };
         store.migrate()?;
         Ok(store)
@@ -283,6 +289,25 @@ impl PostgresStore {
     /// The open batch, if any, locked for one operation.
     pub(crate) fn batch(&self) -> OmsResult<MutexGuard<'_, Option<PgBatch>>> {
         self.batch
+            .lock()
+            .map_err(|_| storage("postgres batch lock poisoned"))
+    }
+
+    /// The slot of the batch whose commit is running.
+    pub(crate) fn sealed_slot(&self) -> OmsResult<MutexGuard<'_, Option<std::sync::Arc<PgBatch>>>> {
+        self.sealed
+            .lock()
+            .map_err(|_| storage("postgres batch lock poisoned"))
+    }
+
+    /// The batch whose commit is running, if any.
+    pub(crate) fn sealed_batch(&self) -> OmsResult<Option<std::sync::Arc<PgBatch>>> {
+        Ok(self.sealed_slot()?.clone())
+    }
+
+    /// The turn of one batch commit (batches commit one at a time, in order).
+    pub(crate) fn commit_turn(&self) -> OmsResult<MutexGuard<'_, ()>> {
+        self.committing
             .lock()
             .map_err(|_| storage("postgres batch lock poisoned"))
     }
@@ -897,8 +922,21 @@ impl OrderStore for PostgresStore {
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        if let Some(batch) = self.batch()?.as_mut() {
-            return self.batch_insert(batch, order, events, idempotency);
+        if self.in_batch()? {
+            // The database is asked before the batch is locked, so other threads' operations
+            // need not wait for the round trip; a row stored meanwhile fails the commit.
+            let stored = self.stored_id_or_number(order)?;
+            if let Some(batch) = self.batch()?.as_mut() {
+                let sealed = self.sealed_batch()?;
+                return Self::batch_insert(
+                    batch,
+                    sealed.as_deref(),
+                    stored,
+                    order,
+                    events,
+                    idempotency,
+                );
+            }
         }
         let r = Rows::new(order, events, idempotency)?;
         let params = r.insert_params();
@@ -925,7 +963,15 @@ impl OrderStore for PostgresStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         if let Some(batch) = self.batch()?.as_mut() {
-            return self.batch_update(batch, order, expected_version, events, idempotency);
+            let sealed = self.sealed_batch()?;
+            return self.batch_update(
+                batch,
+                sealed.as_deref(),
+                order,
+                expected_version,
+                events,
+                idempotency,
+            );
         }
         let r = Rows::new(order, events, idempotency)?;
         let expected = to_i64(expected_version, "expected version")?;
@@ -964,12 +1010,12 @@ impl OrderStore for PostgresStore {
     }
 
     fn order(&self, id: u64) -> OmsResult<Order> {
-        if let Some(order) = self
-            .batch()?
-            .as_ref()
-            .and_then(|b| Self::batch_order(b, id))
         {
-            return Ok(order);
+            let batch = self.batch()?;
+            let sealed = self.sealed_batch()?;
+            if let Some(o) = Layers::new(batch.as_ref(), sealed.as_deref()).order(id) {
+                return Ok(o.clone());
+            }
         }
         let key = to_i64(id, "order id")?;
         let doc: Option<String> = self.read_only(|client, statements| {
@@ -994,12 +1040,10 @@ impl OrderStore for PostgresStore {
 
     fn order_by_number(&self, number: &str) -> OmsResult<Order> {
         let batch = self.batch()?;
-        if let Some(b) = batch.as_ref() {
-            if let Some(order) =
-                Self::batch_number(b, number).and_then(|id| Self::batch_order(b, id))
-            {
-                return Ok(order);
-            }
+        let sealed = self.sealed_batch()?;
+        let layers = Layers::new(batch.as_ref(), sealed.as_deref());
+        if let Some(o) = layers.number(number).and_then(|id| layers.order(id)) {
+            return Ok(o.clone());
         }
         let doc: Option<String> = self.read_only(|client, statements| {
             Ok(query(
@@ -1019,17 +1063,16 @@ impl OrderStore for PostgresStore {
             },
             |d| {
                 let stored = order_from_json(&d)?;
-                // An order the batch moved on is read as the batch left it.
-                Ok(batch
-                    .as_ref()
-                    .and_then(|b| Self::batch_order(b, stored.id))
-                    .unwrap_or(stored))
+                // An order a batch moved on is read as the batch left it.
+                Ok(layers.order(stored.id).cloned().unwrap_or(stored))
             },
         )
     }
 
     fn order_ids(&self) -> OmsResult<Vec<u64>> {
         let batch = self.batch()?;
+        let sealed = self.sealed_batch()?;
+        let layers = Layers::new(batch.as_ref(), sealed.as_deref());
         let ids: Vec<i64> = self.read_only(|client, statements| {
             Ok(
                 query(client, statements, "SELECT id FROM orders ORDER BY id", &[])?
@@ -1042,9 +1085,10 @@ impl OrderStore for PostgresStore {
             .into_iter()
             .map(|v| to_u64(v, "order id"))
             .collect::<OmsResult<Vec<u64>>>()?;
-        Ok(match batch.as_ref() {
-            Some(b) => Self::batch_ids(b, ids),
-            None => ids,
+        Ok(if layers.is_empty() {
+            ids
+        } else {
+            layers.ids(ids)
         })
     }
 
@@ -1055,7 +1099,9 @@ impl OrderStore for PostgresStore {
         let wanted = limit;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let batch = self.batch()?;
-        if let Some(b) = batch.as_ref() {
+        let sealed = self.sealed_batch()?;
+        let layers = Layers::new(batch.as_ref(), sealed.as_deref());
+        if !layers.is_empty() {
             let stored: Vec<(i64, String)> = self.read_only(|client, statements| {
                 Ok(query(
                     client,
@@ -1067,7 +1113,7 @@ impl OrderStore for PostgresStore {
                 .map(|r| (r.get(0), r.get(1)))
                 .collect())
             })?;
-            return Self::batch_page(b, stored, to_u64(after, "order id")?, wanted);
+            return layers.page(stored, to_u64(after, "order id")?, wanted);
         }
         drop(batch);
         let docs: Vec<String> = self.read_only(|client, statements| {
@@ -1089,6 +1135,8 @@ impl OrderStore for PostgresStore {
 
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
         let batch = self.batch()?;
+        let sealed = self.sealed_batch()?;
+        let layers = Layers::new(batch.as_ref(), sealed.as_deref());
         let ids: Vec<i64> = self.read_only(|client, statements| {
             Ok(query(
                 client,
@@ -1104,9 +1152,10 @@ impl OrderStore for PostgresStore {
             .into_iter()
             .map(|v| to_u64(v, "order id"))
             .collect::<OmsResult<Vec<u64>>>()?;
-        Ok(match batch.as_ref() {
-            Some(b) => Self::batch_ids_with_status(b, ids, status),
-            None => ids,
+        Ok(if layers.is_empty() {
+            ids
+        } else {
+            layers.ids_with_status(ids, status)
         })
     }
 
@@ -1150,7 +1199,8 @@ impl OrderStore for PostgresStore {
 
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
         let batch = self.batch()?;
-        // A stored record is older than any the batch keeps, so it wins.
+        let sealed = self.sealed_batch()?;
+        // A stored record is older than any a batch keeps, so it wins.
         let stored = self.read_only(|client, statements| {
             Ok(query(
                 client,
@@ -1164,7 +1214,7 @@ impl OrderStore for PostgresStore {
                 response: Response::Json(r.get(1)),
             }))
         })?;
-        Ok(stored.or_else(|| batch.as_ref().and_then(|b| Self::batch_key(b, key))))
+        Ok(stored.or_else(|| Layers::new(batch.as_ref(), sealed.as_deref()).key(key)))
     }
 
     fn begin_batch(&self) -> OmsResult<()> {

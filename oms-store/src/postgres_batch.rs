@@ -107,9 +107,21 @@ pub(crate) struct PgBatch {
     keys: BTreeMap<String, (String, String)>,
     /// Stock rows and reservations.
     pub(crate) overlay: InventoryOverlay,
+    /// Why the batch is lost: the batch it was built on failed to commit.
+    lost: Option<String>,
 }
 
 impl PgBatch {
+    /// Refuse work on a batch built on one that failed to commit.
+    pub(crate) fn check(&self) -> OmsResult<()> {
+        match &self.lost {
+            Some(reason) => Err(storage(format!(
+                "the batch before this one failed to commit ({reason}); this batch is lost: roll it back"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Keep the record of `key` unless the batch has one (the first record of a key wins).
     fn keep_key(
         &mut self,
@@ -139,6 +151,109 @@ fn taken(order: &Order, found: u64) -> OmsError {
     }
 }
 
+/// The batches a read looks through, newest first: the open one, then the one whose commit
+/// is running. Rows move only from a newer layer to an older one (and from the oldest into
+/// the database), so reading newest first never misses a row on its way.
+#[derive(Clone, Copy)]
+pub(crate) struct Layers<'a> {
+    open: Option<&'a PgBatch>,
+    sealed: Option<&'a PgBatch>,
+}
+
+impl<'a> Layers<'a> {
+    /// The layers of an open batch (if any) and a committing one (if any).
+    pub(crate) fn new(open: Option<&'a PgBatch>, sealed: Option<&'a PgBatch>) -> Self {
+        Layers { open, sealed }
+    }
+
+    fn each(self) -> impl Iterator<Item = &'a PgBatch> {
+        self.open.into_iter().chain(self.sealed)
+    }
+
+    /// Whether there is no batch to look through.
+    pub(crate) fn is_empty(self) -> bool {
+        self.open.is_none() && self.sealed.is_none()
+    }
+
+    /// The newest copy of order `id` a batch holds.
+    pub(crate) fn order(self, id: u64) -> Option<&'a Order> {
+        self.each()
+            .find_map(|b| b.orders.get(&id).map(|o| &o.order))
+    }
+
+    /// The id of the order numbered `number` a batch created.
+    pub(crate) fn number(self, number: &str) -> Option<u64> {
+        self.each().find_map(|b| b.numbers.get(number).copied())
+    }
+
+    /// `stored` (order ids from the database) with the batches' new orders added.
+    pub(crate) fn ids(self, stored: Vec<u64>) -> Vec<u64> {
+        let mut ids: BTreeSet<u64> = stored.into_iter().collect();
+        for b in self.each() {
+            ids.extend(b.numbers.values());
+        }
+        ids.into_iter().collect()
+    }
+
+    /// `stored` (ids of orders stored in `status`) as the batches leave them.
+    pub(crate) fn ids_with_status(self, stored: Vec<u64>, status: OrderStatus) -> Vec<u64> {
+        let mut ids: BTreeSet<u64> = stored
+            .into_iter()
+            .filter(|id| self.order(*id).is_none_or(|o| o.status == status))
+            .collect();
+        for b in self.each() {
+            for o in b.orders.values() {
+                if self
+                    .order(o.order.id)
+                    .is_some_and(|newest| newest.status == status)
+                {
+                    ids.insert(o.order.id);
+                }
+            }
+        }
+        ids.into_iter().collect()
+    }
+
+    /// A page of `stored` documents (ids above `after`, ascending, at most `limit`) as the
+    /// batches leave them: newer versions in their place, new orders among them.
+    pub(crate) fn page(
+        self,
+        stored: Vec<(i64, String)>,
+        after: u64,
+        limit: usize,
+    ) -> OmsResult<Vec<Order>> {
+        let mut page: BTreeMap<u64, Option<String>> = BTreeMap::new();
+        for (id, doc) in stored {
+            page.insert(to_u64(id, "order id")?, Some(doc));
+        }
+        for b in self.each() {
+            for id in b.numbers.values().filter(|id| **id > after) {
+                page.insert(*id, None);
+            }
+        }
+        page.into_iter()
+            .take(limit)
+            .map(|(id, doc)| match (self.order(id), doc) {
+                (Some(o), _) => Ok(o.clone()),
+                (None, Some(doc)) => order_from_json(&doc),
+                (None, None) => Err(storage("a batch order vanished")),
+            })
+            .collect()
+    }
+
+    /// The record of `key` a batch keeps (the oldest batch's first).
+    pub(crate) fn key(self, key: &str) -> Option<IdempotencyRecord> {
+        [self.sealed, self.open]
+            .into_iter()
+            .flatten()
+            .find_map(|b| b.keys.get(key))
+            .map(|(fingerprint, response)| IdempotencyRecord {
+                fingerprint: fingerprint.clone(),
+                response: Response::Json(response.clone()),
+            })
+    }
+}
+
 impl PostgresStore {
     /// Start a batch: every write from now until [`PostgresStore::commit_batch`] (of this
     /// store, and of a [`crate::PostgresInventory`] made with
@@ -158,29 +273,53 @@ impl PostgresStore {
 
     /// Commit the open batch: all its operations become durable together, or, if the commit
     /// fails (an order or stock row another writer changed so that the batch no longer fits),
-    /// none does. The batch is closed either way.
+    /// none does. A rotated batch still committing is waited for first. The batch is closed
+    /// either way.
     pub fn commit_batch(&self) -> OmsResult<()> {
-        let mut batch = self.batch()?;
-        let open = batch
+        let _turn = self.commit_turn()?;
+        let open = self
+            .batch()?
             .take()
             .ok_or_else(|| storage("no open batch to commit"))?;
+        open.check()?;
         self.write_batch(&open)
     }
 
-    /// Commit the open batch and open the next one in the same step: operations of other
-    /// threads wait meanwhile, and land in one batch or the other. If the commit fails, the
-    /// batch is lost and none is open.
+    /// Cut the open batch: the next one opens in the same step (operations of other threads
+    /// wait meanwhile, and land in one batch or the other), and the cut one is committed while
+    /// the next runs on top of it — reads look through it until its commit ends. Returns once
+    /// that commit has ended: with its error if it failed, and then the open batch, built on
+    /// it, is lost (its operations and its commit are refused until it is rolled back). A
+    /// rotation waits for the commit of the one before it.
     pub fn rotate_batch(&self) -> OmsResult<()> {
-        let mut batch = self.batch()?;
-        let open = batch
-            .take()
-            .ok_or_else(|| storage("no open batch to rotate"))?;
-        self.write_batch(&open)?;
-        *batch = Some(PgBatch::default());
-        Ok(())
+        let _turn = self.commit_turn()?;
+        let cut = {
+            let mut batch = self.batch()?;
+            let open = batch
+                .take()
+                .ok_or_else(|| storage("no open batch to rotate"))?;
+            if let Err(e) = open.check() {
+                // Still lost: keep refusing until rolled back.
+                *batch = Some(open);
+                return Err(e);
+            }
+            let cut = std::sync::Arc::new(open);
+            *self.sealed_slot()? = Some(cut.clone());
+            *batch = Some(PgBatch::default());
+            cut
+        };
+        let outcome = self.write_batch(&cut);
+        *self.sealed_slot()? = None;
+        if let Err(e) = &outcome {
+            if let Some(open) = self.batch()?.as_mut() {
+                open.lost = Some(e.to_string());
+            }
+        }
+        outcome
     }
 
-    /// Drop the open batch: none of its operations are stored.
+    /// Drop the open batch: none of its operations are stored (a rotated batch still
+    /// committing is not affected).
     pub fn rollback_batch(&self) -> OmsResult<()> {
         *self.batch()? = None;
         Ok(())
@@ -276,20 +415,8 @@ impl PostgresStore {
         })
     }
 
-    /// [`oms_core::store::OrderStore::insert_order`] in a batch.
-    pub(crate) fn batch_insert(
-        &self,
-        batch: &mut PgBatch,
-        order: &Order,
-        events: &[Event],
-        idempotency: Option<Keyed<'_>>,
-    ) -> OmsResult<()> {
-        if let Some(o) = batch.orders.get(&order.id) {
-            return Err(taken(order, o.order.version));
-        }
-        if batch.numbers.contains_key(order.number.as_str()) {
-            return Err(taken(order, 1));
-        }
+    /// The version of the stored order with `order`'s id or number, if there is one.
+    pub(crate) fn stored_id_or_number(&self, order: &Order) -> OmsResult<Option<u64>> {
         let id = to_i64(order.id, "order id")?;
         let number = order.number.as_str();
         let stored = self.read_only(|client, statements| {
@@ -303,8 +430,29 @@ impl PostgresStore {
                 .first()
                 .map(|r| r.get::<_, i64>(0)))
         })?;
+        stored.map(|v| to_u64(v, "version")).transpose()
+    }
+
+    /// [`oms_core::store::OrderStore::insert_order`] in the open batch `batch`, over the
+    /// committing one (`sealed`), given the version stored under the order's id or number.
+    pub(crate) fn batch_insert(
+        batch: &mut PgBatch,
+        sealed: Option<&PgBatch>,
+        stored: Option<u64>,
+        order: &Order,
+        events: &[Event],
+        idempotency: Option<Keyed<'_>>,
+    ) -> OmsResult<()> {
+        batch.check()?;
+        let layers = Layers::new(Some(batch), sealed);
+        if let Some(o) = layers.order(order.id) {
+            return Err(taken(order, o.version));
+        }
+        if layers.number(order.number.as_str()).is_some() {
+            return Err(taken(order, 1));
+        }
         if let Some(version) = stored {
-            return Err(taken(order, to_u64(version, "version")?));
+            return Err(taken(order, version));
         }
         if let Some((key, record)) = idempotency {
             batch.keep_key(key, record, Some(order))?;
@@ -321,17 +469,20 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// [`oms_core::store::OrderStore::update_order`] in a batch.
+    /// [`oms_core::store::OrderStore::update_order`] in the open batch `batch`, over the
+    /// committing one (`sealed`).
     pub(crate) fn batch_update(
         &self,
         batch: &mut PgBatch,
+        sealed: Option<&PgBatch>,
         order: &Order,
         expected_version: u64,
         events: &[Event],
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
-        let current = match batch.orders.get(&order.id) {
-            Some(o) => o.order.version,
+        batch.check()?;
+        let current = match Layers::new(Some(batch), sealed).order(order.id) {
+            Some(o) => o.version,
             None => self
                 .stored_version(order.id)?
                 .ok_or_else(|| OmsError::OrderNotFound {
@@ -351,6 +502,8 @@ impl PostgresStore {
         match batch.orders.get_mut(&order.id) {
             Some(o) => o.order = order.clone(),
             None => {
+                // Stored, or written by the committing batch: either way stored at `current`
+                // by the time this batch commits (batches commit in order).
                 batch.orders.insert(
                     order.id,
                     BatchOrder {
@@ -381,91 +534,13 @@ impl PostgresStore {
         found.map(|v| to_u64(v, "version")).transpose()
     }
 
-    /// The batch's copy of order `id`, if it wrote it.
-    pub(crate) fn batch_order(batch: &PgBatch, id: u64) -> Option<Order> {
-        batch.orders.get(&id).map(|o| o.order.clone())
-    }
-
-    /// The id of the order numbered `number` the batch created, if it did.
-    pub(crate) fn batch_number(batch: &PgBatch, number: &str) -> Option<u64> {
-        batch.numbers.get(number).copied()
-    }
-
-    /// `stored` (order ids from the database, ascending) with the batch's new orders added.
-    pub(crate) fn batch_ids(batch: &PgBatch, stored: Vec<u64>) -> Vec<u64> {
-        let mut ids: BTreeSet<u64> = stored.into_iter().collect();
-        ids.extend(batch.numbers.values());
-        ids.into_iter().collect()
-    }
-
-    /// `stored` (ids of orders stored in `status`) as the batch leaves them: orders it moved
-    /// out of `status` dropped, orders it created or moved into `status` added.
-    pub(crate) fn batch_ids_with_status(
-        batch: &PgBatch,
-        stored: Vec<u64>,
-        status: OrderStatus,
-    ) -> Vec<u64> {
-        let mut ids: BTreeSet<u64> = stored
-            .into_iter()
-            .filter(|id| {
-                batch
-                    .orders
-                    .get(id)
-                    .is_none_or(|o| o.order.status == status)
-            })
-            .collect();
-        ids.extend(
-            batch
-                .orders
-                .values()
-                .filter(|o| o.order.status == status)
-                .map(|o| o.order.id),
-        );
-        ids.into_iter().collect()
-    }
-
-    /// A page of `stored` documents (ids above `after`, ascending, at most `limit`) as the
-    /// batch leaves them: its newer versions in their place, its new orders among them.
-    pub(crate) fn batch_page(
-        batch: &PgBatch,
-        stored: Vec<(i64, String)>,
-        after: u64,
-        limit: usize,
-    ) -> OmsResult<Vec<Order>> {
-        let mut page: BTreeMap<u64, Option<String>> = BTreeMap::new();
-        for (id, doc) in stored {
-            page.insert(to_u64(id, "order id")?, Some(doc));
-        }
-        for id in batch.numbers.values().filter(|id| **id > after) {
-            page.insert(*id, None);
-        }
-        page.into_iter()
-            .take(limit)
-            .map(|(id, doc)| match (batch.orders.get(&id), doc) {
-                (Some(o), _) => Ok(o.order.clone()),
-                (None, Some(doc)) => order_from_json(&doc),
-                (None, None) => Err(storage("a batch order vanished")),
-            })
-            .collect()
-    }
-
-    /// The record of `key` the batch keeps, if any.
-    pub(crate) fn batch_key(batch: &PgBatch, key: &str) -> Option<IdempotencyRecord> {
-        batch
-            .keys
-            .get(key)
-            .map(|(fingerprint, response)| IdempotencyRecord {
-                fingerprint: fingerprint.clone(),
-                response: Response::Json(response.clone()),
-            })
-    }
-
-    /// [`oms_core::store::OrderStore::put_idempotency`] in a batch.
+    /// [`oms_core::store::OrderStore::put_idempotency`] in the open batch.
     pub(crate) fn batch_put_key(
         batch: &mut PgBatch,
         key: &str,
         record: &IdempotencyRecord,
     ) -> OmsResult<()> {
+        batch.check()?;
         batch.keep_key(key, record, None)
     }
 }

@@ -28,6 +28,7 @@ use oms_core::time::{Duration, IdGenerator, Timestamp};
 use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
 use crate::inventory::{self as ops, FirstRead, Key, Ledger, Lookup, OPEN_STATUSES};
 use crate::overlay::Journaled;
+use crate::pipeline::Layered;
 use crate::postgres::{prepared, PostgresStore, Statements, TxError};
 
 /// An [`InventoryStore`] on PostgreSQL, sharing the connection pool of a [`PostgresStore`].
@@ -122,9 +123,16 @@ impl PostgresInventory {
         let Some(open) = batch.as_mut() else {
             return Ok(None);
         };
+        open.check()?;
+        // Rows the open batch lacks are read through the batch whose commit is running, then
+        // the database.
+        let sealed = self.store.sealed_batch()?;
         self.store
             .read_only(|client, statements| {
-                let db = AsOms::new(PgLedger::new(client, statements));
+                let db = Layered {
+                    sealed: sealed.as_deref().map(|s| &s.overlay),
+                    db: AsOms::new(PgLedger::new(client, statements)),
+                };
                 let mut rows = AsTx {
                     inner: Journaled::new(db, &mut open.overlay),
                 };

@@ -243,3 +243,40 @@ fn a_rolled_back_batch_leaves_nothing_and_the_store_writes_directly_again() {
     t.batched.insert_order(&kept, &[], None).unwrap();
     assert_eq!(t.other.order_ids().unwrap(), vec![kept.id]);
 }
+
+#[test]
+fn a_rotation_whose_commit_fails_loses_the_batch_built_on_it() {
+    let t = two("batch_rotation_lost");
+    let ids = SequentialIds::default();
+    let placed = order(&ids);
+    t.other.insert_order(&placed, &[], None).unwrap();
+    t.batched.begin_batch().unwrap();
+    t.batched
+        .update_order(&moved_on(&placed), 1, &[], None)
+        .unwrap();
+    t.other
+        .update_order(&moved_on(&placed), 1, &[], None)
+        .unwrap();
+    let err = t.batched.rotate_batch().unwrap_err();
+    assert_eq!(err.code(), "conflict", "{err}");
+    // The batch opened by the rotation was built on the failed one: it refuses work.
+    assert!(t.batched.in_batch().unwrap());
+    let refused = t.batched.insert_order(&order(&ids), &[], None).unwrap_err();
+    assert!(
+        refused.to_string().contains("failed to commit"),
+        "{refused}"
+    );
+    assert!(t
+        .batched_inv
+        .receive(&sku(), &wh(), 1)
+        .unwrap_err()
+        .to_string()
+        .contains("failed to commit"));
+    assert_eq!(t.batched.commit_batch().unwrap_err().code(), "storage");
+    // Once it is gone, the store writes again.
+    t.batched.rollback_batch().unwrap();
+    let next = order(&ids);
+    t.batched.insert_order(&next, &[], None).unwrap();
+    assert_eq!(t.other.order_ids().unwrap(), vec![placed.id, next.id]);
+    assert_eq!(t.other_inv.stock(&sku(), &wh()).unwrap().on_hand, 5);
+}
