@@ -21,7 +21,10 @@
 //! [`SqliteStore::wait_for_commit`]).
 //! Threads sharing one [`SqliteStore`] can instead turn on group commit
 //! ([`SqliteStore::enable_group_commit`]): every write returns only once it is durable, and
-//! writes that arrive together share one commit. Every statement binds its parameters; no SQL is
+//! writes that arrive together share one commit; or share one batch, which any of them cuts
+//! with [`SqliteStore::rotate_batch`]. [`PostgresStore`] has batches too (see
+//! [`postgres_batch`]): operations run on memory and each batch commits in one transaction of
+//! a few statements, checked against what other connections wrote meanwhile. Every statement binds its parameters; no SQL is
 //! ever built from input.
 //!
 //! [`SqliteInventory`] and [`PostgresInventory`] implement `oms_core::inventory::InventoryStore`
