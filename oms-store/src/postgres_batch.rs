@@ -418,19 +418,32 @@ impl PostgresStore {
     /// The version of the stored order with `order`'s id or number, if there is one.
     pub(crate) fn stored_id_or_number(&self, order: &Order) -> OmsResult<Option<u64>> {
         let id = to_i64(order.id, "order id")?;
-        let number = order.number.as_str();
-        let stored = self.read_only(|client, statements| {
-            let statement = prepared(
-                client,
-                statements,
-                "SELECT version FROM orders WHERE id = $1 OR order_number = $2 LIMIT 1",
-            )?;
+        self.stored_version_where(
+            "SELECT version FROM orders WHERE id = $1 OR order_number = $2 LIMIT 1",
+            &[&id, &order.number.as_str()],
+        )
+    }
+
+    /// The stored version of order `id`, if it is stored.
+    fn stored_version(&self, id: u64) -> OmsResult<Option<u64>> {
+        let key = to_i64(id, "order id")?;
+        self.stored_version_where("SELECT version FROM orders WHERE id = $1", &[&key])
+    }
+
+    /// The version `sql` (one row of one version column, or none) reads.
+    fn stored_version_where(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> OmsResult<Option<u64>> {
+        let found = self.read_only(|client, statements| {
+            let statement = prepared(client, statements, sql)?;
             Ok(client
-                .query(&statement, &[&id, &number])?
+                .query(&statement, params)?
                 .first()
                 .map(|r| r.get::<_, i64>(0)))
         })?;
-        stored.map(|v| to_u64(v, "version")).transpose()
+        found.map(|v| to_u64(v, "version")).transpose()
     }
 
     /// [`oms_core::store::OrderStore::insert_order`] in the open batch `batch`, over the
@@ -515,23 +528,6 @@ impl PostgresStore {
         }
         batch.events.extend_from_slice(events);
         Ok(())
-    }
-
-    /// The stored version of order `id`, if it is stored.
-    fn stored_version(&self, id: u64) -> OmsResult<Option<u64>> {
-        let key = to_i64(id, "order id")?;
-        let found = self.read_only(|client, statements| {
-            let statement = prepared(
-                client,
-                statements,
-                "SELECT version FROM orders WHERE id = $1",
-            )?;
-            Ok(client
-                .query(&statement, &[&key])?
-                .first()
-                .map(|r| r.get::<_, i64>(0)))
-        })?;
-        found.map(|v| to_u64(v, "version")).transpose()
     }
 
     /// [`oms_core::store::OrderStore::put_idempotency`] in the open batch.

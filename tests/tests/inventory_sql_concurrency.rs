@@ -280,6 +280,25 @@ fn sqlite_never_oversells_with_64_threads_sharing_a_group_commit() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Run `work` while another thread calls `rotate` every 2 ms; how many rotations ran.
+fn rotating_every_2ms(rotate: impl Fn() + Sync, work: impl FnOnce()) -> u64 {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|scope| {
+        let rotator = scope.spawn(|| {
+            let mut n = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                thread::sleep(std::time::Duration::from_millis(2));
+                rotate();
+                n += 1;
+            }
+            n
+        });
+        work();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        rotator.join().unwrap()
+    })
+}
+
 #[test]
 fn sqlite_never_oversells_with_64_threads_sharing_a_rotated_pipelined_batch() {
     let dir = common::temp_dir("sqlite-oversell-pipelined");
@@ -289,25 +308,16 @@ fn sqlite_never_oversells_with_64_threads_sharing_a_rotated_pipelined_batch() {
     let store = shared.store();
     store.pipeline_batches().unwrap();
     store.begin_batch().unwrap();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let rotations = thread::scope(|scope| {
-        let rotator = scope.spawn(|| {
-            let mut n = 0u64;
-            while !done.load(std::sync::atomic::Ordering::Acquire) {
-                thread::sleep(std::time::Duration::from_millis(2));
-                store.rotate_batch().unwrap();
-                n += 1;
-            }
-            n
-        });
-        oversell_run(
-            "sqlite, one connection, pipelined batches rotated every 2 ms",
-            &*shared,
-            || Arc::clone(&shared),
-        );
-        done.store(true, std::sync::atomic::Ordering::Release);
-        rotator.join().unwrap()
-    });
+    let rotations = rotating_every_2ms(
+        || store.rotate_batch().unwrap(),
+        || {
+            oversell_run(
+                "sqlite, one connection, pipelined batches rotated every 2 ms",
+                &*shared,
+                || Arc::clone(&shared),
+            );
+        },
+    );
     store.commit_batch().unwrap();
     store.wait_for_commit().unwrap();
     assert!(rotations > 1, "the batch was rotated {rotations} times");
@@ -344,25 +354,16 @@ fn postgres_never_oversells_with_64_threads_sharing_a_rotated_batch() {
         oms_core::inventory::ReservationConfig::default(),
     ));
     store.begin_batch().unwrap();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let rotations = thread::scope(|scope| {
-        let rotator = scope.spawn(|| {
-            let mut n = 0u64;
-            while !done.load(std::sync::atomic::Ordering::Acquire) {
-                thread::sleep(std::time::Duration::from_millis(2));
-                store.rotate_batch().unwrap();
-                n += 1;
-            }
-            n
-        });
-        oversell_run(
-            "postgres, one pool, batches rotated every 2 ms",
-            &*shared,
-            || Arc::clone(&shared),
-        );
-        done.store(true, std::sync::atomic::Ordering::Release);
-        rotator.join().unwrap()
-    });
+    let rotations = rotating_every_2ms(
+        || store.rotate_batch().unwrap(),
+        || {
+            oversell_run(
+                "postgres, one pool, batches rotated every 2 ms",
+                &*shared,
+                || Arc::clone(&shared),
+            );
+        },
+    );
     store.commit_batch().unwrap();
     assert!(rotations > 1, "the batch was rotated {rotations} times");
     // Every batch was committed: another connection sees the same ledger.

@@ -11,42 +11,15 @@ use std::sync::Arc;
 
 use oms_core::events::Event;
 use oms_core::inventory::{InventoryStore, ReservationConfig, ReservationRequest, WarehouseId};
-use oms_core::lifecycle::Actor;
-use oms_core::money::{Currency, Money};
-use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft, Sku};
+use oms_core::order::{Order, Sku};
 use oms_core::store::OrderStore;
-use oms_core::time::{ManualClock, SequentialIds, Timestamp};
+use oms_core::time::{SequentialIds, Timestamp};
 use oms_store::{PostgresInventory, PostgresStore};
 
 const T0: Timestamp = Timestamp(1_000_000);
 
 fn order(ids: &SequentialIds) -> Order {
-    let usd = Currency::USD;
-    let draft = OrderDraft {
-        customer: Customer {
-            id: "c1".into(),
-            email: "c1@example.com".into(),
-            name: "C One".into(),
-        },
-        shipping_address: AddressInput {
-            name: "C One".into(),
-            line1: "1 Main St".into(),
-            city: "Springfield".into(),
-            postal_code: "12345".into(),
-            country: "US".into(),
-            ..AddressInput::default()
-        },
-        billing_address: None,
-        currency: usd,
-        lines: vec![LineItemInput::new(
-            "SKU-1",
-            2,
-            Money::parse("9.95", usd).unwrap(),
-        )],
-        promo_codes: vec![],
-    };
-    let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 12, 0, 0));
-    Order::create(&draft, &Actor::System, &clock, ids).unwrap()
+    common::placed_order(ids, "SKU-1")
 }
 
 fn sku() -> Sku {

@@ -2,42 +2,17 @@
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::{names, Event};
-use oms_core::lifecycle::{Actor, OrderStatus};
-use oms_core::money::{Currency, Money};
-use oms_core::order::{AddressInput, Customer, LineItemInput, Order, OrderDraft};
+use oms_core::lifecycle::OrderStatus;
+use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, MemoryStore, OrderStore, Response};
-use oms_core::time::{ManualClock, SequentialIds, Timestamp};
+use oms_core::time::SequentialIds;
 use oms_store::SqliteStore;
 
 mod common;
 use common::postgres_store;
 
 fn order(ids: &SequentialIds, sku: &str) -> Order {
-    let draft = OrderDraft {
-        customer: Customer {
-            id: "c1".into(),
-            email: "c1@example.com".into(),
-            name: "C One".into(),
-        },
-        shipping_address: AddressInput {
-            name: "C One".into(),
-            line1: "x'); DROP TABLE orders;--".into(),
-            city: "Zürich".into(),
-            postal_code: "8001".into(),
-            country: "CH".into(),
-            ..AddressInput::default()
-        },
-        billing_address: None,
-        currency: Currency::from_code("CHF").unwrap(),
-        lines: vec![LineItemInput::new(
-            sku,
-            2,
-            Money::parse("9.95", Currency::from_code("CHF").unwrap()).unwrap(),
-        )],
-        promo_codes: vec![],
-    };
-    let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 12, 0, 0));
-    Order::create(&draft, &Actor::System, &clock, ids).unwrap()
+    common::placed_order(ids, sku)
 }
 
 /// Every check of the suite, against one store.

@@ -255,3 +255,32 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A new order of 2 × `sku` at 9.95 CHF, shipped to an address that reads like SQL.
+pub fn placed_order(ids: &SequentialIds, sku: &str) -> Order {
+    let draft = OrderDraft {
+        customer: Customer {
+            id: "c1".into(),
+            email: "c1@example.com".into(),
+            name: "C One".into(),
+        },
+        shipping_address: AddressInput {
+            name: "C One".into(),
+            line1: "x'); DROP TABLE orders;--".into(),
+            city: "Zürich".into(),
+            postal_code: "8001".into(),
+            country: "CH".into(),
+            ..AddressInput::default()
+        },
+        billing_address: None,
+        currency: Currency::from_code("CHF").unwrap(),
+        lines: vec![LineItemInput::new(
+            sku,
+            2,
+            Money::parse("9.95", Currency::from_code("CHF").unwrap()).unwrap(),
+        )],
+        promo_codes: vec![],
+    };
+    let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 12, 0, 0));
+    Order::create(&draft, &Actor::System, &clock, ids).unwrap()
+}
