@@ -1911,8 +1911,9 @@ impl OrderStore for SqliteStore {
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.leave_pipeline()?;
-        // Each entry: the order already decoded (`Ok`), or its document text still to parse.
-        let slots: Vec<Result<Order, String>> = {
+        // Each entry: the order already decoded (`Ok`), or its document column still to unpack
+        // and parse.
+        let slots: Vec<Result<Order, rusqlite::types::Value>> = {
             let conn = self.lock()?;
             let deferred = self.deferred()?;
             let decoded = self.decoded()?;
@@ -1933,15 +1934,17 @@ impl OrderStore for SqliteStore {
                 } else if let Some((_, order)) = decoded.get(&id).filter(|(v, _)| *v == version) {
                     Ok(order.clone())
                 } else {
-                    Err(unpack(row.get_ref(2).map_err(storage)?)?)
+                    // Copied out as stored: decompressing, like parsing, is done apart.
+                    Err(row.get(2).map_err(storage)?)
                 });
             }
             slots
         };
-        // Parsing is pure work, done without the connection and spread over the cores.
+        // Unpacking and parsing are pure work, done without the connection and spread over
+        // the cores.
         let parsed = crate::parallel::map(&slots, |slot| match slot {
             Ok(_) => Ok(None),
-            Err(doc) => order_from_json(doc).map(Some),
+            Err(column) => order_from_json(&unpack(column.into())?).map(Some),
         });
         slots
             .into_iter()
