@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::Text;
 use crate::time::Timestamp;
 
 /// Event names. A status change of the order is published as `order.<status>` (so seed 004's
@@ -19,7 +20,37 @@ pub mod names {
 
     /// The event name of a move into `status`: `order.<status>`.
     pub fn status(status: OrderStatus) -> String {
-        format!("order.{}", status.as_str())
+        status_name(status).to_owned()
+    }
+
+    /// [`status`] without a copy: every status change raises one of these.
+    pub fn status_name(status: OrderStatus) -> &'static str {
+        match status {
+            OrderStatus::Pending => "order.pending",
+            OrderStatus::Validated => "order.validated",
+            OrderStatus::PaymentPending => "order.payment_pending",
+            OrderStatus::Authorized => "order.authorized",
+            OrderStatus::OnHold => "order.on_hold",
+            OrderStatus::Confirmed => "order.confirmed",
+            OrderStatus::Processing => "order.processing",
+            OrderStatus::Allocated => "order.allocated",
+            OrderStatus::Picked => "order.picked",
+            OrderStatus::Packed => "order.packed",
+            OrderStatus::AwaitingShipment => "order.awaiting_shipment",
+            OrderStatus::PartiallyShipped => "order.partially_shipped",
+            OrderStatus::Shipped => "order.shipped",
+            OrderStatus::InTransit => "order.in_transit",
+            OrderStatus::OutForDelivery => "order.out_for_delivery",
+            OrderStatus::PartiallyDelivered => "order.partially_delivered",
+            OrderStatus::Delivered => "order.delivered",
+            OrderStatus::Completed => "order.completed",
+            OrderStatus::ReturnRequested => "order.return_requested",
+            OrderStatus::ReturnApproved => "order.return_approved",
+            OrderStatus::ReturnRejected => "order.return_rejected",
+            OrderStatus::Refunded => "order.refunded",
+            OrderStatus::PaymentFailed => "order.payment_failed",
+            OrderStatus::Cancelled => "order.cancelled",
+        }
     }
 
     /// An order was placed.
@@ -71,8 +102,9 @@ pub struct Event {
     pub name: String,
     /// When it happened.
     pub at: Timestamp,
-    /// Key/value detail, in insertion order.
-    pub data: Vec<(String, String)>,
+    /// Key/value detail, in insertion order. [`Text`], so the fixed keys and the short values
+    /// (ids, amounts, statuses) of the events every operation raises cost no allocation.
+    pub data: Vec<(Text, Text)>,
 }
 
 impl Event {
@@ -90,12 +122,48 @@ impl Event {
 
     /// Add one key/value detail.
     pub fn with(mut self, key: &str, value: &impl ToString) -> Event {
-        self.data.push((key.to_owned(), value.to_string()));
+        self.data
+            .push((Text::from(key), Text::from(value.to_string())));
         self
     }
 
     /// The de-duplication key consumers use: `(order_id, version, name)`.
     pub fn dedup_key(&self) -> (u64, u64, &str) {
         (self.order_id, self.version, &self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::OrderStatus;
+
+    #[test]
+    fn every_status_event_is_named_order_dot_status() {
+        for status in OrderStatus::ALL {
+            assert_eq!(
+                names::status_name(status),
+                format!("order.{}", status.as_str())
+            );
+            assert_eq!(names::status(status), names::status_name(status));
+        }
+    }
+
+    #[test]
+    fn details_keep_their_order_and_serialize_as_string_pairs() {
+        let e = Event::new(1, 2, names::ORDER_CREATED, Timestamp(3))
+            .with("number", &"ORD-1")
+            .with("total", &12);
+        assert_eq!(
+            e.data,
+            [
+                ("number".into(), "ORD-1".into()),
+                ("total".into(), "12".into())
+            ]
+        );
+        let json = serde_json::to_string(&e.data).unwrap();
+        assert_eq!(json, r#"[["number","ORD-1"],["total","12"]]"#);
+        let back: Vec<(String, String)> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back[1], ("total".to_owned(), "12".to_owned()));
     }
 }

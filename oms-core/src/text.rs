@@ -50,6 +50,12 @@ impl Text {
         Text::from_static("")
     }
 
+    /// The text `value` displays as: written in place when it fits, so a short one (an id,
+    /// an amount) never allocates, where `value.to_string()` would.
+    pub fn display(value: &(impl fmt::Display + ?Sized)) -> Text {
+        Text(smol_str::ToSmolStr::to_smolstr(value))
+    }
+
     /// The text as a `&str`.
     pub fn as_str(&self) -> &str {
         self.0.as_str()

@@ -103,6 +103,32 @@ impl ser::Error for DigestError {
     }
 }
 
+/// A short text written in place; a text that does not fit is refused, and written out as a
+/// `String` instead.
+struct TextBuffer {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Default for TextBuffer {
+    fn default() -> Self {
+        TextBuffer {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl fmt::Write for TextBuffer {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// A sequence, map or struct being digested: counts its items for the closing frame.
 pub(crate) struct Compound<'a> {
     digest: &'a mut Digest,
@@ -196,6 +222,17 @@ impl<'a> ser::Serializer for &'a mut Digest {
     }
     fn serialize_str(self, v: &str) -> Result<(), DigestError> {
         self.bytes(v.as_bytes());
+        Ok(())
+    }
+    fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result<(), DigestError> {
+        // The same words as `serialize_str` of the text, which serde's default would build as
+        // a `String` first: every amount of every order is digested this way.
+        let mut buf = TextBuffer::default();
+        if fmt::write(&mut buf, format_args!("{value}")).is_ok() {
+            self.bytes(&buf.bytes[..buf.len]);
+        } else {
+            self.bytes(value.to_string().as_bytes());
+        }
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), DigestError> {
@@ -362,6 +399,23 @@ mod tests {
         let mut d = Digest::default();
         d.value(v).unwrap();
         d.finish()
+    }
+
+    /// Serializes through `collect_str`, as a decimal amount does.
+    struct Shown<'a>(&'a str);
+
+    impl Serialize for Shown<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self.0)
+        }
+    }
+
+    #[test]
+    fn a_collected_text_digests_as_the_same_string() {
+        let long = "x".repeat(200);
+        for text in ["", "12.34", "0.0000000000000000000000000001", long.as_str()] {
+            assert_eq!(of(&Shown(text)), of(text), "{text}");
+        }
     }
 
     #[derive(Serialize)]

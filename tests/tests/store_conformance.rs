@@ -97,7 +97,7 @@ pub fn conformance(store: &dyn OrderStore) {
         vec![(names::ORDER_CREATED, 1), (names::ORDER_UPDATED, 2)]
     );
     assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert_eq!(pending[0].data, vec![("sku".to_string(), "A".to_string())]);
+    assert_eq!(pending[0].data, vec![("sku".into(), "A".into())]);
     assert_eq!(store.pending_events(1).unwrap().len(), 1);
     store.ack_events(pending[0].seq).unwrap();
     assert_eq!(store.pending_events(10).unwrap(), pending[1..].to_vec());

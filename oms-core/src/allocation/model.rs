@@ -191,29 +191,29 @@ pub fn distance_decimal(km: f64) -> Decimal {
         .normalize()
 }
 
-fn check_id(field: &str, id: &str) -> OmsResult<()> {
+// The field path is built only when the check fails: validation runs on every allocation, and
+// naming every field up front would format a string per field per call.
+fn check_id(field: impl FnOnce() -> String, id: &str) -> OmsResult<()> {
     if id.trim().is_empty() {
-        return Err(OmsError::MissingField {
-            field: field.to_owned(),
-        });
+        return Err(OmsError::MissingField { field: field() });
     }
     Ok(())
 }
 
-fn check_point(field: &str, p: GeoPoint) -> OmsResult<()> {
+fn check_point(field: impl FnOnce() -> String, p: GeoPoint) -> OmsResult<()> {
     GeoPoint::new(p.lat, p.lng)
         .map(|_| ())
         .map_err(|e| match e {
             OmsError::InvalidField { field: f, reason } => {
-                OmsError::invalid(format!("{field}.{f}"), reason)
+                OmsError::invalid(format!("{}.{f}", field()), reason)
             }
             other => other,
         })
 }
 
-fn check_cost(field: &str, d: Decimal) -> OmsResult<()> {
+fn check_cost(field: impl FnOnce() -> String, d: Decimal) -> OmsResult<()> {
     if d.is_sign_negative() && !d.is_zero() {
-        return Err(OmsError::invalid(field, "must not be negative"));
+        return Err(OmsError::invalid(field(), "must not be negative"));
     }
     Ok(())
 }
@@ -223,59 +223,71 @@ impl AllocationProblem {
     pub fn validate(&self) -> OmsResult<()> {
         let mut ids = BTreeSet::new();
         for (i, w) in self.warehouses.iter().enumerate() {
-            let f = format!("warehouses[{i}]");
-            check_id(&format!("{f}.id"), &w.id)?;
+            let f = || format!("warehouses[{i}]");
+            check_id(|| format!("{}.id", f()), &w.id)?;
             if !ids.insert(w.id.as_str()) {
                 return Err(OmsError::invalid(
-                    format!("{f}.id"),
+                    format!("{}.id", f()),
                     "duplicate warehouse id",
                 ));
             }
-            check_point(&format!("{f}.location"), w.location)?;
-            check_cost(&format!("{f}.parcel_cost"), w.parcel_cost)?;
+            check_point(|| format!("{}.location", f()), w.location)?;
+            check_cost(|| format!("{}.parcel_cost", f()), w.parcel_cost)?;
             for (sku, c) in &w.item_cost {
-                check_cost(&format!("{f}.item_cost.{sku}"), *c)?;
+                check_cost(|| format!("{}.item_cost.{sku}", f()), *c)?;
             }
         }
         let mut ids = BTreeSet::new();
         for (i, d) in self.drivers.iter().enumerate() {
-            let f = format!("drivers[{i}]");
-            check_id(&format!("{f}.id"), &d.id)?;
+            let f = || format!("drivers[{i}]");
+            check_id(|| format!("{}.id", f()), &d.id)?;
             if !ids.insert(d.id.as_str()) {
-                return Err(OmsError::invalid(format!("{f}.id"), "duplicate driver id"));
+                return Err(OmsError::invalid(
+                    format!("{}.id", f()),
+                    "duplicate driver id",
+                ));
             }
-            check_point(&format!("{f}.location"), d.location)?;
+            check_point(|| format!("{}.location", f()), d.location)?;
             if d.min_capacity > d.max_capacity {
                 return Err(OmsError::invalid(
-                    format!("{f}.min_capacity"),
+                    format!("{}.min_capacity", f()),
                     "must not exceed max_capacity",
                 ));
             }
         }
         let mut ids = BTreeSet::new();
         for (i, o) in self.orders.iter().enumerate() {
-            let f = format!("orders[{i}]");
-            check_id(&format!("{f}.id"), &o.id)?;
+            let f = || format!("orders[{i}]");
+            check_id(|| format!("{}.id", f()), &o.id)?;
             if !ids.insert(o.id.as_str()) {
-                return Err(OmsError::invalid(format!("{f}.id"), "duplicate order id"));
+                return Err(OmsError::invalid(
+                    format!("{}.id", f()),
+                    "duplicate order id",
+                ));
             }
-            check_point(&format!("{f}.customer_location"), o.customer_location)?;
+            check_point(|| format!("{}.customer_location", f()), o.customer_location)?;
             if o.lines.is_empty() {
                 return Err(OmsError::MissingField {
-                    field: format!("{f}.lines"),
+                    field: format!("{}.lines", f()),
                 });
             }
             for (j, l) in o.lines.iter().enumerate() {
                 if l.quantity == 0 || u64::from(l.quantity) > MAX_LINE_QUANTITY {
                     return Err(OmsError::invalid(
-                        format!("{f}.lines[{j}].quantity"),
+                        format!("{}.lines[{j}].quantity", f()),
                         "must be within 1..=1000000",
                     ));
                 }
             }
         }
-        check_cost("shipping.base_per_unit", self.shipping.base_per_unit)?;
-        check_cost("shipping.per_unit_km", self.shipping.per_unit_km)?;
+        check_cost(
+            || "shipping.base_per_unit".to_owned(),
+            self.shipping.base_per_unit,
+        )?;
+        check_cost(
+            || "shipping.per_unit_km".to_owned(),
+            self.shipping.per_unit_km,
+        )?;
         Ok(())
     }
 
@@ -302,7 +314,7 @@ impl AllocationOptions {
 
     /// Check the option values.
     pub fn validate(&self) -> OmsResult<()> {
-        check_cost("unfilled_penalty", self.unfilled_penalty)?;
+        check_cost(|| "unfilled_penalty".to_owned(), self.unfilled_penalty)?;
         if self.max_splits == Some(0) {
             return Err(OmsError::invalid("max_splits", "must be at least 1"));
         }

@@ -73,23 +73,41 @@ pub trait FraudSignals: Send + Sync {
 /// The normalized form of an address used for blacklists and velocity: lower case, single
 /// spaces, the fields that locate a door (not the recipient name).
 pub fn address_key(address: &Address) -> String {
-    [
+    let parts = [
         address.line1.as_str(),
         address.line2.as_str(),
         address.city.as_str(),
         address.region.as_str(),
         address.postal_code.as_str(),
         address.country.as_str(),
-    ]
-    .iter()
-    .map(|part| {
-        part.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase()
-    })
-    .collect::<Vec<_>>()
-    .join("|")
+    ];
+    // Written into one string: every order is screened and recorded by this key.
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push('|');
+        }
+        if part.is_ascii() {
+            // ASCII lowers one byte at a time; `to_lowercase` below would give the same.
+            for (j, word) in part.split_whitespace().enumerate() {
+                if j > 0 {
+                    key.push(' ');
+                }
+                key.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+            }
+        } else {
+            // Unicode lower case depends on a letter's neighbours (a final sigma), so the
+            // part is joined first and lowered as a whole.
+            key.push_str(
+                &part
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase(),
+            );
+        }
+    }
+    key
 }
 
 /// The order being screened.
@@ -644,6 +662,46 @@ pub(crate) mod tests {
 
     fn usd(s: &str) -> Money {
         Money::parse(s, Currency::USD).unwrap()
+    }
+
+    #[test]
+    fn address_keys_are_lower_case_single_spaced_fields_joined_by_bars() {
+        // The key as first defined: each field's words joined by one space, lowered.
+        fn reference(a: &Address) -> String {
+            [
+                a.line1.as_str(),
+                a.line2.as_str(),
+                a.city.as_str(),
+                a.region.as_str(),
+                a.postal_code.as_str(),
+                a.country.as_str(),
+            ]
+            .iter()
+            .map(|p| {
+                p.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase()
+            })
+            .collect::<Vec<_>>()
+            .join("|")
+        }
+        for (line1, region) in [
+            ("1 Main St", ""),
+            ("  12   ELM\tStreet ", "NY"),
+            ("ΟΔΟΣ ΑΘΗΝΑΣ 5", "Ἀττική"),
+            ("Straße 7", " Bayern "),
+        ] {
+            // Set directly: the key must hold for any text, valid as an address or not.
+            let mut a = addr("1 Main St");
+            a.line1 = line1.into();
+            a.region = region.into();
+            assert_eq!(address_key(&a), reference(&a), "{line1:?}");
+        }
+        assert_eq!(
+            address_key(&addr("  1  Main St ")),
+            "1 main st||springfield||12345|us"
+        );
     }
 
     pub(crate) fn input() -> FraudInput {

@@ -182,13 +182,9 @@ fn every_active_shipment_at(order: &Order, status: FulfillmentStatus) -> bool {
 }
 
 /// The `shipment.updated` event's data: the shipment, its new status, then `extra`.
-fn shipment_data(
-    shipment_id: u64,
-    status: String,
-    extra: Vec<(String, String)>,
-) -> Vec<(String, String)> {
+fn shipment_data(shipment_id: u64, status: Text, extra: Vec<(Text, Text)>) -> Vec<(Text, Text)> {
     let mut data = vec![
-        ("shipment".into(), shipment_id.to_string()),
+        ("shipment".into(), Text::display(&shipment_id)),
         ("status".into(), status),
     ];
     data.extend(extra);
@@ -291,7 +287,7 @@ impl OrderService {
                     names::PAYMENT_FAILED,
                     now,
                     vec![
-                        ("payment".into(), id),
+                        ("payment".into(), Text::from(id)),
                         ("capture".into(), "authorization expired".into()),
                     ],
                 );
@@ -307,8 +303,8 @@ impl OrderService {
                         names::PAYMENT_CAPTURED,
                         self.now(),
                         vec![
-                            ("payment".into(), id),
-                            ("amount".into(), amount.amount().to_string()),
+                            ("payment".into(), Text::from(id)),
+                            ("amount".into(), Text::display(&amount.amount())),
                         ],
                     );
                 }
@@ -318,8 +314,8 @@ impl OrderService {
                         names::PAYMENT_FAILED,
                         self.now(),
                         vec![
-                            ("payment".into(), id),
-                            ("capture".into(), format!("{other:?}")),
+                            ("payment".into(), Text::from(id)),
+                            ("capture".into(), Text::display(&format_args!("{other:?}"))),
                         ],
                     );
                 }
@@ -608,7 +604,7 @@ impl OrderService {
                     shipment_data(
                         shipment_id,
                         "handed_to_carrier".into(),
-                        vec![("tracking".into(), tracking.clone())],
+                        vec![("tracking".into(), Text::from(&tracking))],
                     ),
                 );
                 self.follow_shipments(&mut ch, actor)?;
@@ -665,7 +661,11 @@ impl OrderService {
                 ch.event(
                     names::SHIPMENT_UPDATED,
                     now,
-                    shipment_data(shipment_id, format!("{status:?}"), vec![]),
+                    shipment_data(
+                        shipment_id,
+                        Text::display(&format_args!("{status:?}")),
+                        vec![],
+                    ),
                 );
                 self.follow_shipments(&mut ch, actor)?;
                 match update {

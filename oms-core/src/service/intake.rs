@@ -99,9 +99,9 @@ impl OrderService {
             names::ORDER_CREATED,
             now,
             vec![
-                ("number".into(), ch.order.number.to_string()),
-                ("total".into(), price.total.amount().to_string()),
-                ("currency".into(), price.currency.code().to_owned()),
+                ("number".into(), ch.order.number.clone()),
+                ("total".into(), Text::display(&price.total.amount())),
+                ("currency".into(), Text::from(price.currency.code())),
             ],
         );
         let guard = GuardContext::default();
@@ -123,9 +123,9 @@ impl OrderService {
             vec![
                 (
                     "verdict".into(),
-                    format!("{:?}", decision.verdict).to_lowercase(),
+                    Text::from(format!("{:?}", decision.verdict).to_lowercase()),
                 ),
-                ("score".into(), decision.score.to_string()),
+                ("score".into(), Text::display(&decision.score)),
             ],
         );
         if decision.verdict == FraudVerdict::Reject {
@@ -260,7 +260,7 @@ impl OrderService {
                 self.now(),
                 vec![
                     ("strategy".into(), "optimal".into()),
-                    ("cost".into(), plan.total_cost.to_string()),
+                    ("cost".into(), Text::display(&plan.total_cost)),
                 ],
             );
         } else {
@@ -282,7 +282,12 @@ impl OrderService {
         let items = held
             .items
             .iter()
-            .map(|i| (format!("{}@{}", i.sku, i.warehouse), i.quantity.to_string()))
+            .map(|i| {
+                (
+                    Text::display(&format_args!("{}@{}", i.sku, i.warehouse)),
+                    Text::display(&i.quantity),
+                )
+            })
             .collect();
         ch.event(names::ORDER_RESERVED, self.now(), items);
         Ok(())
@@ -387,8 +392,8 @@ impl OrderService {
                     names::PAYMENT_AUTHORIZED,
                     now,
                     vec![
-                        ("payment".into(), id),
-                        ("amount".into(), due.amount().to_string()),
+                        ("payment".into(), Text::from(id)),
+                        ("amount".into(), Text::display(&due.amount())),
                     ],
                 );
                 Paid::Authorized
@@ -398,7 +403,10 @@ impl OrderService {
                 ch.event(
                     names::PAYMENT_FAILED,
                     now,
-                    vec![("payment".into(), id), ("reason".into(), reason.clone())],
+                    vec![
+                        ("payment".into(), Text::from(id)),
+                        ("reason".into(), Text::from(&reason)),
+                    ],
                 );
                 Paid::Declined(reason)
             }
@@ -406,7 +414,10 @@ impl OrderService {
                 ch.event(
                     names::PAYMENT_FAILED,
                     now,
-                    vec![("payment".into(), id), ("unresolved".into(), reason)],
+                    vec![
+                        ("payment".into(), Text::from(id)),
+                        ("unresolved".into(), Text::from(reason)),
+                    ],
                 );
                 Paid::Unresolved
             }
@@ -483,7 +494,7 @@ impl OrderService {
 
     /// The fulfillment branch of the fork: group the held units by warehouse and check each
     /// parcel can be picked (slotting) and packed (a box fits). Pure: nothing is written.
-    fn prepare_fulfillment(&self, order: &Order) -> OmsResult<Vec<(String, String)>> {
+    fn prepare_fulfillment(&self, order: &Order) -> OmsResult<Vec<(Text, Text)>> {
         let fc = &self.config.fulfillment;
         let per_wh = self.held_by_warehouse(order)?;
         let items = fc.item_specs(order);
@@ -492,7 +503,7 @@ impl OrderService {
             let lines: Vec<(crate::order::Sku, u32)> = lines.into_iter().collect();
             let contents = crate::fulfillment::pack::contents(&lines, &items)?;
             let chosen = crate::fulfillment::pack::choose_box(&fc.boxes, contents)?;
-            parcels.push((wh, chosen.id.clone()));
+            parcels.push((Text::from(wh), Text::from(&chosen.id)));
         }
         Ok(parcels)
     }
@@ -567,7 +578,7 @@ impl OrderService {
                 ch.event(
                     names::PAYMENT_VOIDED,
                     self.now(),
-                    vec![("payment".into(), id)],
+                    vec![("payment".into(), Text::from(id))],
                 );
             }
         }

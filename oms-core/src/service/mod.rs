@@ -258,7 +258,7 @@ impl Change {
     }
 
     /// Record a non-status event at the order's (advanced) version.
-    fn event(&mut self, name: &str, at: Timestamp, data: Vec<(String, String)>) {
+    fn event(&mut self, name: &str, at: Timestamp, data: Vec<(Text, Text)>) {
         self.advance(at);
         let mut e = Event::new(self.order.id, self.order.version, name, at);
         e.data = data;
@@ -418,18 +418,22 @@ impl OrderService {
         let mut e = Event::new(
             change.order.id,
             change.order.version,
-            &names::status(entry.to),
+            names::status_name(entry.to),
             now,
         );
+        // Fixed names and the entry's own reason: no detail of a status event allocates.
         e.data = vec![
             (
-                "from".into(),
+                Text::from_static("from"),
                 entry
                     .from
-                    .map_or_else(String::new, |s| s.as_str().to_owned()),
+                    .map_or_else(Text::empty, |s| Text::from_static(s.as_str())),
             ),
-            ("event".into(), event.as_str().to_owned()),
-            ("reason".into(), entry.reason.as_str().to_owned()),
+            (
+                Text::from_static("event"),
+                Text::from_static(event.as_str()),
+            ),
+            (Text::from_static("reason"), entry.reason.clone()),
         ];
         change.events.push(e);
         Ok(())

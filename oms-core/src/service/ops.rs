@@ -100,7 +100,7 @@ impl OrderService {
                 ch.event(
                     names::REFUND_ISSUED,
                     self.now(),
-                    vec![("amount".into(), refundable.amount().to_string())],
+                    vec![("amount".into(), Text::display(&refundable.amount()))],
                 );
                 if processed.outcome != Outcome::Succeeded {
                     return Err(OmsError::GatewayError {
@@ -194,7 +194,7 @@ impl OrderService {
                 ch.event(
                     names::ORDER_UPDATED,
                     now,
-                    vec![("added_line".into(), line_id.to_string())],
+                    vec![("added_line".into(), Text::display(&line_id))],
                 );
                 self.commit_order(ch, idem)
             },
@@ -503,7 +503,7 @@ impl OrderService {
         ch.event(
             names::RESERVATION_EXPIRED,
             now,
-            vec![("reservation".into(), reservation_id.to_string())],
+            vec![("reservation".into(), Text::display(&reservation_id))],
         );
         if !unpaid {
             self.commit(ch, None, |_| Ok(()))?;

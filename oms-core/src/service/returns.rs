@@ -58,7 +58,7 @@ impl OrderService {
                 ch.event(
                     names::RETURN_REQUESTED,
                     now,
-                    vec![("return".into(), id.to_string())],
+                    vec![("return".into(), Text::display(&id))],
                 );
                 if ch.order.status == OrderStatus::Delivered {
                     let guard = Self::guard(&ch.order);
@@ -119,8 +119,8 @@ impl OrderService {
                     names::RETURN_APPROVED,
                     now,
                     vec![
-                        ("return".into(), return_id.to_string()),
-                        ("refund".into(), total.amount().to_string()),
+                        ("return".into(), Text::display(&return_id)),
+                        ("refund".into(), Text::display(&total.amount())),
                     ],
                 );
                 if ch.order.status == OrderStatus::ReturnRequested {
@@ -162,8 +162,8 @@ impl OrderService {
                     names::RETURN_REJECTED,
                     now,
                     vec![
-                        ("return".into(), return_id.to_string()),
-                        ("reason".into(), reason.to_owned()),
+                        ("return".into(), Text::display(&return_id)),
+                        ("reason".into(), Text::from(reason)),
                     ],
                 );
                 if ch.order.status == OrderStatus::ReturnRequested {
@@ -242,8 +242,8 @@ impl OrderService {
                     names::RETURN_RECEIVED,
                     now,
                     vec![
-                        ("return".into(), return_id.to_string()),
-                        ("items_ok".into(), items_ok.to_string()),
+                        ("return".into(), Text::display(&return_id)),
+                        ("items_ok".into(), Text::display(&items_ok)),
                     ],
                 );
                 let guard = Self::guard(&ch.order);
@@ -330,7 +330,7 @@ impl OrderService {
             ch.event(
                 names::REFUND_ISSUED,
                 self.now(),
-                vec![("amount".into(), part.amount().to_string())],
+                vec![("amount".into(), Text::display(&part.amount()))],
             );
             left = left.checked_sub(&part)?;
         }
