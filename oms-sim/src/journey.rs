@@ -750,8 +750,9 @@ impl Sim {
         })
     }
 
-    /// Check the world and build the report, reading the orders a page at a time (so memory
-    /// does not grow with the size of the book), then the outbox, then the stock rows.
+    /// Check the world and build the report: the orders a page at a time (so memory does not
+    /// grow with the size of the book) while the outbox is drained beside them, then the stock
+    /// rows.
     fn finish(self, config: &SimConfig, initial: u64) -> OmsResult<SimReport> {
         let mut inv = Invariants::default();
         let mut digest = Digest::default();
@@ -766,45 +767,47 @@ impl Sim {
         let mut sample: Vec<Order> = Vec::new();
         let mut metrics = self.svc.metrics_tally();
         let store = self.orders.as_ref();
-        let mut book = pages(store);
-        let next_page = move || book.next().transpose();
-        read_ahead(next_page, |page| {
-            for o in &page {
-                stock_of_order(o, &mut stock);
-                money_of_order(o, &mut money, &mut v_money)?;
-                payments_of_order(o, &mut v_payments);
-                state_of_order(o, self.inventory.as_ref(), &mut v_states)?;
-                versions.push((o.id, o.version, o.number.clone()));
-                metrics.add(o);
-                digest.value(o)?;
-            }
-            if sample.len() < SOURCING_SAMPLE {
-                sample.extend(
-                    page.iter()
-                        .filter(|o| !o.shipments.is_empty())
-                        .take(SOURCING_SAMPLE - sample.len())
-                        .cloned(),
-                );
-            }
-            Ok(())
-        })?;
-        let mut events = EventTally::default();
-        // The outbox is drained as a publisher would: read, acknowledge, read on.
-        let next_events = || {
-            let batch = store.pending_events(10_000)?;
-            let Some(last) = batch.last().map(|e| e.seq) else {
-                return Ok(None);
-            };
-            store.ack_events(last)?;
-            Ok(Some(batch))
-        };
-        read_ahead(next_events, |batch| {
-            for e in &batch {
-                events.add(e);
-                digest.value(e)?;
-            }
-            Ok(())
-        })?;
+        let inventory = self.inventory.as_ref();
+        // The two reads share nothing until the end, so each runs on its own thread (and the
+        // outbox's digest is mixed into the orders' as one word).
+        let (outbox, orders) = std::thread::scope(|scope| {
+            let outbox = scope.spawn(|| drain_outbox(store));
+            let orders = read_ahead(
+                {
+                    let mut book = pages(store);
+                    move || book.next().transpose()
+                },
+                |page| {
+                    for o in &page {
+                        stock_of_order(o, &mut stock);
+                        money_of_order(o, &mut money, &mut v_money)?;
+                        payments_of_order(o, &mut v_payments);
+                        state_of_order(o, inventory, &mut v_states)?;
+                        versions.push((o.id, o.version, o.number.clone()));
+                        metrics.add(o);
+                        digest.value(o)?;
+                    }
+                    if sample.len() < SOURCING_SAMPLE {
+                        sample.extend(
+                            page.iter()
+                                .filter(|o| !o.shipments.is_empty())
+                                .take(SOURCING_SAMPLE - sample.len())
+                                .cloned(),
+                        );
+                    }
+                    Ok(())
+                },
+            );
+            let outbox = outbox.join().unwrap_or_else(|_| {
+                Err(OmsError::Storage {
+                    reason: "the thread reading the outbox panicked".into(),
+                })
+            });
+            (outbox, orders)
+        });
+        orders?;
+        let (events, outbox_digest) = outbox?;
+        digest.word(outbox_digest.finish());
         let levels = self.inventory.levels()?;
         check_stock(&levels, &mut stock, &mut inv.violations);
         inv.violations.extend(v_money);
@@ -859,6 +862,29 @@ impl From<DigestError> for OmsError {
             reason: e.to_string(),
         }
     }
+}
+
+/// Drain the outbox as a publisher would (read, acknowledge, read on), tallying every event
+/// and taking the digest of all of them in order.
+fn drain_outbox(store: &dyn OrderStore) -> OmsResult<(EventTally, Digest)> {
+    let mut events = EventTally::default();
+    let mut digest = Digest::default();
+    let next_events = || {
+        let batch = store.pending_events(10_000)?;
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            return Ok(None);
+        };
+        store.ack_events(last)?;
+        Ok(Some(batch))
+    };
+    read_ahead(next_events, |batch| {
+        for e in &batch {
+            events.add(e);
+            digest.value(e)?;
+        }
+        Ok(())
+    })?;
+    Ok((events, digest))
 }
 
 /// Orders whose sourcing is compared with the nearest-warehouse and priority baselines.
