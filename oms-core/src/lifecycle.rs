@@ -166,8 +166,11 @@ impl fmt::Display for OrderStatus {
 }
 
 /// Who performs an operation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+///
+/// Text formats (JSON) write it as `{"kind": "customer", "id": "cust-1"}` (`{"kind":
+/// "system"}` for the system); compact binary formats, which cannot read that shape back,
+/// write the variant and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Actor {
     /// A customer, by customer id: may act only on their own orders.
     Customer(Text),
@@ -175,6 +178,55 @@ pub enum Actor {
     Staff(Text),
     /// The system itself (jobs, automatic transitions).
     System,
+}
+
+/// [`Actor`] as text formats write it.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+enum TaggedActor<T> {
+    Customer(T),
+    Staff(T),
+    System,
+}
+
+/// [`Actor`] as compact binary formats write it.
+#[derive(Serialize, Deserialize)]
+enum PlainActor<T> {
+    Customer(T),
+    Staff(T),
+    System,
+}
+
+impl Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let human = s.is_human_readable();
+        match (self, human) {
+            (Actor::Customer(id), true) => TaggedActor::Customer(id).serialize(s),
+            (Actor::Staff(id), true) => TaggedActor::Staff(id).serialize(s),
+            (Actor::System, true) => TaggedActor::<&Text>::System.serialize(s),
+            (Actor::Customer(id), false) => PlainActor::Customer(id).serialize(s),
+            (Actor::Staff(id), false) => PlainActor::Staff(id).serialize(s),
+            (Actor::System, false) => PlainActor::<&Text>::System.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Actor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(if d.is_human_readable() {
+            match TaggedActor::<Text>::deserialize(d)? {
+                TaggedActor::Customer(id) => Actor::Customer(id),
+                TaggedActor::Staff(id) => Actor::Staff(id),
+                TaggedActor::System => Actor::System,
+            }
+        } else {
+            match PlainActor::<Text>::deserialize(d)? {
+                PlainActor::Customer(id) => Actor::Customer(id),
+                PlainActor::Staff(id) => Actor::Staff(id),
+                PlainActor::System => Actor::System,
+            }
+        })
+    }
 }
 
 impl fmt::Display for Actor {
@@ -680,6 +732,37 @@ mod tests {
     use crate::time::{ManualClock, SequentialIds};
     use proptest::prelude::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn actors_keep_their_json_shape() {
+        let cases = [
+            (
+                Actor::Customer("cust-1".into()),
+                r#"{"kind":"customer","id":"cust-1"}"#,
+            ),
+            (Actor::Staff("ops".into()), r#"{"kind":"staff","id":"ops"}"#),
+            (Actor::System, r#"{"kind":"system"}"#),
+        ];
+        for (actor, json) in cases {
+            assert_eq!(serde_json::to_string(&actor).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Actor>(json).unwrap(), actor);
+        }
+        assert!(serde_json::from_str::<Actor>(r#"{"kind":"robot","id":"r"}"#).is_err());
+        assert!(serde_json::from_str::<Actor>(r#"{"kind":"customer"}"#).is_err());
+    }
+
+    #[test]
+    fn actors_round_trip_through_a_compact_binary_format() {
+        for actor in [
+            Actor::Customer("cust-1".into()),
+            Actor::Staff("ops".into()),
+            Actor::System,
+        ] {
+            let bytes = postcard::to_stdvec(&actor).unwrap();
+            assert_eq!(postcard::from_bytes::<Actor>(&bytes).unwrap(), actor);
+        }
+        assert!(postcard::from_bytes::<Actor>(&[9]).is_err());
+    }
 
     fn order() -> Order {
         let draft = OrderDraft {

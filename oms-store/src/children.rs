@@ -18,7 +18,7 @@ use oms_core::error::OmsResult;
 use oms_core::events::Event;
 use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::order::Order;
-use oms_core::store::{order_response_of_json, IdempotencyRecord, Keyed, Response};
+use oms_core::store::{IdempotencyRecord, Keyed, Response};
 
 use crate::codec::{actor_text, pack, storage, to_i64, to_json};
 use crate::sqlite::Deferred;
@@ -48,25 +48,12 @@ struct HeldKey {
 /// [`Response::WrittenOrder`] record responds with.
 pub(crate) type KeyRow<'a> = (&'a str, &'a IdempotencyRecord, Option<&'a Order>);
 
-/// Order documents a commit has encoded already, by order id: the version and its JSON.
-pub(crate) type Docs<'a> = HashMap<u64, (u64, &'a str)>;
-
-/// The response column of a row: the record's JSON, or the JSON of the order it responds with
-/// (from `docs` when the commit stores that very version).
-fn response_json((_, record, order): &KeyRow<'_>, docs: Option<&Docs<'_>>) -> OmsResult<String> {
-    let Some(order) = order else {
-        return record.response_json().map(str::to_owned);
-    };
-    if record.response == Response::WrittenOrder {
-        if let Some((_, doc)) = docs
-            .and_then(|d| d.get(&order.id))
-            .filter(|(version, _)| *version == order.version)
-        {
-            // A version is written once: the same version is the same order.
-            return Ok(order_response_of_json(doc));
-        }
+/// The response column of a row: the record's JSON, or the JSON of the order it responds with.
+fn response_json((_, record, order): &KeyRow<'_>) -> OmsResult<String> {
+    match order {
+        Some(order) => record.written_json(order),
+        None => record.response_json().map(str::to_owned),
     }
-    record.written_json(order)
 }
 
 /// One audit row with its columns encoded.
@@ -190,7 +177,7 @@ pub(crate) fn write_rows(
     events: &[Event],
     keys: &[KeyRow<'_>],
 ) -> OmsResult<()> {
-    let encoded = encode_rows(audit, events, keys, true, None)?;
+    let encoded = encode_rows(audit, events, keys, true)?;
     insert_encoded(conn, audit, events, keys, encoded)
 }
 
@@ -210,7 +197,6 @@ pub(crate) fn encode_rows(
     events: &[Event],
     keys: &[KeyRow<'_>],
     spread: bool,
-    docs: Option<&Docs<'_>>,
 ) -> OmsResult<EncodedRows> {
     fn each<T: Sync, R: Send>(spread: bool, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
         if spread {
@@ -232,11 +218,9 @@ pub(crate) fn encode_rows(
     let data = each(spread, events, |e| to_json(&e.data))
         .into_iter()
         .collect::<OmsResult<Vec<String>>>()?;
-    let responses = each(spread, keys, |row| {
-        response_json(row, docs).map(|r| pack(&r))
-    })
-    .into_iter()
-    .collect::<OmsResult<Vec<Value>>>()?;
+    let responses = each(spread, keys, |row| response_json(row).map(|r| pack(&r)))
+        .into_iter()
+        .collect::<OmsResult<Vec<Value>>>()?;
     Ok(EncodedRows {
         audit,
         data,

@@ -446,6 +446,49 @@ mod tests {
     }
 
     #[test]
+    fn reads_after_a_pipelined_commit_returned_see_the_whole_batch() {
+        let (_path, store, _inv) = pipelined("read-after-commit");
+        let ids = SequentialIds::default();
+        let mut expected = Vec::new();
+        for round in 0..100 {
+            store.begin_batch().unwrap();
+            let o = order(&ids);
+            let created = Event::new(o.id, 1, names::ORDER_CREATED, o.created_at);
+            store.insert_order(&o, &[created], None).unwrap();
+            expected.push(o.id);
+            store.commit_batch().unwrap();
+            // The commit may still be running, but it holds the connection before the batch
+            // call returns: whoever gets the connection next finds the batch written.
+            if let Some(conn) = store.try_writer() {
+                let stored: i64 = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM orders WHERE id = ?1",
+                        [i64::try_from(o.id).unwrap()],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    stored, 1,
+                    "round {round}: the connection was free before the commit"
+                );
+            }
+            let elsewhere = std::thread::scope(|s| {
+                s.spawn(|| store.pending_events(1000).unwrap().len())
+                    .join()
+                    .unwrap()
+            });
+            assert_eq!(elsewhere, round + 1, "round {round}");
+            let seen: Vec<u64> = store
+                .orders_after(0, 1000)
+                .unwrap()
+                .iter()
+                .map(|o| o.id)
+                .collect();
+            assert_eq!(seen, expected, "round {round}");
+        }
+    }
+
+    #[test]
     fn a_read_of_the_outbox_continues_the_batch_as_an_ordinary_one() {
         let (path, store, _inv) = pipelined("continued");
         let ids = SequentialIds::default();

@@ -17,9 +17,9 @@ use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 
-use crate::children::{encode_rows, insert_encoded, write_rows, Docs, HeldRows, KeyRow};
+use crate::children::{encode_rows, insert_encoded, write_rows, HeldRows, KeyRow};
 use crate::codec::{
-    from_json, order_from_json, order_to_json, pack, storage, to_i64, to_json, to_u64, unpack,
+    from_json, order_column, order_from_column, storage, to_i64, to_json, to_u64, unpack,
 };
 use crate::group::GroupCommit;
 use crate::overlay::InventoryOverlay;
@@ -323,6 +323,12 @@ impl SqliteStore {
         self.writer()
     }
 
+    /// The writing connection if no one holds it, without waiting for a commit.
+    #[cfg(test)]
+    pub(crate) fn try_writer(&self) -> Option<MutexGuard<'_, Connection>> {
+        self.conn.try_lock().ok()
+    }
+
     fn writer(&self) -> OmsResult<MutexGuard<'_, Connection>> {
         self.conn
             .lock()
@@ -407,7 +413,7 @@ impl SqliteStore {
             apart,
             || {
                 // The receiver is gone only if the writing side already failed.
-                let _ = encoded_tx.send(encode_rows(&audit, held.events(), &keys, false, None));
+                let _ = encoded_tx.send(encode_rows(&audit, held.events(), &keys, false));
                 rows.iter()
                     .zip(encoded)
                     .map(|(row, done)| done.map_or_else(|| order_row_values(&row.order), Ok))
@@ -920,16 +926,11 @@ fn write_children(
 }
 
 fn order_row_values(order: &Order) -> OmsResult<RowValues> {
-    row_values(order, &order_to_json(order)?)
-}
-
-/// [`order_row_values`] with the order's document already encoded.
-fn row_values(order: &Order, doc: &str) -> OmsResult<RowValues> {
     Ok((
         order.book_value()?.amount().to_string(),
         to_json(&order.shipping_address)?,
         to_json(&order.billing_address)?,
-        pack(doc),
+        order_column(order)?,
     ))
 }
 
@@ -1261,17 +1262,16 @@ impl SqliteStore {
                 return Ok(order.clone());
             }
         }
-        let doc = conn
+        let order = conn
             .prepare_cached(sql_document)
             .map_err(storage)
             .and_then(|mut s| {
                 let mut rows = s.query([key]).map_err(storage)?;
                 match rows.next().map_err(storage)? {
-                    Some(row) => unpack(row.get_ref(0).map_err(storage)?),
+                    Some(row) => order_from_column(row.get_ref(0).map_err(storage)?),
                     None => Err(storage("order row vanished while reading")),
                 }
             })?;
-        let order = order_from_json(&doc)?;
         if order.version == version {
             self.remember(order.clone())?;
         }
@@ -1310,32 +1310,21 @@ fn commit_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult
 
 fn write_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<()> {
     check_data_version(conn, expected)?;
-    // Every document encoded once, up front: an idempotency record that responds with an
-    // order at the version this commit stores reuses it.
-    let documents = sealed
-        .orders
-        .values()
-        .map(|row| Ok((row, order_to_json(&row.order)?)))
-        .collect::<OmsResult<Vec<(&Deferred, String)>>>()?;
-    let docs: Docs<'_> = documents
-        .iter()
-        .map(|(row, doc)| (row.order.id, (row.order.version, doc.as_str())))
-        .collect();
-    for (row, doc) in documents.iter().filter(|(row, _)| row.new) {
-        insert_order_row(conn, &row.order, row_values(&row.order, doc)?)?;
+    for row in sealed.orders.values().filter(|row| row.new) {
+        insert_order_row(conn, &row.order, order_row_values(&row.order)?)?;
         write_items(conn, &row.order)?;
     }
     sealed.overlay.write_to(&mut SqliteLedger { conn })?;
     let audit = sealed.held.audit_entries(&sealed.orders)?;
     let keys = sealed.held.key_records();
     // This thread is already the second core's work: no further threads for the encoding.
-    let encoded = encode_rows(&audit, sealed.held.events(), &keys, false, Some(&docs))?;
+    let encoded = encode_rows(&audit, sealed.held.events(), &keys, false)?;
     insert_encoded(conn, &audit, sealed.held.events(), &keys, encoded)?;
-    for (row, doc) in documents.iter().filter(|(row, _)| !row.new) {
+    for row in sealed.orders.values().filter(|row| !row.new) {
         update_order_row(
             conn,
             &row.order,
-            row_values(&row.order, doc)?,
+            order_row_values(&row.order)?,
             row.lines_digest,
         )?;
         if row.rewrite_items {
@@ -1601,12 +1590,16 @@ impl SqliteStore {
         let expected = p.data_version;
         let rows = Arc::clone(&sealed);
         let checkpoint = p.checkpoint.clone();
+        let (holding, held) = std::sync::mpsc::sync_channel::<()>(1);
         let handle = std::thread::Builder::new()
             .name("oms-sqlite-commit".into())
             .spawn(move || {
                 let conn = conn
                     .lock()
                     .map_err(|_| storage("sqlite connection lock poisoned"))?;
+                // The caller waits for this: a read on the connection after the batch call
+                // returned comes after the commit, never before it.
+                let _ = holding.send(());
                 commit_sealed(&conn, &rows, expected)?;
                 if let Some(wake) = checkpoint {
                     // The checkpointer is gone only if the store is being dropped.
@@ -1617,6 +1610,10 @@ impl SqliteStore {
             .map_err(storage)?;
         p.sealed = Some(sealed);
         p.in_flight = Some(handle);
+        drop(p);
+        drop(_op);
+        // An error here means the thread ended without the connection; its outcome says why.
+        let _ = held.recv();
         Ok(())
     }
 
@@ -1944,7 +1941,7 @@ impl OrderStore for SqliteStore {
         // the cores.
         let parsed = crate::parallel::map(&slots, |slot| match slot {
             Ok(_) => Ok(None),
-            Err(column) => order_from_json(&unpack(column.into())?).map(Some),
+            Err(column) => order_from_column(column.into()).map(Some),
         });
         slots
             .into_iter()
