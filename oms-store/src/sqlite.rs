@@ -1575,7 +1575,7 @@ impl SqliteStore {
                 "this batch is lost: the batch before it failed to commit ({reason})"
             )));
         }
-        let _op = match rotating {
+        let op = match rotating {
             Some(op) => op,
             None => self.op()?,
         };
@@ -1611,7 +1611,7 @@ impl SqliteStore {
         p.sealed = Some(sealed);
         p.in_flight = Some(handle);
         drop(p);
-        drop(_op);
+        drop(op);
         // An error here means the thread ended without the connection; its outcome says why.
         let _ = held.recv();
         Ok(())
