@@ -720,7 +720,7 @@ pub fn update_order_status(
     order.status = to;
     order.version = version;
     order.updated_at = now;
-    order.history.push(entry.clone());
+    order.history.push(std::sync::Arc::new(entry.clone()));
     Ok(entry)
 }
 
@@ -961,7 +961,7 @@ mod tests {
             (o.status, o.version, o.updated_at),
             (S::Validated, 2, Timestamp(42))
         );
-        assert_eq!(o.history.last(), Some(&entry));
+        assert_eq!(o.history.last().map(|h| &**h), Some(&entry));
 
         let before = o.clone();
         let err = update_order_status(
@@ -1053,7 +1053,7 @@ mod tests {
                         prop_assert!(!before.status.is_terminal());
                         prop_assert_eq!(o.history.len(), before.history.len() + 1);
                         prop_assert_eq!(o.version, before.version + 1);
-                        prop_assert_eq!(o.history.last(), Some(&entry));
+                        prop_assert_eq!(o.history.last().map(|h| &**h), Some(&entry));
                         prop_assert_eq!(Some(before.status), entry.from);
                         prop_assert_eq!(next_status(before.status, event, &ctx), Ok(o.status));
                     }

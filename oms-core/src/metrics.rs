@@ -402,7 +402,7 @@ mod tests {
         };
         let mut o = Order::create(&draft, &Actor::System, &clock, ids).unwrap();
         for s in path {
-            o.history.push(AuditEntry {
+            o.history.push(std::sync::Arc::new(AuditEntry {
                 from: Some(o.status),
                 to: *s,
                 event: "test".into(),
@@ -410,7 +410,7 @@ mod tests {
                 metadata: vec![],
                 actor: Actor::System,
                 at: o.created_at,
-            });
+            }));
             o.status = *s;
         }
         o

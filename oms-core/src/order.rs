@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -477,8 +478,9 @@ pub struct Order {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
-    /// Audit trail of status changes, oldest first.
-    pub history: Vec<AuditEntry>,
+    /// Audit trail of status changes, oldest first. Entries never change once written, so
+    /// copies of the order share them.
+    pub history: Vec<Arc<AuditEntry>>,
     /// The order's payments: the first authorization, and any top-up after an edit.
     #[serde(default)]
     pub payments: Vec<Payment>,
@@ -566,7 +568,7 @@ impl Order {
         order.id = ids.next_id("order");
         order.number = order_number(order.id, now).into();
         order.version = 1;
-        order.history.push(AuditEntry {
+        order.history.push(Arc::new(AuditEntry {
             from: None,
             to: OrderStatus::Pending,
             event: Text::from_static("create"),
@@ -574,7 +576,7 @@ impl Order {
             metadata: Vec::new(),
             actor: actor.clone(),
             at: now,
-        });
+        }));
         Ok(order)
     }
 

@@ -149,7 +149,7 @@ impl HeldRows {
                 .get(order_id)
                 .and_then(|d| d.order.history.get(range.clone()))
                 .ok_or_else(|| storage(format!("held audit rows of order {order_id} are lost")))?;
-            audit.extend(history.iter().map(|h| (*order_id, h)));
+            audit.extend(history.iter().map(|h| (*order_id, &**h)));
         }
         Ok(audit)
     }

@@ -916,7 +916,7 @@ fn write_children(
         .history
         .iter()
         .skip(stored_history)
-        .map(|h| (order.id, h))
+        .map(|h| (order.id, &**h))
         .collect();
     let keys: Vec<KeyRow<'_>> = idempotency
         .into_iter()
