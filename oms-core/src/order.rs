@@ -487,9 +487,10 @@ pub struct Order {
     /// Ids of the inventory reservations holding this order's stock.
     #[serde(default)]
     pub reservations: Vec<u64>,
-    /// The fraud screening decision, once screened.
+    /// The fraud screening decision, once screened (never changed after; copies of the order
+    /// share it).
     #[serde(default)]
-    pub fraud: Option<FraudDecision>,
+    pub fraud: Option<Arc<FraudDecision>>,
     /// The manual review, when screening asked for one.
     #[serde(default)]
     pub review: Option<FraudReview>,

@@ -116,7 +116,7 @@ impl OrderService {
 
         // Fraud first: nothing is held or charged for an order that is going to be refused.
         let decision = self.screen(&ch.order, payment)?;
-        ch.order.fraud = Some(decision.clone());
+        ch.order.fraud = Some(std::sync::Arc::new(decision.clone()));
         ch.event(
             names::ORDER_SCREENED,
             now,

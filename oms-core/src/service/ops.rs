@@ -335,7 +335,7 @@ impl OrderService {
                 }
                 let verdict = ch.order.fraud.as_ref().map(|d| d.verdict);
                 if verdict == Some(FraudVerdict::ManualReview) {
-                    if let Some(d) = ch.order.fraud.clone() {
+                    if let Some(d) = ch.order.fraud.as_deref().cloned() {
                         ch.order.review =
                             Some(crate::fraud::FraudReview::open(&ch.order.number, d)?);
                     }
