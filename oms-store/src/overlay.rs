@@ -10,7 +10,9 @@
 //! that fails is undone in the overlay from its journal, as a savepoint would undo it in the
 //! database.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use rustc_hash::FxBuildHasher;
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::inventory::{Reservation, StockLevel, StockRow, WarehouseId};
@@ -155,10 +157,11 @@ struct WarehouseSlot {
 /// The inventory rows of the open transaction (see the module documentation).
 #[derive(Debug, Default)]
 pub(crate) struct InventoryOverlay {
-    levels: BTreeMap<Key, LevelSlot>,
+    // Looked up several times per operation: hashed (the commit writes them in key order).
+    levels: HashMap<Key, LevelSlot, FxBuildHasher>,
     reservations: ReservationSlots,
-    skus: BTreeMap<Sku, bool>,
-    warehouses: BTreeMap<WarehouseId, WarehouseSlot>,
+    skus: HashMap<Sku, bool, FxBuildHasher>,
+    warehouses: HashMap<WarehouseId, WarehouseSlot, FxBuildHasher>,
     /// Orders whose reservations in the database have all been read into the overlay.
     orders_read: BTreeSet<u64>,
 }
@@ -199,13 +202,24 @@ impl InventoryOverlay {
     /// overlay (a pipelined batch's rows stay readable while its commit runs).
     pub(crate) fn write_to<L: Ledger<Error = OmsError>>(&self, db: &mut L) -> OmsResult<()> {
         let overlay = self;
-        for (warehouse, slot) in &overlay.warehouses {
-            if slot.added {
-                db.add_warehouse(warehouse)?;
-            }
+        let mut added: Vec<&WarehouseId> = overlay
+            .warehouses
+            .iter()
+            .filter(|(_, slot)| slot.added)
+            .map(|(warehouse, _)| warehouse)
+            .collect();
+        added.sort_unstable();
+        for warehouse in added {
+            db.add_warehouse(warehouse)?;
         }
-        for (key, slot) in &overlay.levels {
-            if let (true, Some(level)) = (slot.dirty, slot.level) {
+        let mut dirty: Vec<(&Key, &LevelSlot)> = overlay
+            .levels
+            .iter()
+            .filter(|(_, slot)| slot.dirty)
+            .collect();
+        dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, slot) in dirty {
+            if let Some(level) = slot.level {
                 db.write_level(key, slot.read, level)?;
             }
         }
@@ -380,7 +394,11 @@ impl<'a, L: Ledger<Error = OmsError>> Journaled<'a, L> {
     }
 }
 
-fn restore<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, before: Option<V>) {
+fn restore<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, V, FxBuildHasher>,
+    key: K,
+    before: Option<V>,
+) {
     match before {
         Some(v) => {
             map.insert(key, v);
