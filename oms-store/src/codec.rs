@@ -32,10 +32,10 @@ const COMPACT_ORDER: [u8; 5] = [0, 0, 0, 0, 1];
 /// forms written before it.
 pub(crate) fn order_column(order: &Order) -> OmsResult<rusqlite::types::Value> {
     let bytes = postcard::to_stdvec(order).map_err(storage)?;
-    let mut out = Vec::with_capacity(COMPACT_ORDER.len() + 4 + bytes.len() / 2);
-    out.extend_from_slice(&COMPACT_ORDER);
-    out.extend_from_slice(&lz4_flex::compress_prepend_size(&bytes));
-    Ok(rusqlite::types::Value::Blob(out))
+    let packed = lz4_flex::compress_prepend_size(&bytes);
+    Ok(rusqlite::types::Value::Blob(
+        [&COMPACT_ORDER[..], &packed].concat(),
+    ))
 }
 
 /// The order in a document column: the compact encoding of [`order_column`], or JSON as

@@ -115,8 +115,8 @@ impl OrderService {
         )?;
 
         // Fraud first: nothing is held or charged for an order that is going to be refused.
-        let decision = self.screen(&ch.order, payment)?;
-        ch.order.fraud = Some(std::sync::Arc::new(decision.clone()));
+        let decision = std::sync::Arc::new(self.screen(&ch.order, payment)?);
+        ch.order.fraud = Some(std::sync::Arc::clone(&decision));
         ch.event(
             names::ORDER_SCREENED,
             now,
