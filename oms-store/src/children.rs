@@ -20,7 +20,7 @@ use oms_core::lifecycle::{AuditEntry, OrderStatus};
 use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, Response};
 
-use crate::codec::{actor_text, pack, storage, to_i64, to_json};
+use crate::codec::{actor_text, response_column, storage, to_i64, to_json};
 use crate::sqlite::Deferred;
 
 /// The held rows of the open transaction, in the order their operations ran.
@@ -48,12 +48,18 @@ struct HeldKey {
 /// [`Response::WrittenOrder`] record responds with.
 pub(crate) type KeyRow<'a> = (&'a str, &'a IdempotencyRecord, Option<&'a Order>);
 
-/// The response column of a row: the record's JSON, or the JSON of the order it responds with.
-fn response_json((_, record, order): &KeyRow<'_>) -> OmsResult<String> {
-    match order {
-        Some(order) => record.written_json(order),
-        None => record.response_json().map(str::to_owned),
+/// The response column of a row (see [`response_column`]), taken from `known` when it has the
+/// document of the order the record responds with already encoded.
+fn response_value(
+    (_, record, order): &KeyRow<'_>,
+    known: &(dyn Fn(&Order) -> Option<Value> + Sync),
+) -> OmsResult<Value> {
+    if let (Response::WrittenOrder, Some(order)) = (&record.response, order) {
+        if let Some(doc) = known(order) {
+            return Ok(doc);
+        }
     }
+    response_column(record, *order)
 }
 
 /// One audit row with its columns encoded.
@@ -177,7 +183,7 @@ pub(crate) fn write_rows(
     events: &[Event],
     keys: &[KeyRow<'_>],
 ) -> OmsResult<()> {
-    let encoded = encode_rows(audit, events, keys, true)?;
+    let encoded = encode_rows(audit, events, keys, &|_| None, true)?;
     insert_encoded(conn, audit, events, keys, encoded)
 }
 
@@ -190,12 +196,15 @@ pub(crate) struct EncodedRows {
     responses: Vec<Value>,
 }
 
-/// Encode the columns of the rows [`insert_encoded`] writes; `spread` spreads the work over
-/// the cores (leave it off on a thread that already runs beside another).
+/// Encode the columns of the rows [`insert_encoded`] writes; `known` gives an order's document
+/// when the same write encodes it anyway (an idempotency record responding with that order
+/// then stores the same bytes), and `spread` spreads the work over the cores (leave it off on a
+/// thread that already runs beside another).
 pub(crate) fn encode_rows(
     audit: &[(u64, &AuditEntry)],
     events: &[Event],
     keys: &[KeyRow<'_>],
+    known: &(dyn Fn(&Order) -> Option<Value> + Sync),
     spread: bool,
 ) -> OmsResult<EncodedRows> {
     fn each<T: Sync, R: Send>(spread: bool, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -218,7 +227,7 @@ pub(crate) fn encode_rows(
     let data = each(spread, events, |e| to_json(&e.data))
         .into_iter()
         .collect::<OmsResult<Vec<String>>>()?;
-    let responses = each(spread, keys, |row| response_json(row).map(|r| pack(&r)))
+    let responses = each(spread, keys, |row| response_value(row, known))
         .into_iter()
         .collect::<OmsResult<Vec<Value>>>()?;
     Ok(EncodedRows {

@@ -3,6 +3,7 @@
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::lifecycle::Actor;
 use oms_core::order::Order;
+use oms_core::store::{order_response_json, IdempotencyRecord, Response};
 
 /// Any backend error as the core's storage error.
 pub(crate) fn storage(e: impl std::fmt::Display) -> OmsError {
@@ -48,6 +49,32 @@ pub(crate) fn order_from_column(value: rusqlite::types::ValueRef<'_>) -> OmsResu
         }
     }
     order_from_json(&unpack(value)?)
+}
+
+/// The SQLite column value of an idempotency record's response. A record that responds with
+/// the order written with it (`order`) stores that order's compact document, the same bytes as
+/// the order's own row of that version, so no JSON is written for it; any other record stores
+/// its JSON as [`pack`] does. [`response_from_column`] reads either back as JSON.
+pub(crate) fn response_column(
+    record: &IdempotencyRecord,
+    order: Option<&Order>,
+) -> OmsResult<rusqlite::types::Value> {
+    match (&record.response, order) {
+        (Response::WrittenOrder, Some(order)) => order_column(order),
+        _ => Ok(pack(record.response_json()?)),
+    }
+}
+
+/// The JSON of a response column: `{"Ok": order}` for an order's compact document (exactly
+/// what serializing the response writes, as the document reads back equal to the order it
+/// encodes), otherwise the JSON text [`pack`] stored.
+pub(crate) fn response_from_column(value: rusqlite::types::ValueRef<'_>) -> OmsResult<String> {
+    if let rusqlite::types::ValueRef::Blob(b) = value {
+        if b.starts_with(&COMPACT_ORDER) {
+            return order_response_json(&order_from_column(value)?);
+        }
+    }
+    unpack(value)
 }
 
 /// Text at least this long is stored compressed: below it the saving is smaller than a page's
@@ -107,9 +134,11 @@ pub(crate) fn to_u64(v: i64, what: &str) -> OmsResult<u64> {
 #[cfg(test)]
 mod tests {
     use super::{
-        order_column, order_from_column, order_to_json, pack, unpack, COMPACT_ORDER, PACK_FROM,
+        order_column, order_from_column, order_to_json, pack, response_column,
+        response_from_column, unpack, COMPACT_ORDER, PACK_FROM,
     };
     use oms_core::order::Order;
+    use oms_core::store::{order_response_json, IdempotencyRecord, Response};
     use rusqlite::types::{Value, ValueRef};
 
     fn read(v: &Value) -> Result<String, String> {
@@ -191,6 +220,52 @@ mod tests {
         bytes.extend_from_slice(&lz4_flex::compress_prepend_size(&[0xff; 40]));
         assert_eq!(read_order(&Value::Blob(bytes)), Err("storage".into()));
         assert_eq!(read_order(&Value::Integer(3)), Err("storage".into()));
+    }
+
+    fn read_response(v: &Value) -> Result<String, String> {
+        response_from_column(ValueRef::from(v)).map_err(|e| e.code().to_owned())
+    }
+
+    #[test]
+    fn a_response_with_the_written_order_is_that_orders_document_and_reads_as_its_json() {
+        let order = sample_order();
+        let record = IdempotencyRecord {
+            fingerprint: "create_order:f".into(),
+            response: Response::WrittenOrder,
+        };
+        let column = response_column(&record, Some(&order)).unwrap();
+        assert_eq!(column, order_column(&order).unwrap());
+        assert_eq!(
+            read_response(&column).unwrap(),
+            order_response_json(&order).unwrap()
+        );
+        // Without the order written with it there is nothing to store.
+        assert_eq!(
+            response_column(&record, None).map_err(|e| e.code().to_owned()),
+            Err("storage".into())
+        );
+    }
+
+    #[test]
+    fn other_responses_are_stored_as_json_and_read_back_unchanged() {
+        let order = sample_order();
+        let long = order_response_json(&order).unwrap();
+        for json in [r#"{"Err":{"code":"conflict"}}"#.to_owned(), long] {
+            let record = IdempotencyRecord {
+                fingerprint: "cancel_order:f".into(),
+                response: Response::Json(json.clone()),
+            };
+            // A record with its own JSON keeps it, whatever order was written with it.
+            for with in [None, Some(&order)] {
+                let column = response_column(&record, with).unwrap();
+                assert_eq!(column, pack(&json));
+                assert_eq!(read_response(&column).unwrap(), json);
+            }
+        }
+        assert_eq!(
+            read_response(&Value::Blob(vec![0, 0, 0, 0, 1, 9])),
+            Err("storage".into())
+        );
     }
 
     #[test]

@@ -365,19 +365,33 @@ mod tests {
         store.update_order(&later, 1, &[], None).unwrap();
         store.commit_batch().unwrap();
         store.wait_for_commit().unwrap();
-        let stored = |key: &str| {
+        let (stored, document) = {
             let conn = store.lock().unwrap();
-            let packed: rusqlite::types::Value = conn
-                .query_row(
-                    "SELECT response FROM idempotency_keys WHERE key = ?1",
-                    [key],
-                    |r| r.get(0),
-                )
-                .unwrap();
-            crate::codec::unpack((&packed).into()).unwrap()
+            let column = |sql: &str, key: &dyn rusqlite::ToSql| -> rusqlite::types::Value {
+                conn.query_row(sql, [key], |r| r.get(0)).unwrap()
+            };
+            let response = "SELECT response FROM idempotency_keys WHERE key = ?1";
+            let document = "SELECT document FROM orders WHERE id = ?1";
+            (
+                [column(response, &"k-kept"), column(response, &"k-changed")],
+                [column(document, &kept.id), column(document, &changed.id)],
+            )
         };
-        assert_eq!(stored("k-kept"), order_response_json(&kept).unwrap());
-        assert_eq!(stored("k-changed"), order_response_json(&changed).unwrap());
+        // The kept order's record holds the very bytes of its row; the changed one's holds the
+        // version it responded with, which its row no longer does.
+        assert_eq!(stored[0], document[0]);
+        assert_ne!(stored[1], document[1]);
+        let json =
+            |v: &rusqlite::types::Value| crate::codec::response_from_column(v.into()).unwrap();
+        assert_eq!(json(&stored[0]), order_response_json(&kept).unwrap());
+        assert_eq!(json(&stored[1]), order_response_json(&changed).unwrap());
+        for (key, o) in [("k-kept", &kept), ("k-changed", &changed)] {
+            let read = store.idempotency(key).unwrap().unwrap();
+            assert_eq!(
+                read.response_json().unwrap(),
+                order_response_json(o).unwrap()
+            );
+        }
         assert_eq!(store.order(changed.id).unwrap(), later);
     }
 

@@ -19,7 +19,8 @@ use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 
 use crate::children::{encode_rows, insert_encoded, write_rows, HeldRows, KeyRow};
 use crate::codec::{
-    from_json, order_column, order_from_column, storage, to_i64, to_json, to_u64, unpack,
+    from_json, order_column, order_from_column, response_from_column, storage, to_i64, to_json,
+    to_u64,
 };
 use crate::group::GroupCommit;
 use crate::overlay::InventoryOverlay;
@@ -413,7 +414,8 @@ impl SqliteStore {
             apart,
             || {
                 // The receiver is gone only if the writing side already failed.
-                let _ = encoded_tx.send(encode_rows(&audit, held.events(), &keys, false));
+                let _ =
+                    encoded_tx.send(encode_rows(&audit, held.events(), &keys, &|_| None, false));
                 rows.iter()
                     .zip(encoded)
                     .map(|(row, done)| done.map_or_else(|| order_row_values(&row.order), Ok))
@@ -1310,28 +1312,46 @@ fn commit_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult
 
 fn write_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<()> {
     check_data_version(conn, expected)?;
-    for row in sealed.orders.values().filter(|row| row.new) {
-        insert_order_row(conn, &row.order, order_row_values(&row.order)?)?;
-        write_items(conn, &row.order)?;
-    }
-    sealed.overlay.write_to(&mut SqliteLedger { conn })?;
+    // Every order's columns are encoded first: an idempotency record that responds with an
+    // order as the batch leaves it stores that same document.
+    let mut values = sealed
+        .orders
+        .iter()
+        .map(|(id, row)| Ok((*id, Some(order_row_values(&row.order)?))))
+        .collect::<OmsResult<BTreeMap<u64, Option<RowValues>>>>()?;
+    let known = |order: &Order| {
+        let row = sealed.orders.get(&order.id)?;
+        let doc = &values.get(&order.id)?.as_ref()?.3;
+        (row.order == *order).then(|| doc.clone())
+    };
     let audit = sealed.held.audit_entries(&sealed.orders)?;
     let keys = sealed.held.key_records();
     // This thread is already the second core's work: no further threads for the encoding.
-    let encoded = encode_rows(&audit, sealed.held.events(), &keys, false)?;
-    insert_encoded(conn, &audit, sealed.held.events(), &keys, encoded)?;
-    for row in sealed.orders.values().filter(|row| !row.new) {
-        update_order_row(
-            conn,
-            &row.order,
-            order_row_values(&row.order)?,
-            row.lines_digest,
-        )?;
-        if row.rewrite_items {
+    let encoded = encode_rows(&audit, sealed.held.events(), &keys, &known, false)?;
+    for (row, values) in sealed.orders.values().zip(values.values_mut()) {
+        if row.new {
+            insert_order_row(conn, &row.order, taken(values)?)?;
             write_items(conn, &row.order)?;
         }
     }
+    sealed.overlay.write_to(&mut SqliteLedger { conn })?;
+    insert_encoded(conn, &audit, sealed.held.events(), &keys, encoded)?;
+    for (row, values) in sealed.orders.values().zip(values.values_mut()) {
+        if !row.new {
+            update_order_row(conn, &row.order, taken(values)?, row.lines_digest)?;
+            if row.rewrite_items {
+                write_items(conn, &row.order)?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// The encoded columns of one order row, written once.
+fn taken(values: &mut Option<RowValues>) -> OmsResult<RowValues> {
+    values
+        .take()
+        .ok_or_else(|| storage("an order row's columns were written twice"))
 }
 
 impl SqliteStore {
@@ -1734,7 +1754,7 @@ fn stored_key(conn: &Connection, key: &str) -> OmsResult<Option<IdempotencyRecor
         .map(|(fingerprint, response)| {
             Ok(IdempotencyRecord {
                 fingerprint,
-                response: Response::Json(unpack((&response).into())?),
+                response: Response::Json(response_from_column((&response).into())?),
             })
         })
         .transpose()
