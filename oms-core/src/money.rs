@@ -392,8 +392,63 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount, self.currency)
+        let mut buf = [0u8; DECIMAL_TEXT];
+        f.write_str(decimal_text(&self.amount, &mut buf))?;
+        write!(f, " {}", self.currency)
     }
+}
+
+/// Serialize a `Decimal` as its text, exactly as its own `Serialize` does, by [`decimal_text`]
+/// (for `#[serde(serialize_with)]` on the decimals every stored order carries).
+pub(crate) fn serialize_decimal<S: serde::Serializer>(
+    d: &Decimal,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let mut buf = [0u8; DECIMAL_TEXT];
+    s.serialize_str(decimal_text(d, &mut buf))
+}
+
+/// Room for any `Decimal`'s text: 29 digits, a point, a sign, and a zero before the point.
+pub(crate) const DECIMAL_TEXT: usize = 32;
+
+/// `d` exactly as its `Display` writes it without a width or precision (digits, a point
+/// before the last `scale` of them, a zero before a leading point, a minus sign when
+/// negative), written into `buf` without the formatting machinery: every amount of every
+/// stored document, event and digest is written this way, and the general path costs several
+/// times as much.
+pub(crate) fn decimal_text<'b>(d: &Decimal, buf: &'b mut [u8; DECIMAL_TEXT]) -> &'b str {
+    let scale = d.scale() as usize;
+    let mut n = d.mantissa().unsigned_abs();
+    let mut at = buf.len();
+    let mut digits = 0;
+    // Right to left; at most 29 digits and three more bytes, so `at` never underflows.
+    loop {
+        if digits == scale && scale > 0 {
+            at -= 1;
+            buf[at] = b'.';
+        }
+        // 64-bit arithmetic once the value fits (a 128-bit division is a library call).
+        let digit = if let Ok(small) = u64::try_from(n) {
+            n = u128::from(small / 10);
+            small % 10
+        } else {
+            let digit = (n % 10) as u64;
+            n /= 10;
+            digit
+        };
+        at -= 1;
+        buf[at] = b'0' + digit as u8;
+        digits += 1;
+        if n == 0 && digits > scale {
+            break;
+        }
+    }
+    if d.is_sign_negative() {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    // Only ASCII digits, '.' and '-' were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 /// Serialized as `{"amount": "12.34", "currency": "USD"}`; the amount is a string so no JSON
@@ -405,7 +460,8 @@ impl Serialize for Money {
         struct AsText<'a>(&'a Decimal);
         impl Serialize for AsText<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self.0)
+                let mut buf = [0u8; DECIMAL_TEXT];
+                s.serialize_str(decimal_text(self.0, &mut buf))
             }
         }
         let mut st = s.serialize_struct("Money", 2)?;
@@ -676,5 +732,54 @@ mod tests {
             let m = Money::from_minor(minor, currency);
             prop_assert_eq!(m.to_minor().unwrap(), minor);
         }
+
+        #[test]
+        fn decimal_text_is_display(
+            lo in any::<u32>(),
+            mid in any::<u32>(),
+            hi in any::<u32>(),
+            negative in any::<bool>(),
+            scale in 0u32..=28,
+            small in any::<bool>(),
+        ) {
+            // Half the cases small mantissas (amounts), half across all 96 bits.
+            let (mid, hi) = if small { (mid % 4, 0) } else { (mid, hi) };
+            let d = Decimal::from_parts(lo, mid, hi, negative, scale);
+            let mut buf = [0u8; DECIMAL_TEXT];
+            prop_assert_eq!(decimal_text(&d, &mut buf), d.to_string());
+        }
+    }
+
+    #[test]
+    fn decimal_text_edges() {
+        let cases = [
+            Decimal::ZERO,
+            Decimal::from_parts(0, 0, 0, true, 0),
+            Decimal::from_parts(0, 0, 0, true, 2),
+            Decimal::from_parts(0, 0, 0, false, 28),
+            Decimal::from_parts(5, 0, 0, false, 2),
+            Decimal::from_parts(5, 0, 0, true, 28),
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::from_parts(u32::MAX, u32::MAX, u32::MAX, true, 28),
+            Decimal::from_parts(0, 0, 1, false, 3),
+            Decimal::from(u64::MAX),
+            Decimal::from_parts(1, 0, 0, false, 1),
+        ];
+        for d in cases {
+            let mut buf = [0u8; DECIMAL_TEXT];
+            assert_eq!(decimal_text(&d, &mut buf), d.to_string(), "{d:?}");
+            // and the same value as the decimal's own serialization
+            assert_eq!(
+                serialize_decimal(&d, serde_json::value::Serializer).unwrap(),
+                serde_json::to_value(d).unwrap()
+            );
+        }
+        let m = Money::new(Decimal::new(-1234, 2), Currency::USD).unwrap();
+        assert_eq!(m.to_string(), "-12.34 USD");
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"amount":"-12.34","currency":"USD"}"#
+        );
     }
 }

@@ -163,6 +163,7 @@ pub struct LinePrice {
     /// The order line.
     pub line_id: u32,
     /// The tax rate applied (a fraction).
+    #[serde(serialize_with = "crate::money::serialize_decimal")]
     pub tax_rate: Decimal,
     /// The line's parts.
     pub charges: LineCharges,

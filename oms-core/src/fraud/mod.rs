@@ -367,10 +367,13 @@ pub struct SignalContribution {
     /// The signal.
     pub signal: FraudSignal,
     /// How strongly it fired, in `[0, 1]`.
+    #[serde(serialize_with = "crate::money::serialize_decimal")]
     pub strength: Decimal,
     /// Its configured weight.
+    #[serde(serialize_with = "crate::money::serialize_decimal")]
     pub weight: Decimal,
     /// `weight × strength`, at four decimals: its share of the score.
+    #[serde(serialize_with = "crate::money::serialize_decimal")]
     pub contribution: Decimal,
     /// The fact behind it, in words.
     pub detail: Text,
@@ -380,6 +383,7 @@ pub struct SignalContribution {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FraudDecision {
     /// The score: exactly the sum of the contributions.
+    #[serde(serialize_with = "crate::money::serialize_decimal")]
     pub score: Decimal,
     /// The verdict the thresholds give for the score.
     pub verdict: FraudVerdict,
