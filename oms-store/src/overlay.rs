@@ -793,4 +793,53 @@ mod tests {
             ReservationStatus::Released
         );
     }
+
+    #[test]
+    fn reservation_documents_are_compact_and_json_written_before_still_reads() {
+        let (_path, inv) = stocked("documents");
+        let held = hold(&inv, 7, "WH1", 2);
+        let committed = inv.commit(held.id, T0).unwrap();
+        let store = inv.store();
+        let id = i64::try_from(held.id).unwrap();
+        let document = |sql: &str| -> rusqlite::types::Value {
+            store
+                .lock()
+                .unwrap()
+                .query_row(sql, [id], |r| r.get(0))
+                .unwrap()
+        };
+        let stored = document("SELECT document FROM inventory_reservations WHERE id = ?1");
+        let rusqlite::types::Value::Blob(bytes) = &stored else {
+            panic!("a reservation document is a compact blob: {stored:?}");
+        };
+        let json = serde_json::to_string(&committed).unwrap();
+        assert!(
+            bytes.len() < json.len(),
+            "{} vs {}",
+            bytes.len(),
+            json.len()
+        );
+        assert_eq!(inv.reservation(held.id).unwrap(), committed);
+        // A row written as JSON text reads back the same, by id, by order and when expiring.
+        store
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE inventory_reservations SET document = ?2 WHERE id = ?1",
+                rusqlite::params![id, json],
+            )
+            .unwrap();
+        assert_eq!(inv.reservation(held.id).unwrap(), committed);
+        assert_eq!(inv.reservations_for_order(7).unwrap(), vec![committed]);
+        // A damaged document is a storage error, not a panic.
+        store
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE inventory_reservations SET document = X'0000000001FF' WHERE id = ?1",
+                [id],
+            )
+            .unwrap();
+        assert_eq!(inv.reservation(held.id).unwrap_err().code(), "storage");
+    }
 }

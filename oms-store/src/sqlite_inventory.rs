@@ -19,7 +19,7 @@ use oms_core::inventory::{
 use oms_core::order::Sku;
 use oms_core::time::{Duration, IdGenerator, Timestamp};
 
-use crate::codec::{from_json, storage, to_i64, to_json, to_u64};
+use crate::codec::{reservation_column, reservation_from_column, storage, to_i64, to_u64};
 use crate::inventory::{self as ops, Key, Ledger, OPEN_STATUSES};
 use crate::overlay::Journaled;
 use crate::pipeline::Layered;
@@ -261,11 +261,12 @@ fn level_from(v: [i64; 4]) -> OmsResult<StockLevel> {
 impl SqliteLedger<'_> {
     fn documents(&self, sql: &str, param: i64) -> OmsResult<Vec<Reservation>> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(storage)?;
-        let docs = stmt
-            .query_map(params![param], |r| r.get::<_, String>(0))
-            .map_err(storage)?;
-        docs.map(|d| d.map_err(storage).and_then(|d| from_json(&d)))
-            .collect()
+        let mut rows = stmt.query(params![param]).map_err(storage)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(storage)? {
+            out.push(reservation_from_column(row.get_ref(0).map_err(storage)?)?);
+        }
+        Ok(out)
     }
 
     fn insert_items(&self, r: &Reservation, id: i64) -> OmsResult<()> {
@@ -420,7 +421,7 @@ impl Ledger for SqliteLedger<'_> {
     fn insert_reservation(&mut self, r: &Reservation) -> OmsResult<bool> {
         let id = to_i64(r.id, "reservation id")?;
         let order_id = to_i64(r.order_id, "order id")?;
-        let doc = to_json(r)?;
+        let doc = reservation_column(r)?;
         let inserted = self
             .conn
             .prepare_cached(
@@ -449,7 +450,7 @@ impl Ledger for SqliteLedger<'_> {
 
     fn update_reservation(&mut self, r: &Reservation, shipped_changed: bool) -> OmsResult<()> {
         let id = to_i64(r.id, "reservation id")?;
-        let doc = to_json(r)?;
+        let doc = reservation_column(r)?;
         self.conn
             .prepare_cached(
                 "UPDATE inventory_reservations
@@ -498,11 +499,12 @@ impl Ledger for SqliteLedger<'_> {
                  ORDER BY id",
             )
             .map_err(storage)?;
-        let docs = stmt
-            .query_map(params![now.0], |r| r.get::<_, String>(0))
-            .map_err(storage)?;
-        docs.map(|d| d.map_err(storage).and_then(|d| from_json(&d)))
-            .collect()
+        let mut rows = stmt.query(params![now.0]).map_err(storage)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(storage)? {
+            out.push(reservation_from_column(row.get_ref(0).map_err(storage)?)?);
+        }
+        Ok(out)
     }
 
     fn reservations_for_order(&mut self, order_id: u64) -> OmsResult<Vec<Reservation>> {

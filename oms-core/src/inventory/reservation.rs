@@ -590,9 +590,10 @@ impl ReservationItem {
     }
 }
 
-/// One line of a reservation request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+/// One line of a reservation request. Text formats write it tagged with its `kind` inside
+/// the object (`{"kind": "exact", …}`); compact binary formats, which cannot read a tag
+/// inside an object, write it as a plain enum.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestLine {
     /// Exactly this many units from this warehouse.
     Exact(ReservationItem),
@@ -606,6 +607,102 @@ pub enum RequestLine {
         /// Warehouses in order of preference, no repeats.
         warehouses: Vec<WarehouseId>,
     },
+}
+
+/// [`RequestLine`] as text formats write it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+enum TaggedLine<I, S, W> {
+    Exact(I),
+    Spread {
+        sku: S,
+        quantity: u64,
+        warehouses: W,
+    },
+}
+
+/// [`RequestLine`] as compact binary formats write it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PlainLine<I, S, W> {
+    Exact(I),
+    Spread {
+        sku: S,
+        quantity: u64,
+        warehouses: W,
+    },
+}
+
+impl Serialize for RequestLine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        type Tagged<'a> = TaggedLine<&'a ReservationItem, &'a Sku, &'a Vec<WarehouseId>>;
+        type Plain<'a> = PlainLine<&'a ReservationItem, &'a Sku, &'a Vec<WarehouseId>>;
+        let human = s.is_human_readable();
+        match (self, human) {
+            (RequestLine::Exact(item), true) => Tagged::Exact(item).serialize(s),
+            (RequestLine::Exact(item), false) => Plain::Exact(item).serialize(s),
+            (
+                RequestLine::Spread {
+                    sku,
+                    quantity,
+                    warehouses,
+                },
+                true,
+            ) => Tagged::Spread {
+                sku,
+                quantity: *quantity,
+                warehouses,
+            }
+            .serialize(s),
+            (
+                RequestLine::Spread {
+                    sku,
+                    quantity,
+                    warehouses,
+                },
+                false,
+            ) => Plain::Spread {
+                sku,
+                quantity: *quantity,
+                warehouses,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        type Tagged = TaggedLine<ReservationItem, Sku, Vec<WarehouseId>>;
+        type Plain = PlainLine<ReservationItem, Sku, Vec<WarehouseId>>;
+        Ok(if d.is_human_readable() {
+            match Tagged::deserialize(d)? {
+                TaggedLine::Exact(item) => RequestLine::Exact(item),
+                TaggedLine::Spread {
+                    sku,
+                    quantity,
+                    warehouses,
+                } => RequestLine::Spread {
+                    sku,
+                    quantity,
+                    warehouses,
+                },
+            }
+        } else {
+            match Plain::deserialize(d)? {
+                PlainLine::Exact(item) => RequestLine::Exact(item),
+                PlainLine::Spread {
+                    sku,
+                    quantity,
+                    warehouses,
+                } => RequestLine::Spread {
+                    sku,
+                    quantity,
+                    warehouses,
+                },
+            }
+        })
+    }
 }
 
 impl RequestLine {
@@ -913,6 +1010,34 @@ mod tests {
     }
     fn wh(s: &str) -> WarehouseId {
         WarehouseId::new(s).unwrap()
+    }
+
+    #[test]
+    fn request_lines_are_tagged_in_json_and_plain_in_binary_formats() {
+        let exact = RequestLine::Exact(ReservationItem::new(sku("A"), wh("WH1"), 2));
+        let spread = RequestLine::Spread {
+            sku: sku("B"),
+            quantity: 3,
+            warehouses: vec![wh("WH2"), wh("WH1")],
+        };
+        assert_eq!(
+            serde_json::to_value(&exact).unwrap(),
+            serde_json::json!({"kind": "exact", "sku": "A", "warehouse": "WH1", "quantity": 2})
+        );
+        assert_eq!(
+            serde_json::to_value(&spread).unwrap(),
+            serde_json::json!({"kind": "spread", "sku": "B", "quantity": 3,
+                               "warehouses": ["WH2", "WH1"]})
+        );
+        for line in [exact, spread] {
+            let json = serde_json::to_string(&line).unwrap();
+            assert_eq!(serde_json::from_str::<RequestLine>(&json).unwrap(), line);
+            let bytes = postcard::to_stdvec(&line).unwrap();
+            assert!(bytes.len() < json.len());
+            assert_eq!(postcard::from_bytes::<RequestLine>(&bytes).unwrap(), line);
+        }
+        // an unknown kind is refused, not guessed
+        assert!(serde_json::from_str::<RequestLine>(r#"{"kind":"some","sku":"A"}"#).is_err());
     }
 
     #[test]
