@@ -5,6 +5,7 @@ use oms_core::inventory::Reservation;
 use oms_core::lifecycle::Actor;
 use oms_core::order::Order;
 use oms_core::store::{order_response_json, IdempotencyRecord, Response};
+use oms_core::text::Text;
 
 /// Any backend error as the core's storage error.
 pub(crate) fn storage(e: impl std::fmt::Display) -> OmsError {
@@ -171,6 +172,42 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> OmsResult<T>
     serde_json::from_str(s).map_err(storage)
 }
 
+/// An event's details as [`to_json`] writes them (`[["key","value"],…]`). Every event of every
+/// order is read back this way, so the common form — no escapes, no whitespace — is split
+/// straight into its strings; anything else (an escape, a form written by hand) is parsed by
+/// serde_json, which gives the same details or the error.
+pub(crate) fn event_data_from_json(json: &str) -> OmsResult<Vec<(Text, Text)>> {
+    match plain_event_data(json) {
+        Some(data) => Ok(data),
+        None => from_json(json),
+    }
+}
+
+/// The details of `json` when it is exactly `[]` or `[["k","v"],…]` with no escape or control
+/// character in any string; `None` for anything else.
+fn plain_event_data(json: &str) -> Option<Vec<(Text, Text)>> {
+    if json.bytes().any(|b| b == b'\\' || b < 0x20) {
+        return None;
+    }
+    let mut rest = json.strip_prefix('[')?.strip_suffix(']')?;
+    let mut data = Vec::new();
+    if rest.is_empty() {
+        return Some(data);
+    }
+    loop {
+        rest = rest.strip_prefix("[\"")?;
+        let (key, after) = rest.split_once('"')?;
+        rest = after.strip_prefix(",\"")?;
+        let (value, after) = rest.split_once('"')?;
+        rest = after.strip_prefix(']')?;
+        data.push((Text::from(key), Text::from(value)));
+        if rest.is_empty() {
+            return Some(data);
+        }
+        rest = rest.strip_prefix(',')?;
+    }
+}
+
 /// The actor column value: `customer:ID`, `staff:ID` or `system`.
 pub(crate) fn actor_text(a: &Actor) -> String {
     a.to_string()
@@ -189,11 +226,13 @@ pub(crate) fn to_u64(v: i64, what: &str) -> OmsResult<u64> {
 #[cfg(test)]
 mod tests {
     use super::{
-        order_column, order_from_column, order_to_json, pack, response_column,
-        response_from_column, unpack, COMPACT_ORDER, PACK_FROM,
+        event_data_from_json, order_column, order_from_column, order_to_json, pack,
+        plain_event_data, response_column, response_from_column, to_json, unpack, COMPACT_ORDER,
+        PACK_FROM,
     };
     use oms_core::order::Order;
     use oms_core::store::{order_response_json, IdempotencyRecord, Response};
+    use oms_core::text::Text;
     use rusqlite::types::{Value, ValueRef};
 
     fn read(v: &Value) -> Result<String, String> {
@@ -342,6 +381,76 @@ mod tests {
             read_response(&Value::Blob(vec![0, 0, 0, 0, 1, 9])),
             Err("storage".into())
         );
+    }
+
+    #[test]
+    fn event_details_read_back_as_written() {
+        let read = |s: &str| event_data_from_json(s).map_err(|e| e.code().to_owned());
+        assert_eq!(read("[]").unwrap(), vec![]);
+        assert_eq!(
+            read(r#"[["amount","12.30"],["sku","x'); DROP TABLE orders;--"]]"#).unwrap(),
+            vec![
+                (Text::from("amount"), Text::from("12.30")),
+                (Text::from("sku"), Text::from("x'); DROP TABLE orders;--")),
+            ]
+        );
+        // escapes and whitespace go to the full parser, with the same result
+        assert_eq!(
+            read(r#" [ ["a\"b", "\u00e9\n"] ] "#).unwrap(),
+            vec![(Text::from("a\"b"), Text::from("é\n"))]
+        );
+        for bad in [
+            "",
+            "[",
+            "[[\"a\"]]",
+            "[[\"a\",\"b\",\"c\"]]",
+            "[[\"a\",\"b\"],]",
+            "{}",
+            "[[1,2]]",
+        ] {
+            assert_eq!(read(bad), Err("storage".into()), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn event_details_round_trip(
+            data in proptest::collection::vec((".{0,12}", ".{0,12}"), 0..6)
+        ) {
+            let data: Vec<(Text, Text)> = data
+                .into_iter()
+                .map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str())))
+                .collect();
+            let json = to_json(&data).unwrap();
+            proptest::prop_assert_eq!(event_data_from_json(&json).unwrap(), data);
+        }
+
+        #[test]
+        fn the_plain_reading_agrees_with_serde_json(
+            pairs in proptest::collection::vec(("[a-c\",\\\\\\[\\] é]{0,4}", "[a-c\",\\\\\\[\\] é]{0,4}"), 0..4),
+            sep in "(,|, )",
+        ) {
+            // Details spliced in raw, so a quote, bracket or backslash inside a string can make
+            // the text another value, or no JSON at all: whatever the plain reading accepts,
+            // serde_json reads the same.
+            let json = format!(
+                "[{}]",
+                pairs
+                    .iter()
+                    .map(|(k, v)| format!("[\"{k}\",\"{v}\"]"))
+                    .collect::<Vec<_>>()
+                    .join(&sep)
+            );
+            let clean = sep == ","
+                && pairs.iter().all(|(k, v)| !format!("{k}{v}").contains(['"', '\\']));
+            match plain_event_data(&json) {
+                Some(plain) => {
+                    let full: Vec<(Text, Text)> = serde_json::from_str(&json).unwrap();
+                    proptest::prop_assert_eq!(plain, full);
+                }
+                None => proptest::prop_assert!(!clean, "{json}"),
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ use oms_core::order::Order;
 use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 
 use crate::codec::{
-    actor_text, from_json, order_from_json, order_to_json, storage, to_i64, to_json, to_u64,
+    actor_text, event_data_from_json, order_from_json, order_to_json, storage, to_i64, to_json,
+    to_u64,
 };
 use crate::postgres_batch::{Layers, PgBatch};
 
@@ -1178,7 +1179,7 @@ impl OrderStore for PostgresStore {
                     version: to_u64(r.get(2), "version")?,
                     name: r.get(3),
                     at: oms_core::time::Timestamp(r.get(4)),
-                    data: from_json(r.get::<_, &str>(5))?,
+                    data: event_data_from_json(r.get::<_, &str>(5))?,
                 })
             })
             .collect()

@@ -19,8 +19,8 @@ use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
 
 use crate::children::{encode_rows, insert_encoded, write_rows, HeldRows, KeyRow};
 use crate::codec::{
-    from_json, order_column, order_from_column, response_from_column, storage, to_i64, to_json,
-    to_u64,
+    event_data_from_json, order_column, order_from_column, response_from_column, storage, to_i64,
+    to_json, to_u64,
 };
 use crate::group::GroupCommit;
 use crate::overlay::InventoryOverlay;
@@ -2036,7 +2036,7 @@ impl OrderStore for SqliteStore {
         drop(stmt);
         drop(conn);
         // Parsing the payloads is pure work, done without the connection on every core.
-        let data = crate::parallel::map(&rows, |row| from_json(&row.5));
+        let data = crate::parallel::map(&rows, |row| event_data_from_json(&row.5));
         rows.into_iter()
             .zip(data)
             .map(|((seq, order_id, version, name, at, _), data)| {
