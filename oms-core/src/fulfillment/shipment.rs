@@ -2,6 +2,7 @@
 //! operations that check the warehouse's work (scans, box, weight, label) before each move.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -69,15 +70,18 @@ pub struct Shipment {
     id: u64,
     order_id: u64,
     warehouse: Option<Text>,
-    lines: Vec<(Sku, u32)>,
+    // The lines, the pick list and the history are shared between copies of the order until
+    // one of them changes: every operation copies the order twice, and most leave any one
+    // shipment as it was.
+    lines: Arc<Vec<(Sku, u32)>>,
     state: MachineState<FulfillmentStatus, PickBranch>,
     picker: Option<Text>,
-    pick_list: Option<PickList>,
+    pick_list: Option<Arc<PickList>>,
     package: Option<Package>,
     label: Option<Label>,
     created_at: Timestamp,
     updated_at: Timestamp,
-    history: Vec<StatusChange>,
+    history: Arc<Vec<StatusChange>>,
 }
 
 fn required(field: &str, value: &str) -> OmsResult<()> {
@@ -132,7 +136,7 @@ impl Shipment {
             id: ids.next_id("shipment"),
             order_id,
             warehouse: None,
-            lines,
+            lines: Arc::new(lines),
             state: FULFILLMENT.start(),
             picker: None,
             pick_list: None,
@@ -140,7 +144,7 @@ impl Shipment {
             label: None,
             created_at: now,
             updated_at: now,
-            history: Vec::new(),
+            history: Arc::default(),
         })
     }
 
@@ -174,7 +178,7 @@ impl Shipment {
     }
     /// The pick list, once the warehouse is notified.
     pub fn pick_list(&self) -> Option<&PickList> {
-        self.pick_list.as_ref()
+        self.pick_list.as_deref()
     }
     /// The package, once packed.
     pub fn package(&self) -> Option<&Package> {
@@ -237,7 +241,7 @@ impl Shipment {
 
     fn fire(&mut self, event: FulfillmentEvent, now: Timestamp) -> OmsResult<Vec<PickBranch>> {
         let fired = FULFILLMENT.fire(&mut self.state, event)?;
-        self.history.push(StatusChange {
+        Arc::make_mut(&mut self.history).push(StatusChange {
             from: fired.from,
             to: fired.to,
             event,
@@ -275,7 +279,7 @@ impl Shipment {
         self.ensure(FulfillmentEvent::NotifyWarehouse)?;
         let list = PickList::new(&self.lines, locations, start, metric)?;
         self.fire(FulfillmentEvent::NotifyWarehouse, now)?;
-        Ok(self.pick_list.insert(list))
+        Ok(self.pick_list.insert(Arc::new(list)))
     }
 
     /// PickingQueued → PickingInProgress: `picker` takes the list; the picking fork starts.
@@ -291,10 +295,10 @@ impl Shipment {
     /// [`OmsError::ScanMismatch`]; either way nothing changes.
     pub fn scan(&mut self, sku: &str, now: Timestamp) -> OmsResult<ScanProgress> {
         self.ensure_in(FulfillmentStatus::PickingInProgress, "scan")?;
-        let list = self
-            .pick_list
-            .as_mut()
-            .ok_or_else(|| guard(FulfillmentStatus::PickingInProgress, "scan", "no pick list"))?;
+        let list =
+            self.pick_list.as_mut().map(Arc::make_mut).ok_or_else(|| {
+                guard(FulfillmentStatus::PickingInProgress, "scan", "no pick list")
+            })?;
         let progress = list.scan(sku)?;
         self.updated_at = now;
         Ok(progress)
@@ -353,7 +357,7 @@ impl Shipment {
     pub fn fail_picking(&mut self, now: Timestamp) -> OmsResult<Vec<PickBranch>> {
         let undo = self.fire(FulfillmentEvent::PickFailed, now)?;
         if let Some(l) = self.pick_list.as_mut() {
-            l.reset_scans();
+            Arc::make_mut(l).reset_scans();
         }
         self.picker = None;
         Ok(undo)
@@ -429,7 +433,7 @@ impl Shipment {
     pub fn fail_qc(&mut self, now: Timestamp) -> OmsResult<()> {
         self.fire(FulfillmentEvent::QcFailed, now)?;
         if let Some(l) = self.pick_list.as_mut() {
-            l.reset_scans();
+            Arc::make_mut(l).reset_scans();
         }
         self.package = None;
         Ok(())

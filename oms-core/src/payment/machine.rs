@@ -6,6 +6,7 @@
 //! writes anything, and refuses with [`OmsError::PaymentAmountExceeded`] otherwise.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -363,8 +364,10 @@ pub struct Payment {
     gateway_reference: Option<Text>,
     pending: Option<PendingCall>,
     op_seq: u32,
-    settled_keys: Vec<Text>,
-    history: Vec<PaymentTransition>,
+    // Shared between copies of the order until one of them records a call: every operation
+    // copies the order twice, and most leave its payments as they were.
+    settled_keys: Arc<Vec<Text>>,
+    history: Arc<Vec<PaymentTransition>>,
 }
 
 /// The serialized fields of a [`Payment`], checked by `TryFrom` before they become one.
@@ -409,8 +412,8 @@ impl TryFrom<PaymentRecord> for Payment {
             gateway_reference: r.gateway_reference,
             pending: r.pending,
             op_seq: r.op_seq,
-            settled_keys: r.settled_keys,
-            history: r.history,
+            settled_keys: Arc::new(r.settled_keys),
+            history: Arc::new(r.history),
         };
         p.check_invariants()?;
         Ok(p)
@@ -462,8 +465,8 @@ impl Payment {
             gateway_reference: None,
             pending: None,
             op_seq: 0,
-            settled_keys: Vec::new(),
-            history: Vec::new(),
+            settled_keys: Arc::default(),
+            history: Arc::default(),
         })
     }
 
@@ -601,7 +604,7 @@ impl Payment {
         now: Timestamp,
     ) -> OmsResult<()> {
         let to = self.allowed(event)?;
-        self.history.push(PaymentTransition {
+        Arc::make_mut(&mut self.history).push(PaymentTransition {
             from: self.status,
             event,
             to,
@@ -676,7 +679,7 @@ impl Payment {
                 })
             }
         }
-        self.settled_keys.push(key.into());
+        Arc::make_mut(&mut self.settled_keys).push(key.into());
         self.pending.take().ok_or_else(|| OmsError::NotFound {
             kind: "pending call".into(),
             id: key.to_owned(),
