@@ -621,7 +621,7 @@ enum TaggedLine<I, S, W> {
     },
 }
 
-/// [`RequestLine`] as compact binary formats write it.
+/// [`RequestLine`] as compact binary formats write it, and the form both are converted through.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum PlainLine<I, S, W> {
@@ -633,74 +633,80 @@ enum PlainLine<I, S, W> {
     },
 }
 
+impl<I, S, W> From<PlainLine<I, S, W>> for TaggedLine<I, S, W> {
+    fn from(line: PlainLine<I, S, W>) -> Self {
+        match line {
+            PlainLine::Exact(item) => TaggedLine::Exact(item),
+            PlainLine::Spread {
+                sku,
+                quantity,
+                warehouses,
+            } => TaggedLine::Spread {
+                sku,
+                quantity,
+                warehouses,
+            },
+        }
+    }
+}
+
+impl<I, S, W> From<TaggedLine<I, S, W>> for PlainLine<I, S, W> {
+    fn from(line: TaggedLine<I, S, W>) -> Self {
+        match line {
+            TaggedLine::Exact(item) => PlainLine::Exact(item),
+            TaggedLine::Spread {
+                sku,
+                quantity,
+                warehouses,
+            } => PlainLine::Spread {
+                sku,
+                quantity,
+                warehouses,
+            },
+        }
+    }
+}
+
 impl Serialize for RequestLine {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        type Tagged<'a> = TaggedLine<&'a ReservationItem, &'a Sku, &'a Vec<WarehouseId>>;
-        type Plain<'a> = PlainLine<&'a ReservationItem, &'a Sku, &'a Vec<WarehouseId>>;
-        let human = s.is_human_readable();
-        match (self, human) {
-            (RequestLine::Exact(item), true) => Tagged::Exact(item).serialize(s),
-            (RequestLine::Exact(item), false) => Plain::Exact(item).serialize(s),
-            (
-                RequestLine::Spread {
-                    sku,
-                    quantity,
-                    warehouses,
-                },
-                true,
-            ) => Tagged::Spread {
+        let plain = match self {
+            RequestLine::Exact(item) => PlainLine::Exact(item),
+            RequestLine::Spread {
+                sku,
+                quantity,
+                warehouses,
+            } => PlainLine::Spread {
                 sku,
                 quantity: *quantity,
                 warehouses,
-            }
-            .serialize(s),
-            (
-                RequestLine::Spread {
-                    sku,
-                    quantity,
-                    warehouses,
-                },
-                false,
-            ) => Plain::Spread {
-                sku,
-                quantity: *quantity,
-                warehouses,
-            }
-            .serialize(s),
+            },
+        };
+        if s.is_human_readable() {
+            TaggedLine::from(plain).serialize(s)
+        } else {
+            plain.serialize(s)
         }
     }
 }
 
 impl<'de> Deserialize<'de> for RequestLine {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        type Tagged = TaggedLine<ReservationItem, Sku, Vec<WarehouseId>>;
-        type Plain = PlainLine<ReservationItem, Sku, Vec<WarehouseId>>;
-        Ok(if d.is_human_readable() {
-            match Tagged::deserialize(d)? {
-                TaggedLine::Exact(item) => RequestLine::Exact(item),
-                TaggedLine::Spread {
-                    sku,
-                    quantity,
-                    warehouses,
-                } => RequestLine::Spread {
-                    sku,
-                    quantity,
-                    warehouses,
-                },
-            }
+        let plain: PlainLine<ReservationItem, Sku, Vec<WarehouseId>> = if d.is_human_readable() {
+            TaggedLine::deserialize(d)?.into()
         } else {
-            match Plain::deserialize(d)? {
-                PlainLine::Exact(item) => RequestLine::Exact(item),
-                PlainLine::Spread {
-                    sku,
-                    quantity,
-                    warehouses,
-                } => RequestLine::Spread {
-                    sku,
-                    quantity,
-                    warehouses,
-                },
-            }
+            PlainLine::deserialize(d)?
+        };
+        Ok(match plain {
+            PlainLine::Exact(item) => RequestLine::Exact(item),
+            PlainLine::Spread {
+                sku,
+                quantity,
+                warehouses,
+            } => RequestLine::Spread {
+                sku,
+                quantity,
+                warehouses,
+            },
         })
     }
 }
