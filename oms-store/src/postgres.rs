@@ -149,6 +149,10 @@ pub struct PostgresStore {
     sealed: Mutex<Option<std::sync::Arc<PgBatch>>>,
     /// Held by a batch's commit, so batches commit one at a time and in order.
     committing: Mutex<()>,
+    /// How many rotated batches have finished committing: counted before the committed batch
+    /// leaves the layers, so a read of the database that sees no change here between its
+    /// start and a look at the layers cannot have missed rows moving from one to the other.
+    pub(crate) commits_ended: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -260,6 +264,7 @@ impl PostgresStore {
             batch: Mutex::new(None),
             sealed: Mutex::new(None),
             committing: Mutex::new(()),
+            commits_ended: std::sync::atomic::AtomicU64::new(0),
         };
         store.migrate()?;
         Ok(store)
@@ -1199,23 +1204,36 @@ impl OrderStore for PostgresStore {
     }
 
     fn idempotency(&self, key: &str) -> OmsResult<Option<IdempotencyRecord>> {
-        let batch = self.batch()?;
-        let sealed = self.sealed_batch()?;
-        // A stored record is older than any a batch keeps, so it wins.
-        let stored = self.read_only(|client, statements| {
-            Ok(query(
-                client,
-                statements,
-                "SELECT fingerprint, response FROM idempotency_keys WHERE key = $1",
-                &[&key],
-            )?
-            .first()
-            .map(|r| IdempotencyRecord {
-                fingerprint: r.get(0),
-                response: Response::Json(r.get(1)),
-            }))
-        })?;
-        Ok(stored.or_else(|| Layers::new(batch.as_ref(), sealed.as_deref()).key(key)))
+        use std::sync::atomic::Ordering;
+        loop {
+            // The database is asked before the batch is locked, so other threads' operations on
+            // a shared batch need not wait for the round trip.
+            let ended = self.commits_ended.load(Ordering::Acquire);
+            let stored = self.read_only(|client, statements| {
+                Ok(query(
+                    client,
+                    statements,
+                    "SELECT fingerprint, response FROM idempotency_keys WHERE key = $1",
+                    &[&key],
+                )?
+                .first()
+                .map(|r| IdempotencyRecord {
+                    fingerprint: r.get(0),
+                    response: Response::Json(r.get(1)),
+                }))
+            })?;
+            // A stored record is older than any a batch keeps, so it wins.
+            if stored.is_some() {
+                return Ok(stored);
+            }
+            let batch = self.batch()?;
+            let sealed = self.sealed_batch()?;
+            if self.commits_ended.load(Ordering::Acquire) == ended {
+                return Ok(Layers::new(batch.as_ref(), sealed.as_deref()).key(key));
+            }
+            // A rotated batch finished committing between the read and the look at the
+            // layers: its records may have left them for the database after the read.
+        }
     }
 
     fn begin_batch(&self) -> OmsResult<()> {

@@ -309,6 +309,9 @@ impl PostgresStore {
             cut
         };
         let outcome = self.write_batch(&cut);
+        // Counted before the batch leaves the layers (see `PostgresStore::commits_ended`).
+        self.commits_ended
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *self.sealed_slot()? = None;
         if let Err(e) = &outcome {
             if let Some(open) = self.batch()?.as_mut() {

@@ -253,3 +253,96 @@ fn a_rotation_whose_commit_fails_loses_the_batch_built_on_it() {
     assert_eq!(t.other.order_ids().unwrap(), vec![placed.id, next.id]);
     assert_eq!(t.other_inv.stock(&sku(), &wh()).unwrap().on_hand, 5);
 }
+
+/// Sets its flag when dropped: stops helper threads however a test's scope ends, a failed
+/// assertion included.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[test]
+fn idempotency_records_of_a_rotated_batch_are_found_while_and_after_it_commits() {
+    use oms_core::store::{IdempotencyRecord, Response};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    let schema = common::fresh_schema("pg_batch_keys_rotating");
+    let store = Arc::new(common::postgres_connect(&schema));
+    store.begin_batch().unwrap();
+    let record = |k: &str| IdempotencyRecord {
+        fingerprint: format!("op:{k}"),
+        response: Response::Json(format!("{{\"Ok\":\"{k}\"}}")),
+    };
+    // Keys whose write returned: from then on every look-up must find them, whether their
+    // batch is open, committing, or committed (a look-up reads the database before it locks
+    // the batch, so a commit ending in between must not hide a key).
+    let acknowledged: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let done = AtomicBool::new(false);
+    let rotated = std::sync::atomic::AtomicU64::new(0);
+    let (mut rotations, mut looked) = (0u64, 0u64);
+    std::thread::scope(|scope| {
+        let stop = StopOnDrop(&done);
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (store, acknowledged, rotated) = (&store, &acknowledged, &rotated);
+                scope.spawn(move || {
+                    // Until the batch has been cut 50 times under them.
+                    for i in 0.. {
+                        if rotated.load(Ordering::Acquire) >= 50 {
+                            break;
+                        }
+                        let key = format!("k-{w}-{i}");
+                        store.put_idempotency(&key, &record(&key)).unwrap();
+                        assert_eq!(store.idempotency(&key).unwrap(), Some(record(&key)));
+                        acknowledged.lock().unwrap().push(key);
+                    }
+                })
+            })
+            .collect();
+        let reader = scope.spawn(|| {
+            let mut n = 0u64;
+            while !done.load(Ordering::Acquire) {
+                let keys = acknowledged.lock().unwrap().clone();
+                for key in keys.iter().rev().take(20) {
+                    assert_eq!(
+                        store.idempotency(key).unwrap(),
+                        Some(record(key)),
+                        "{key} acknowledged, then not found"
+                    );
+                    n += 1;
+                }
+            }
+            n
+        });
+        let rotator = scope.spawn(|| {
+            let mut n = 0u64;
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                store.rotate_batch().unwrap();
+                n += 1;
+                rotated.store(n, Ordering::Release);
+            }
+            n
+        });
+        let written: Vec<_> = writers
+            .into_iter()
+            .map(std::thread::ScopedJoinHandle::join)
+            .collect();
+        drop(stop);
+        looked = reader.join().unwrap();
+        rotations = rotator.join().unwrap();
+        for w in written {
+            w.unwrap();
+        }
+    });
+    store.commit_batch().unwrap();
+    assert!(rotations >= 50, "{rotations} rotations");
+    assert!(looked > 100, "{looked} look-ups");
+    let other = common::postgres_connect(&schema);
+    for key in acknowledged.lock().unwrap().iter() {
+        assert_eq!(other.idempotency(key).unwrap(), Some(record(key)));
+    }
+}
