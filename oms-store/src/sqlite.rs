@@ -1314,44 +1314,35 @@ fn write_sealed(conn: &Connection, sealed: &Sealed, expected: i64) -> OmsResult<
     check_data_version(conn, expected)?;
     // Every order's columns are encoded first: an idempotency record that responds with an
     // order as the batch leaves it stores that same document.
-    let mut values = sealed
+    let values = sealed
         .orders
         .iter()
-        .map(|(id, row)| Ok((*id, Some(order_row_values(&row.order)?))))
-        .collect::<OmsResult<BTreeMap<u64, Option<RowValues>>>>()?;
+        .map(|(id, row)| Ok((*id, (row, order_row_values(&row.order)?))))
+        .collect::<OmsResult<BTreeMap<u64, (&Deferred, RowValues)>>>()?;
     let known = |order: &Order| {
-        let row = sealed.orders.get(&order.id)?;
-        let doc = &values.get(&order.id)?.as_ref()?.3;
-        (row.order == *order).then(|| doc.clone())
+        values
+            .get(&order.id)
+            .filter(|(row, _)| row.order == *order)
+            .map(|(_, columns)| columns.3.clone())
     };
     let audit = sealed.held.audit_entries(&sealed.orders)?;
     let keys = sealed.held.key_records();
     // This thread is already the second core's work: no further threads for the encoding.
     let encoded = encode_rows(&audit, sealed.held.events(), &keys, &known, false)?;
-    for (row, values) in sealed.orders.values().zip(values.values_mut()) {
-        if row.new {
-            insert_order_row(conn, &row.order, taken(values)?)?;
-            write_items(conn, &row.order)?;
-        }
+    let (new, changed): (Vec<_>, Vec<_>) = values.into_values().partition(|(row, _)| row.new);
+    for (row, columns) in new {
+        insert_order_row(conn, &row.order, columns)?;
+        write_items(conn, &row.order)?;
     }
     sealed.overlay.write_to(&mut SqliteLedger { conn })?;
     insert_encoded(conn, &audit, sealed.held.events(), &keys, encoded)?;
-    for (row, values) in sealed.orders.values().zip(values.values_mut()) {
-        if !row.new {
-            update_order_row(conn, &row.order, taken(values)?, row.lines_digest)?;
-            if row.rewrite_items {
-                write_items(conn, &row.order)?;
-            }
+    for (row, columns) in changed {
+        update_order_row(conn, &row.order, columns, row.lines_digest)?;
+        if row.rewrite_items {
+            write_items(conn, &row.order)?;
         }
     }
     Ok(())
-}
-
-/// The encoded columns of one order row, written once.
-fn taken(values: &mut Option<RowValues>) -> OmsResult<RowValues> {
-    values
-        .take()
-        .ok_or_else(|| storage("an order row's columns were written twice"))
 }
 
 impl SqliteStore {
