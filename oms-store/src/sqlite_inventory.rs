@@ -490,21 +490,13 @@ impl Ledger for SqliteLedger<'_> {
             [OPEN_STATUSES[0].as_str(), OPEN_STATUSES[1].as_str()],
             ["reserved", "awaiting_customer_decision"]
         );
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT document FROM inventory_reservations
-                 INDEXED BY idx_reservations_open_expiry
-                 WHERE status IN ('reserved', 'awaiting_customer_decision') AND expires_at <= ?1
-                 ORDER BY id",
-            )
-            .map_err(storage)?;
-        let mut rows = stmt.query(params![now.0]).map_err(storage)?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(storage)? {
-            out.push(reservation_from_column(row.get_ref(0).map_err(storage)?)?);
-        }
-        Ok(out)
+        self.documents(
+            "SELECT document FROM inventory_reservations
+             INDEXED BY idx_reservations_open_expiry
+             WHERE status IN ('reserved', 'awaiting_customer_decision') AND expires_at <= ?1
+             ORDER BY id",
+            now.0,
+        )
     }
 
     fn reservations_for_order(&mut self, order_id: u64) -> OmsResult<Vec<Reservation>> {
