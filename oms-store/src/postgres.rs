@@ -20,7 +20,7 @@ use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
 use oms_core::lifecycle::OrderStatus;
 use oms_core::order::Order;
-use oms_core::store::{IdempotencyRecord, Keyed, OrderStore, Response};
+use oms_core::store::{order_response_of_json, IdempotencyRecord, Keyed, OrderStore, Response};
 
 use crate::codec::{
     actor_text, event_data_from_json, order_from_json, order_to_json, storage, to_i64, to_json,
@@ -775,6 +775,12 @@ impl<'o> Rows<'o> {
     ) -> OmsResult<Rows<'o>> {
         let lines = &order.lines;
         let history = &order.history;
+        let doc = order_to_json(order)?;
+        // A record answering with this order answers with the document just encoded.
+        let response = idempotency.map(|(_, r)| match &r.response {
+            Response::WrittenOrder => order_response_of_json(&doc),
+            Response::Json(json) => json.clone(),
+        });
         Ok(Rows {
             order,
             number: order.number.as_str(),
@@ -786,7 +792,7 @@ impl<'o> Rows<'o> {
             version: to_i64(order.version, "version")?,
             ship: to_json(&order.shipping_address)?,
             bill: to_json(&order.billing_address)?,
-            doc: order_to_json(order)?,
+            doc,
             line_ids: lines
                 .iter()
                 .map(|l| {
@@ -839,9 +845,7 @@ impl<'o> Rows<'o> {
                 .collect::<OmsResult<_>>()?,
             key: idempotency.map(|(k, _)| k),
             fingerprint: idempotency.map(|(_, r)| r.fingerprint.as_str()),
-            response: idempotency
-                .map(|(_, r)| r.written_json(order))
-                .transpose()?,
+            response,
         })
     }
 
