@@ -460,8 +460,7 @@ impl Serialize for Money {
         struct AsText<'a>(&'a Decimal);
         impl Serialize for AsText<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut buf = [0u8; DECIMAL_TEXT];
-                s.serialize_str(decimal_text(self.0, &mut buf))
+                serialize_decimal(self.0, s)
             }
         }
         let mut st = s.serialize_struct("Money", 2)?;
