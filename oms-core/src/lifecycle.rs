@@ -189,7 +189,7 @@ enum TaggedActor<T> {
     System,
 }
 
-/// [`Actor`] as compact binary formats write it.
+/// [`Actor`] as compact binary formats write it, and the form both are converted through.
 #[derive(Serialize, Deserialize)]
 enum PlainActor<T> {
     Customer(T),
@@ -197,34 +197,52 @@ enum PlainActor<T> {
     System,
 }
 
+impl<T> From<PlainActor<T>> for TaggedActor<T> {
+    fn from(actor: PlainActor<T>) -> Self {
+        match actor {
+            PlainActor::Customer(id) => TaggedActor::Customer(id),
+            PlainActor::Staff(id) => TaggedActor::Staff(id),
+            PlainActor::System => TaggedActor::System,
+        }
+    }
+}
+
+impl<T> From<TaggedActor<T>> for PlainActor<T> {
+    fn from(actor: TaggedActor<T>) -> Self {
+        match actor {
+            TaggedActor::Customer(id) => PlainActor::Customer(id),
+            TaggedActor::Staff(id) => PlainActor::Staff(id),
+            TaggedActor::System => PlainActor::System,
+        }
+    }
+}
+
 impl Serialize for Actor {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let human = s.is_human_readable();
-        match (self, human) {
-            (Actor::Customer(id), true) => TaggedActor::Customer(id).serialize(s),
-            (Actor::Staff(id), true) => TaggedActor::Staff(id).serialize(s),
-            (Actor::System, true) => TaggedActor::<&Text>::System.serialize(s),
-            (Actor::Customer(id), false) => PlainActor::Customer(id).serialize(s),
-            (Actor::Staff(id), false) => PlainActor::Staff(id).serialize(s),
-            (Actor::System, false) => PlainActor::<&Text>::System.serialize(s),
+        let plain = match self {
+            Actor::Customer(id) => PlainActor::Customer(id),
+            Actor::Staff(id) => PlainActor::Staff(id),
+            Actor::System => PlainActor::System,
+        };
+        if s.is_human_readable() {
+            TaggedActor::from(plain).serialize(s)
+        } else {
+            plain.serialize(s)
         }
     }
 }
 
 impl<'de> Deserialize<'de> for Actor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(if d.is_human_readable() {
-            match TaggedActor::<Text>::deserialize(d)? {
-                TaggedActor::Customer(id) => Actor::Customer(id),
-                TaggedActor::Staff(id) => Actor::Staff(id),
-                TaggedActor::System => Actor::System,
-            }
+        let plain: PlainActor<Text> = if d.is_human_readable() {
+            TaggedActor::deserialize(d)?.into()
         } else {
-            match PlainActor::<Text>::deserialize(d)? {
-                PlainActor::Customer(id) => Actor::Customer(id),
-                PlainActor::Staff(id) => Actor::Staff(id),
-                PlainActor::System => Actor::System,
-            }
+            PlainActor::deserialize(d)?
+        };
+        Ok(match plain {
+            PlainActor::Customer(id) => Actor::Customer(id),
+            PlainActor::Staff(id) => Actor::Staff(id),
+            PlainActor::System => Actor::System,
         })
     }
 }
