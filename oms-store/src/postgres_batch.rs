@@ -422,7 +422,10 @@ impl PostgresStore {
     pub(crate) fn stored_id_or_number(&self, order: &Order) -> OmsResult<Option<u64>> {
         let id = to_i64(order.id, "order id")?;
         self.stored_version_where(
-            "SELECT version FROM orders WHERE id = $1 OR order_number = $2 LIMIT 1",
+            // Two probes of unique indexes, not one `id = $1 OR order_number = $2`: a plan
+            // cached while the table was small could serve the OR with a scan of every order.
+            "(SELECT version FROM orders WHERE id = $1)
+             UNION ALL (SELECT version FROM orders WHERE order_number = $2) LIMIT 1",
             &[&id, &order.number.as_str()],
         )
     }

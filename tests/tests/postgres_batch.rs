@@ -346,3 +346,49 @@ fn idempotency_records_of_a_rotated_batch_are_found_while_and_after_it_commits()
         assert_eq!(other.idempotency(key).unwrap(), Some(record(key)));
     }
 }
+
+#[test]
+fn a_batch_checks_new_orders_on_the_indexes_however_large_the_table_grew() {
+    let schema = common::fresh_schema("batch_insert_probe");
+    let store = common::postgres_connect(&schema);
+    let ids = SequentialIds::default();
+    // Each order a batch inserts is first looked up by id and number. The table grows from
+    // empty under the same pooled connections: a plan cached while it was empty must not
+    // turn each look-up into a read of every stored order.
+    for _ in 0..10 {
+        store.begin_batch().unwrap();
+        for _ in 0..40 {
+            store.insert_order(&order(&ids), &[], None).unwrap();
+        }
+        store.commit_batch().unwrap();
+    }
+    // A backend reports its table statistics when it ends.
+    drop(store);
+    let mut c = postgres::Client::connect(&common::postgres_url(), postgres::NoTls).unwrap();
+    let mut seen = (0, 0);
+    for _ in 0..100 {
+        let row = c
+            .query_one(
+                "SELECT COALESCE(seq_tup_read, 0), COALESCE(idx_scan, 0) FROM pg_stat_user_tables
+                 WHERE schemaname = $1 AND relname = 'orders'",
+                &[&schema],
+            )
+            .unwrap();
+        seen = (row.get::<_, i64>(0), row.get::<_, i64>(1));
+        if seen.1 >= 400 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (rows_scanned, index_scans) = seen;
+    assert!(
+        index_scans >= 400,
+        "the look-ups were never reported: {seen:?}"
+    );
+    assert_eq!(rows_scanned, 0, "orders read by sequential scans");
+    let stored: i64 = c
+        .query_one(&format!("SELECT count(*) FROM {schema}.orders"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 400);
+}
