@@ -26,7 +26,7 @@ use crate::codec::{
     actor_text, event_data_from_json, order_from_json, order_to_json, storage, to_i64, to_json,
     to_u64,
 };
-use crate::postgres_batch::{Layers, PgBatch};
+use crate::postgres_batch::{Layers, PgBatch, Sealed};
 
 /// Embedded migrations, applied in order on connect; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -145,11 +145,19 @@ pub struct PostgresStore {
     /// The open batch, if any ([`PostgresStore::begin_batch`]); its lock is held by each
     /// operation on it, so operations of threads sharing it apply one at a time.
     batch: Mutex<Option<PgBatch>>,
-    /// A rotated batch whose commit is running: reads look through it.
-    sealed: Mutex<Option<std::sync::Arc<PgBatch>>>,
-    /// Held by a batch's commit, so batches commit one at a time and in order.
+    /// Closed batches whose commits are running: reads look through them.
+    sealed: Mutex<Sealed>,
+    /// Held from a batch's cut until its commit's turn, so at most two batches are closed and
+    /// uncommitted at a time, and they reach their turns in the order they were cut.
+    cutting: Mutex<()>,
+    /// Held by a batch's commit from its turn to its end, so batches write what depends on
+    /// the batches before them one at a time and in order.
     committing: Mutex<()>,
-    /// How many rotated batches have finished committing: counted before the committed batch
+    /// How many batches were opened (each batch's `seq` is the count when it opened).
+    pub(crate) opened: std::sync::atomic::AtomicU64,
+    /// The batches built on one whose commit failed: every batch up to this `seq`, and why.
+    doomed: Mutex<(u64, String)>,
+    /// How many batches have finished committing: counted before the committed batch
     /// leaves the layers, so a read of the database that sees no change here between its
     /// start and a look at the layers cannot have missed rows moving from one to the other.
     pub(crate) commits_ended: std::sync::atomic::AtomicU64,
@@ -262,8 +270,11 @@ impl PostgresStore {
             pool: Mutex::new(Vec::new()),
             retries: std::sync::atomic::AtomicU64::new(0),
             batch: Mutex::new(None),
-            sealed: Mutex::new(None),
+            sealed: Mutex::new(Sealed::default()),
+            cutting: Mutex::new(()),
             committing: Mutex::new(()),
+            opened: std::sync::atomic::AtomicU64::new(0),
+            doomed: Mutex::new((0, String::new())),
             commits_ended: std::sync::atomic::AtomicU64::new(0),
         };
         store.migrate()?;
@@ -299,21 +310,35 @@ impl PostgresStore {
             .map_err(|_| storage("postgres batch lock poisoned"))
     }
 
-    /// The slot of the batch whose commit is running.
-    pub(crate) fn sealed_slot(&self) -> OmsResult<MutexGuard<'_, Option<std::sync::Arc<PgBatch>>>> {
+    /// The batches whose commits are running, locked.
+    pub(crate) fn sealed_slot(&self) -> OmsResult<MutexGuard<'_, Sealed>> {
         self.sealed
             .lock()
             .map_err(|_| storage("postgres batch lock poisoned"))
     }
 
-    /// The batch whose commit is running, if any.
-    pub(crate) fn sealed_batch(&self) -> OmsResult<Option<std::sync::Arc<PgBatch>>> {
+    /// The batches whose commits are running.
+    pub(crate) fn sealed_batches(&self) -> OmsResult<Sealed> {
         Ok(self.sealed_slot()?.clone())
+    }
+
+    /// The right to cut the open batch (see `cutting`).
+    pub(crate) fn cut_turn(&self) -> OmsResult<MutexGuard<'_, ()>> {
+        self.cutting
+            .lock()
+            .map_err(|_| storage("postgres batch lock poisoned"))
     }
 
     /// The turn of one batch commit (batches commit one at a time, in order).
     pub(crate) fn commit_turn(&self) -> OmsResult<MutexGuard<'_, ()>> {
         self.committing
+            .lock()
+            .map_err(|_| storage("postgres batch lock poisoned"))
+    }
+
+    /// The batches built on a failed one, and why (see `doomed`).
+    pub(crate) fn doomed(&self) -> OmsResult<MutexGuard<'_, (u64, String)>> {
+        self.doomed
             .lock()
             .map_err(|_| storage("postgres batch lock poisoned"))
     }
@@ -937,15 +962,8 @@ impl OrderStore for PostgresStore {
             // need not wait for the round trip; a row stored meanwhile fails the commit.
             let stored = self.stored_id_or_number(order)?;
             if let Some(batch) = self.batch()?.as_mut() {
-                let sealed = self.sealed_batch()?;
-                return Self::batch_insert(
-                    batch,
-                    sealed.as_deref(),
-                    stored,
-                    order,
-                    events,
-                    idempotency,
-                );
+                let sealed = self.sealed_batches()?;
+                return Self::batch_insert(batch, &sealed, stored, order, events, idempotency);
             }
         }
         let r = Rows::new(order, events, idempotency)?;
@@ -973,15 +991,8 @@ impl OrderStore for PostgresStore {
         idempotency: Option<Keyed<'_>>,
     ) -> OmsResult<()> {
         if let Some(batch) = self.batch()?.as_mut() {
-            let sealed = self.sealed_batch()?;
-            return self.batch_update(
-                batch,
-                sealed.as_deref(),
-                order,
-                expected_version,
-                events,
-                idempotency,
-            );
+            let sealed = self.sealed_batches()?;
+            return self.batch_update(batch, &sealed, order, expected_version, events, idempotency);
         }
         let r = Rows::new(order, events, idempotency)?;
         let expected = to_i64(expected_version, "expected version")?;
@@ -1022,8 +1033,8 @@ impl OrderStore for PostgresStore {
     fn order(&self, id: u64) -> OmsResult<Order> {
         {
             let batch = self.batch()?;
-            let sealed = self.sealed_batch()?;
-            if let Some(o) = Layers::new(batch.as_ref(), sealed.as_deref()).order(id) {
+            let sealed = self.sealed_batches()?;
+            if let Some(o) = Layers::new(batch.as_ref(), &sealed).order(id) {
                 return Ok(o.clone());
             }
         }
@@ -1050,8 +1061,8 @@ impl OrderStore for PostgresStore {
 
     fn order_by_number(&self, number: &str) -> OmsResult<Order> {
         let batch = self.batch()?;
-        let sealed = self.sealed_batch()?;
-        let layers = Layers::new(batch.as_ref(), sealed.as_deref());
+        let sealed = self.sealed_batches()?;
+        let layers = Layers::new(batch.as_ref(), &sealed);
         if let Some(o) = layers.number(number).and_then(|id| layers.order(id)) {
             return Ok(o.clone());
         }
@@ -1081,8 +1092,8 @@ impl OrderStore for PostgresStore {
 
     fn order_ids(&self) -> OmsResult<Vec<u64>> {
         let batch = self.batch()?;
-        let sealed = self.sealed_batch()?;
-        let layers = Layers::new(batch.as_ref(), sealed.as_deref());
+        let sealed = self.sealed_batches()?;
+        let layers = Layers::new(batch.as_ref(), &sealed);
         let ids: Vec<i64> = self.read_only(|client, statements| {
             Ok(
                 query(client, statements, "SELECT id FROM orders ORDER BY id", &[])?
@@ -1109,8 +1120,8 @@ impl OrderStore for PostgresStore {
         let wanted = limit;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let batch = self.batch()?;
-        let sealed = self.sealed_batch()?;
-        let layers = Layers::new(batch.as_ref(), sealed.as_deref());
+        let sealed = self.sealed_batches()?;
+        let layers = Layers::new(batch.as_ref(), &sealed);
         if !layers.is_empty() {
             let stored: Vec<(i64, String)> = self.read_only(|client, statements| {
                 Ok(query(
@@ -1145,8 +1156,8 @@ impl OrderStore for PostgresStore {
 
     fn order_ids_with_status(&self, status: OrderStatus) -> OmsResult<Vec<u64>> {
         let batch = self.batch()?;
-        let sealed = self.sealed_batch()?;
-        let layers = Layers::new(batch.as_ref(), sealed.as_deref());
+        let sealed = self.sealed_batches()?;
+        let layers = Layers::new(batch.as_ref(), &sealed);
         let ids: Vec<i64> = self.read_only(|client, statements| {
             Ok(query(
                 client,
@@ -1231,9 +1242,9 @@ impl OrderStore for PostgresStore {
                 return Ok(stored);
             }
             let batch = self.batch()?;
-            let sealed = self.sealed_batch()?;
+            let sealed = self.sealed_batches()?;
             if self.commits_ended.load(Ordering::Acquire) == ended {
-                return Ok(Layers::new(batch.as_ref(), sealed.as_deref()).key(key));
+                return Ok(Layers::new(batch.as_ref(), &sealed).key(key));
             }
             // A rotated batch finished committing between the read and the look at the
             // layers: its records may have left them for the database after the read.

@@ -23,11 +23,19 @@
 //! before the commit would lose it. Reservations are rewritten as the batch left them: a
 //! reservation belongs to one order, whose operations are version-checked.
 //!
+//! A batch cut by [`PostgresStore::rotate_batch`] commits in two phases: its new orders
+//! (with their lines and audit rows) first, which nothing another batch writes can touch,
+//! then, once the batches cut before it have committed, everything that may depend on them.
+//! So one batch writes its new orders while the one before it finishes, and the server's
+//! two halves of the work overlap; batches still become durable in the order they were cut,
+//! and a batch built on one whose commit failed fails its own commit.
+//!
 //! Outbox events become visible when their batch commits
 //! ([`oms_core::store::OrderStore::pending_events`] lists committed events only: a publisher
 //! must never announce what may still be rolled back).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, MutexGuard};
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
@@ -109,9 +117,19 @@ pub(crate) struct PgBatch {
     pub(crate) overlay: InventoryOverlay,
     /// Why the batch is lost: the batch it was built on failed to commit.
     lost: Option<String>,
+    /// Its place among the store's batches (see `PostgresStore::opened`).
+    seq: u64,
 }
 
 impl PgBatch {
+    /// A new batch, numbered `seq`.
+    fn opened(seq: u64) -> Self {
+        PgBatch {
+            seq,
+            ..PgBatch::default()
+        }
+    }
+
     /// Refuse work on a batch built on one that failed to commit.
     pub(crate) fn check(&self) -> OmsResult<()> {
         match &self.lost {
@@ -151,28 +169,73 @@ fn taken(order: &Order, found: u64) -> OmsError {
     }
 }
 
-/// The batches a read looks through, newest first: the open one, then the one whose commit
-/// is running. Rows move only from a newer layer to an older one (and from the oldest into
-/// the database), so reading newest first never misses a row on its way.
+/// The closed batches whose commits are running, at most two: the older one writing what
+/// depends on the batches before it, the newer one meanwhile writing its new orders, then
+/// waiting for its turn (see [`PostgresStore::rotate_batch`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sealed {
+    older: Option<Arc<PgBatch>>,
+    newer: Option<Arc<PgBatch>>,
+}
+
+impl Sealed {
+    /// The older batch, if any.
+    pub(crate) fn older(&self) -> Option<&PgBatch> {
+        self.older.as_deref()
+    }
+
+    /// The newer batch, if any.
+    pub(crate) fn newer(&self) -> Option<&PgBatch> {
+        self.newer.as_deref()
+    }
+
+    /// Add a batch just cut, the newest.
+    fn push(&mut self, batch: Arc<PgBatch>) -> OmsResult<()> {
+        match (&self.older, &self.newer) {
+            (None, _) => self.older = Some(batch),
+            (Some(_), None) => self.newer = Some(batch),
+            (Some(_), Some(_)) => return Err(storage("two batches are already committing")),
+        }
+        Ok(())
+    }
+
+    /// Drop `batch`, whose commit ended.
+    fn remove(&mut self, batch: &Arc<PgBatch>) {
+        if self.older.as_ref().is_some_and(|b| Arc::ptr_eq(b, batch)) {
+            self.older = self.newer.take();
+        } else if self.newer.as_ref().is_some_and(|b| Arc::ptr_eq(b, batch)) {
+            self.newer = None;
+        }
+    }
+}
+
+/// The batches a read looks through, newest first: the open one, then those whose commits
+/// are running. Rows move only from a batch into the database, older batches first, so
+/// reading newest first never misses a row on its way.
 #[derive(Clone, Copy)]
 pub(crate) struct Layers<'a> {
     open: Option<&'a PgBatch>,
-    sealed: Option<&'a PgBatch>,
+    newer: Option<&'a PgBatch>,
+    older: Option<&'a PgBatch>,
 }
 
 impl<'a> Layers<'a> {
-    /// The layers of an open batch (if any) and a committing one (if any).
-    pub(crate) fn new(open: Option<&'a PgBatch>, sealed: Option<&'a PgBatch>) -> Self {
-        Layers { open, sealed }
+    /// The layers of an open batch (if any) and the committing ones.
+    pub(crate) fn new(open: Option<&'a PgBatch>, sealed: &'a Sealed) -> Self {
+        Layers {
+            open,
+            newer: sealed.newer(),
+            older: sealed.older(),
+        }
     }
 
     fn each(self) -> impl Iterator<Item = &'a PgBatch> {
-        self.open.into_iter().chain(self.sealed)
+        self.open.into_iter().chain(self.newer).chain(self.older)
     }
 
     /// Whether there is no batch to look through.
     pub(crate) fn is_empty(self) -> bool {
-        self.open.is_none() && self.sealed.is_none()
+        self.each().next().is_none()
     }
 
     /// The newest copy of order `id` a batch holds.
@@ -243,7 +306,7 @@ impl<'a> Layers<'a> {
 
     /// The record of `key` a batch keeps (the oldest batch's first).
     pub(crate) fn key(self, key: &str) -> Option<IdempotencyRecord> {
-        [self.sealed, self.open]
+        [self.older, self.newer, self.open]
             .into_iter()
             .flatten()
             .find_map(|b| b.keys.get(key))
@@ -267,57 +330,90 @@ impl PostgresStore {
         if batch.is_some() {
             return Err(OmsError::invalid("batch", "a batch is already open"));
         }
-        *batch = Some(PgBatch::default());
+        *batch = Some(PgBatch::opened(self.next_seq()));
         Ok(())
+    }
+
+    /// The number of a batch opening now.
+    fn next_seq(&self) -> u64 {
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1
     }
 
     /// Commit the open batch: all its operations become durable together, or, if the commit
     /// fails (an order or stock row another writer changed so that the batch no longer fits),
-    /// none does. A rotated batch still committing is waited for first. The batch is closed
-    /// either way.
+    /// none does. Batches rotated before it commit first. The batch is closed either way;
+    /// reads look through it until its commit ends.
     pub fn commit_batch(&self) -> OmsResult<()> {
-        let _turn = self.commit_turn()?;
-        let open = self
-            .batch()?
-            .take()
-            .ok_or_else(|| storage("no open batch to commit"))?;
-        open.check()?;
-        self.write_batch(&open)
+        self.seal_and_commit(false)
     }
 
     /// Cut the open batch: the next one opens in the same step (operations of other threads
     /// wait meanwhile, and land in one batch or the other), and the cut one is committed while
     /// the next runs on top of it — reads look through it until its commit ends. Returns once
-    /// that commit has ended: with its error if it failed, and then the open batch, built on
-    /// it, is lost (its operations and its commit are refused until it is rolled back). A
-    /// rotation waits for the commit of the one before it.
+    /// that commit has ended: with its error if it failed, and then every batch built on it
+    /// is lost (a rotated one fails its commit; the open one refuses its operations and its
+    /// commit until it is rolled back).
+    ///
+    /// Two cut batches may be committing at once: while one writes what depends on the
+    /// batches before it (updates of orders they hold, stock and reservation rows,
+    /// idempotency records, events), the next, cut meanwhile, already writes its new orders
+    /// in its own transaction, then waits for its turn. Batches still become durable one at
+    /// a time, in the order they were cut.
     pub fn rotate_batch(&self) -> OmsResult<()> {
-        let _turn = self.commit_turn()?;
-        let cut = {
+        self.seal_and_commit(true)
+    }
+
+    /// Close the open batch (opening the next one when `reopen`) and commit it while reads
+    /// look through it; once its commit has ended, count it, then drop it from the layers.
+    fn seal_and_commit(&self, reopen: bool) -> OmsResult<()> {
+        let cut = self.cut_turn()?;
+        let sealed = {
             let mut batch = self.batch()?;
-            let open = batch
-                .take()
-                .ok_or_else(|| storage("no open batch to rotate"))?;
+            let open = batch.take().ok_or_else(|| {
+                storage(if reopen {
+                    "no open batch to rotate"
+                } else {
+                    "no open batch to commit"
+                })
+            })?;
             if let Err(e) = open.check() {
-                // Still lost: keep refusing until rolled back.
-                *batch = Some(open);
+                if reopen {
+                    // Still lost: keep refusing until rolled back.
+                    *batch = Some(open);
+                }
                 return Err(e);
             }
-            let cut = std::sync::Arc::new(open);
-            *self.sealed_slot()? = Some(cut.clone());
-            *batch = Some(PgBatch::default());
-            cut
+            let sealed = Arc::new(open);
+            self.sealed_slot()?.push(sealed.clone())?;
+            if reopen {
+                *batch = Some(PgBatch::opened(self.next_seq()));
+            }
+            sealed
         };
-        let outcome = self.write_batch(&cut);
-        // Counted before the batch leaves the layers (see `PostgresStore::commits_ended`).
-        self.commits_ended
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        *self.sealed_slot()? = None;
+        let (outcome, turn) = self.write_batch(&sealed, cut);
+        // A failure before the turn still ends in turn, after the batches cut before it.
+        let turn = match turn {
+            Some(turn) => turn,
+            None => self.commit_turn()?,
+        };
         if let Err(e) = &outcome {
+            // Every batch opened until now is built on this one (those opened before it have
+            // ended: they had their turns first).
+            *self.doomed()? = (
+                self.opened.load(std::sync::atomic::Ordering::Acquire),
+                e.to_string(),
+            );
             if let Some(open) = self.batch()?.as_mut() {
                 open.lost = Some(e.to_string());
             }
         }
+        // Counted before the batch leaves the layers (see `PostgresStore::commits_ended`).
+        self.commits_ended
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.sealed_slot()?.remove(&sealed);
+        drop(turn);
         outcome
     }
 
@@ -333,8 +429,43 @@ impl PostgresStore {
         Ok(self.batch()?.is_some())
     }
 
-    /// Write a closed batch in one transaction.
-    fn write_batch(&self, batch: &PgBatch) -> OmsResult<()> {
+    /// Write a closed batch in one transaction, in two phases: first, holding `cut`, its new
+    /// orders (nothing another batch wrote can hold them); then, once the batches cut before
+    /// it have ended (its turn, returned), everything else. The turn is `None` when the
+    /// batch failed before reaching it.
+    fn write_batch<'s>(
+        &'s self,
+        batch: &PgBatch,
+        cut: MutexGuard<'s, ()>,
+    ) -> (OmsResult<()>, Option<MutexGuard<'s, ()>>) {
+        let mut cut = Some(cut);
+        let mut turn = None;
+        let outcome = self.write_phases(batch, &mut || {
+            if turn.is_none() {
+                turn = Some(self.commit_turn()?);
+                // The next batch may be cut now: it reaches its turn after this one.
+                cut = None;
+                let doomed = self.doomed()?;
+                if batch.seq <= doomed.0 {
+                    return Err(storage(format!(
+                        "the batch before this one failed to commit ({}); this batch is lost",
+                        doomed.1
+                    )));
+                }
+            }
+            Ok(())
+        });
+        drop(cut);
+        (outcome, turn)
+    }
+
+    /// [`Self::write_batch`]'s statements; `await_turn` is called between the phases (and
+    /// again if the transaction runs again).
+    fn write_phases(
+        &self,
+        batch: &PgBatch,
+        await_turn: &mut dyn FnMut() -> OmsResult<()>,
+    ) -> OmsResult<()> {
         let rows = batch
             .orders
             .values()
@@ -371,6 +502,7 @@ impl PostgresStore {
                     .into());
                 }
             }
+            await_turn()?;
             for ((r, o), base) in rows.iter().zip(&bases) {
                 let Some(base) = base else {
                     continue;
@@ -393,6 +525,7 @@ impl PostgresStore {
                     .into());
                 }
             }
+            // Events after the turn, so the outbox numbers them in the order batches commit.
             if !batch.events.is_empty() {
                 let statement = prepared(tx, statements, PUT_EVENTS)?;
                 tx.execute(
@@ -456,7 +589,7 @@ impl PostgresStore {
     /// committing one (`sealed`), given the version stored under the order's id or number.
     pub(crate) fn batch_insert(
         batch: &mut PgBatch,
-        sealed: Option<&PgBatch>,
+        sealed: &Sealed,
         stored: Option<u64>,
         order: &Order,
         events: &[Event],
@@ -493,7 +626,7 @@ impl PostgresStore {
     pub(crate) fn batch_update(
         &self,
         batch: &mut PgBatch,
-        sealed: Option<&PgBatch>,
+        sealed: &Sealed,
         order: &Order,
         expected_version: u64,
         events: &[Event],

@@ -124,14 +124,17 @@ impl PostgresInventory {
             return Ok(None);
         };
         open.check()?;
-        // Rows the open batch lacks are read through the batch whose commit is running, then
-        // the database.
-        let sealed = self.store.sealed_batch()?;
+        // Rows the open batch lacks are read through the batches whose commits are running,
+        // newer first, then the database.
+        let sealed = self.store.sealed_batches()?;
         self.store
             .read_only(|client, statements| {
                 let db = Layered {
-                    sealed: sealed.as_deref().map(|s| &s.overlay),
-                    db: AsOms::new(PgLedger::new(client, statements)),
+                    sealed: sealed.newer().map(|s| &s.overlay),
+                    db: Layered {
+                        sealed: sealed.older().map(|s| &s.overlay),
+                        db: AsOms::new(PgLedger::new(client, statements)),
+                    },
                 };
                 let mut rows = AsTx {
                     inner: Journaled::new(db, &mut open.overlay),
