@@ -26,7 +26,7 @@ use crate::codec::{
     actor_text, event_data_from_json, order_from_json, order_to_json, storage, to_i64, to_json,
     to_u64,
 };
-use crate::postgres_batch::{Layers, PgBatch, Sealed};
+use crate::postgres_batch::{Layers, PgBatch, Sealed, Turns};
 
 /// Embedded migrations, applied in order on connect; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[
@@ -145,14 +145,14 @@ pub struct PostgresStore {
     /// The open batch, if any ([`PostgresStore::begin_batch`]); its lock is held by each
     /// operation on it, so operations of threads sharing it apply one at a time.
     batch: Mutex<Option<PgBatch>>,
-    /// Closed batches whose commits are running: reads look through them.
+    /// Closed batches whose commits are running, oldest first: reads look through them.
     sealed: Mutex<Sealed>,
-    /// Held from a batch's cut until its commit's turn, so at most two batches are closed and
-    /// uncommitted at a time, and they reach their turns in the order they were cut.
-    cutting: Mutex<()>,
-    /// Held by a batch's commit from its turn to its end, so batches write what depends on
-    /// the batches before them one at a time and in order.
-    committing: Mutex<()>,
+    /// The batches' turns: each cut batch draws a ticket, and its turn comes when every batch
+    /// cut before it has ended, so batches write what depends on the batches before them one
+    /// at a time, in the order they were cut.
+    turns: Mutex<Turns>,
+    /// Signalled whenever a turn ends.
+    turn_ended: std::sync::Condvar,
     /// How many batches were opened (each batch's `seq` is the count when it opened).
     pub(crate) opened: std::sync::atomic::AtomicU64,
     /// The batches built on one whose commit failed: every batch up to this `seq`, and why.
@@ -271,8 +271,8 @@ impl PostgresStore {
             retries: std::sync::atomic::AtomicU64::new(0),
             batch: Mutex::new(None),
             sealed: Mutex::new(Sealed::default()),
-            cutting: Mutex::new(()),
-            committing: Mutex::new(()),
+            turns: Mutex::new(Turns::default()),
+            turn_ended: std::sync::Condvar::new(),
             opened: std::sync::atomic::AtomicU64::new(0),
             doomed: Mutex::new((0, String::new())),
             commits_ended: std::sync::atomic::AtomicU64::new(0),
@@ -322,18 +322,33 @@ impl PostgresStore {
         Ok(self.sealed_slot()?.clone())
     }
 
-    /// The right to cut the open batch (see `cutting`).
-    pub(crate) fn cut_turn(&self) -> OmsResult<MutexGuard<'_, ()>> {
-        self.cutting
+    /// The batches' turns (see `turns`), locked.
+    pub(crate) fn turns(&self) -> OmsResult<MutexGuard<'_, Turns>> {
+        self.turns
             .lock()
             .map_err(|_| storage("postgres batch lock poisoned"))
     }
 
-    /// The turn of one batch commit (batches commit one at a time, in order).
-    pub(crate) fn commit_turn(&self) -> OmsResult<MutexGuard<'_, ()>> {
-        self.committing
-            .lock()
-            .map_err(|_| storage("postgres batch lock poisoned"))
+    /// Wait, with the turns locked (`turns`), until `done` says the wait is over.
+    pub(crate) fn wait_turns<'t>(
+        &self,
+        mut turns: MutexGuard<'t, Turns>,
+        done: impl Fn(&Turns) -> bool,
+    ) -> OmsResult<MutexGuard<'t, Turns>> {
+        while !done(&turns) {
+            turns = self
+                .turn_ended
+                .wait(turns)
+                .map_err(|_| storage("postgres batch lock poisoned"))?;
+        }
+        Ok(turns)
+    }
+
+    /// End the turn of the batch holding it: the next batch's turn comes.
+    pub(crate) fn end_turn(&self) -> OmsResult<()> {
+        self.turns()?.ended += 1;
+        self.turn_ended.notify_all();
+        Ok(())
     }
 
     /// The batches built on a failed one, and why (see `doomed`).

@@ -26,8 +26,8 @@
 //! A batch cut by [`PostgresStore::rotate_batch`] commits in two phases: its new orders
 //! (with their lines and audit rows) first, which nothing another batch writes can touch,
 //! then, once the batches cut before it have committed, everything that may depend on them.
-//! So one batch writes its new orders while the one before it finishes, and the server's
-//! two halves of the work overlap; batches still become durable in the order they were cut,
+//! So a batch writes its new orders while those before it finish, and the server works on
+//! several batches at once; batches still become durable in the order they were cut,
 //! and a batch built on one whose commit failed fails its own commit.
 //!
 //! Outbox events become visible when their batch commits
@@ -35,7 +35,7 @@
 //! must never announce what may still be rolled back).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
@@ -169,68 +169,56 @@ fn taken(order: &Order, found: u64) -> OmsError {
     }
 }
 
-/// The closed batches whose commits are running, at most two: the older one writing what
-/// depends on the batches before it, the newer one meanwhile writing its new orders, then
-/// waiting for its turn (see [`PostgresStore::rotate_batch`]).
+/// How many cut batches may be committing at once. While the oldest writes what depends on
+/// the batches before it, the others write their new orders; a rotation beyond this waits.
+pub(crate) const COMMITTING: u64 = 3;
+
+/// The closed batches whose commits are running, oldest first (at most [`COMMITTING`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Sealed {
-    older: Option<Arc<PgBatch>>,
-    newer: Option<Arc<PgBatch>>,
+    batches: Vec<Arc<PgBatch>>,
 }
 
 impl Sealed {
-    /// The older batch, if any.
-    pub(crate) fn older(&self) -> Option<&PgBatch> {
-        self.older.as_deref()
-    }
-
-    /// The newer batch, if any.
-    pub(crate) fn newer(&self) -> Option<&PgBatch> {
-        self.newer.as_deref()
-    }
-
-    /// Add a batch just cut, the newest.
-    fn push(&mut self, batch: Arc<PgBatch>) -> OmsResult<()> {
-        match (&self.older, &self.newer) {
-            (None, _) => self.older = Some(batch),
-            (Some(_), None) => self.newer = Some(batch),
-            (Some(_), Some(_)) => return Err(storage("two batches are already committing")),
-        }
-        Ok(())
+    /// The batches, oldest first.
+    pub(crate) fn oldest_first(&self) -> impl DoubleEndedIterator<Item = &PgBatch> {
+        self.batches.iter().map(|b| &**b)
     }
 
     /// Drop `batch`, whose commit ended.
     fn remove(&mut self, batch: &Arc<PgBatch>) {
-        if self.older.as_ref().is_some_and(|b| Arc::ptr_eq(b, batch)) {
-            self.older = self.newer.take();
-        } else if self.newer.as_ref().is_some_and(|b| Arc::ptr_eq(b, batch)) {
-            self.newer = None;
-        }
+        self.batches.retain(|b| !Arc::ptr_eq(b, batch));
     }
 }
 
+/// Tickets of the batches' turns.
+#[derive(Debug, Default)]
+pub(crate) struct Turns {
+    /// Tickets drawn: one per cut batch.
+    drawn: u64,
+    /// Turns ended: the batch holding ticket `ended` has the turn.
+    pub(crate) ended: u64,
+}
+
 /// The batches a read looks through, newest first: the open one, then those whose commits
-/// are running. Rows move only from a batch into the database, older batches first, so
-/// reading newest first never misses a row on its way.
+/// are running, newest first. Rows move only from a batch into the database, oldest batch
+/// first, so reading newest first never misses a row on its way.
 #[derive(Clone, Copy)]
 pub(crate) struct Layers<'a> {
     open: Option<&'a PgBatch>,
-    newer: Option<&'a PgBatch>,
-    older: Option<&'a PgBatch>,
+    sealed: &'a Sealed,
 }
 
 impl<'a> Layers<'a> {
     /// The layers of an open batch (if any) and the committing ones.
     pub(crate) fn new(open: Option<&'a PgBatch>, sealed: &'a Sealed) -> Self {
-        Layers {
-            open,
-            newer: sealed.newer(),
-            older: sealed.older(),
-        }
+        Layers { open, sealed }
     }
 
     fn each(self) -> impl Iterator<Item = &'a PgBatch> {
-        self.open.into_iter().chain(self.newer).chain(self.older)
+        self.open
+            .into_iter()
+            .chain(self.sealed.oldest_first().rev())
     }
 
     /// Whether there is no batch to look through.
@@ -306,9 +294,9 @@ impl<'a> Layers<'a> {
 
     /// The record of `key` a batch keeps (the oldest batch's first).
     pub(crate) fn key(self, key: &str) -> Option<IdempotencyRecord> {
-        [self.older, self.newer, self.open]
-            .into_iter()
-            .flatten()
+        self.sealed
+            .oldest_first()
+            .chain(self.open)
             .find_map(|b| b.keys.get(key))
             .map(|(fingerprint, response)| IdempotencyRecord {
                 fingerprint: fingerprint.clone(),
@@ -356,20 +344,24 @@ impl PostgresStore {
     /// is lost (a rotated one fails its commit; the open one refuses its operations and its
     /// commit until it is rolled back).
     ///
-    /// Two cut batches may be committing at once: while one writes what depends on the
-    /// batches before it (updates of orders they hold, stock and reservation rows,
-    /// idempotency records, events), the next, cut meanwhile, already writes its new orders
-    /// in its own transaction, then waits for its turn. Batches still become durable one at
-    /// a time, in the order they were cut.
+    /// Up to three cut batches may be committing at once: while the oldest writes what
+    /// depends on the batches before it (updates of orders they hold, stock and reservation
+    /// rows, idempotency records, events), those cut after it already write their new orders,
+    /// each in its own transaction, then wait for their turns. Batches still become durable
+    /// one at a time, in the order they were cut; a rotation finding three committing waits
+    /// for the oldest to end.
     pub fn rotate_batch(&self) -> OmsResult<()> {
         self.seal_and_commit(true)
     }
 
     /// Close the open batch (opening the next one when `reopen`) and commit it while reads
-    /// look through it; once its commit has ended, count it, then drop it from the layers.
+    /// look through it; once its commit has ended, count it, drop it from the layers, and end
+    /// its turn.
     fn seal_and_commit(&self, reopen: bool) -> OmsResult<()> {
-        let cut = self.cut_turn()?;
-        let sealed = {
+        let (sealed, ticket) = {
+            // Cut only while fewer than `COMMITTING` batches are committing.
+            let turns = self.turns()?;
+            let mut turns = self.wait_turns(turns, |t| t.drawn - t.ended < COMMITTING)?;
             let mut batch = self.batch()?;
             let open = batch.take().ok_or_else(|| {
                 storage(if reopen {
@@ -386,18 +378,35 @@ impl PostgresStore {
                 return Err(e);
             }
             let sealed = Arc::new(open);
-            self.sealed_slot()?.push(sealed.clone())?;
+            self.sealed_slot()?.batches.push(sealed.clone());
             if reopen {
                 *batch = Some(PgBatch::opened(self.next_seq()));
             }
-            sealed
+            let ticket = turns.drawn;
+            turns.drawn += 1;
+            (sealed, ticket)
         };
-        let (outcome, turn) = self.write_batch(&sealed, cut);
-        // A failure before the turn still ends in turn, after the batches cut before it.
-        let turn = match turn {
-            Some(turn) => turn,
-            None => self.commit_turn()?,
-        };
+        let mut has_turn = false;
+        let mut outcome = self.write_phases(&sealed, &mut || {
+            if !has_turn {
+                drop(self.wait_turns(self.turns()?, |t| t.ended == ticket)?);
+                has_turn = true;
+                let doomed = self.doomed()?;
+                if sealed.seq <= doomed.0 {
+                    return Err(storage(format!(
+                        "the batch before this one failed to commit ({}); this batch is lost",
+                        doomed.1
+                    )));
+                }
+            }
+            Ok(())
+        });
+        if !has_turn {
+            // A failure before the turn still ends in turn, after the batches cut before it.
+            if let Err(e) = self.wait_turns(self.turns()?, |t| t.ended == ticket) {
+                outcome = Err(e);
+            }
+        }
         if let Err(e) = &outcome {
             // Every batch opened until now is built on this one (those opened before it have
             // ended: they had their turns first).
@@ -413,7 +422,7 @@ impl PostgresStore {
         self.commits_ended
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.sealed_slot()?.remove(&sealed);
-        drop(turn);
+        self.end_turn()?;
         outcome
     }
 
@@ -429,38 +438,10 @@ impl PostgresStore {
         Ok(self.batch()?.is_some())
     }
 
-    /// Write a closed batch in one transaction, in two phases: first, holding `cut`, its new
-    /// orders (nothing another batch wrote can hold them); then, once the batches cut before
-    /// it have ended (its turn, returned), everything else. The turn is `None` when the
-    /// batch failed before reaching it.
-    fn write_batch<'s>(
-        &'s self,
-        batch: &PgBatch,
-        cut: MutexGuard<'s, ()>,
-    ) -> (OmsResult<()>, Option<MutexGuard<'s, ()>>) {
-        let mut cut = Some(cut);
-        let mut turn = None;
-        let outcome = self.write_phases(batch, &mut || {
-            if turn.is_none() {
-                turn = Some(self.commit_turn()?);
-                // The next batch may be cut now: it reaches its turn after this one.
-                cut = None;
-                let doomed = self.doomed()?;
-                if batch.seq <= doomed.0 {
-                    return Err(storage(format!(
-                        "the batch before this one failed to commit ({}); this batch is lost",
-                        doomed.1
-                    )));
-                }
-            }
-            Ok(())
-        });
-        drop(cut);
-        (outcome, turn)
-    }
-
-    /// [`Self::write_batch`]'s statements; `await_turn` is called between the phases (and
-    /// again if the transaction runs again).
+    /// Write a closed batch in one transaction, in two phases: its new orders first (nothing
+    /// another batch writes can hold them), then, once `await_turn` returns (the batches cut
+    /// before it have ended), everything else. `await_turn` is called again if the
+    /// transaction runs again.
     fn write_phases(
         &self,
         batch: &PgBatch,

@@ -30,6 +30,10 @@ use crate::inventory::{self as ops, FirstRead, Key, Ledger, Lookup, OPEN_STATUSE
 use crate::overlay::Journaled;
 use crate::pipeline::Layered;
 use crate::postgres::{prepared, PostgresStore, Statements, TxError};
+use crate::postgres_batch::{PgBatch, COMMITTING};
+
+// One layer per batch that may be committing, oldest innermost (see `in_batch`).
+const _: () = assert!(COMMITTING == 3);
 
 /// An [`InventoryStore`] on PostgreSQL, sharing the connection pool of a [`PostgresStore`].
 pub struct PostgresInventory {
@@ -125,15 +129,20 @@ impl PostgresInventory {
         };
         open.check()?;
         // Rows the open batch lacks are read through the batches whose commits are running,
-        // newer first, then the database.
+        // newest first, then the database.
         let sealed = self.store.sealed_batches()?;
         self.store
             .read_only(|client, statements| {
+                let layers: Vec<&PgBatch> = sealed.oldest_first().collect();
+                let overlay = |i: usize| layers.get(i).map(|b| &b.overlay);
                 let db = Layered {
-                    sealed: sealed.newer().map(|s| &s.overlay),
+                    sealed: overlay(2),
                     db: Layered {
-                        sealed: sealed.older().map(|s| &s.overlay),
-                        db: AsOms::new(PgLedger::new(client, statements)),
+                        sealed: overlay(1),
+                        db: Layered {
+                            sealed: overlay(0),
+                            db: AsOms::new(PgLedger::new(client, statements)),
+                        },
                     },
                 };
                 let mut rows = AsTx {

@@ -181,8 +181,8 @@ fn rotations_under_load_keep_every_write_and_deliver_every_event_in_order() {
                 })
             })
             .collect();
-        // Two rotators, so that one batch's commit overlaps the next one's.
-        let rotators: Vec<_> = (0..2)
+        // Three rotators, so that up to three batches commit at once.
+        let rotators: Vec<_> = (0..3)
             .map(|_| {
                 scope.spawn(|| {
                     while !done.load(Ordering::Acquire) {
