@@ -34,6 +34,7 @@ pub mod pricing;
 pub mod returns;
 pub mod service;
 pub mod store;
+mod tagged;
 pub mod text;
 pub mod time;
 

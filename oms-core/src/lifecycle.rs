@@ -224,21 +224,13 @@ impl Serialize for Actor {
             Actor::Staff(id) => PlainActor::Staff(id),
             Actor::System => PlainActor::System,
         };
-        if s.is_human_readable() {
-            TaggedActor::from(plain).serialize(s)
-        } else {
-            plain.serialize(s)
-        }
+        crate::tagged::serialize::<_, TaggedActor<&Text>, _>(plain, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Actor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let plain: PlainActor<Text> = if d.is_human_readable() {
-            TaggedActor::deserialize(d)?.into()
-        } else {
-            PlainActor::deserialize(d)?
-        };
+        let plain = crate::tagged::deserialize::<PlainActor<Text>, TaggedActor<Text>, _>(d)?;
         Ok(match plain {
             PlainActor::Customer(id) => Actor::Customer(id),
             PlainActor::Staff(id) => Actor::Staff(id),

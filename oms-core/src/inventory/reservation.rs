@@ -681,21 +681,17 @@ impl Serialize for RequestLine {
                 warehouses,
             },
         };
-        if s.is_human_readable() {
-            TaggedLine::from(plain).serialize(s)
-        } else {
-            plain.serialize(s)
-        }
+        crate::tagged::serialize::<_, TaggedLine<_, _, _>, _>(plain, s)
     }
 }
 
 impl<'de> Deserialize<'de> for RequestLine {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let plain: PlainLine<ReservationItem, Sku, Vec<WarehouseId>> = if d.is_human_readable() {
-            TaggedLine::deserialize(d)?.into()
-        } else {
-            PlainLine::deserialize(d)?
-        };
+        let plain = crate::tagged::deserialize::<
+            PlainLine<ReservationItem, Sku, Vec<WarehouseId>>,
+            TaggedLine<_, _, _>,
+            _,
+        >(d)?;
         Ok(match plain {
             PlainLine::Exact(item) => RequestLine::Exact(item),
             PlainLine::Spread {
