@@ -152,7 +152,7 @@ pub struct PostgresStore {
     /// at a time, in the order they were cut.
     turns: Mutex<Turns>,
     /// Signalled whenever a turn ends.
-    turn_ended: std::sync::Condvar,
+    pub(crate) turn_ended: std::sync::Condvar,
     /// How many batches were opened (each batch's `seq` is the count when it opened).
     pub(crate) opened: std::sync::atomic::AtomicU64,
     /// The batches built on one whose commit failed: every batch up to this `seq`, and why.
@@ -327,28 +327,6 @@ impl PostgresStore {
         self.turns
             .lock()
             .map_err(|_| storage("postgres batch lock poisoned"))
-    }
-
-    /// Wait, with the turns locked (`turns`), until `done` says the wait is over.
-    pub(crate) fn wait_turns<'t>(
-        &self,
-        mut turns: MutexGuard<'t, Turns>,
-        done: impl Fn(&Turns) -> bool,
-    ) -> OmsResult<MutexGuard<'t, Turns>> {
-        while !done(&turns) {
-            turns = self
-                .turn_ended
-                .wait(turns)
-                .map_err(|_| storage("postgres batch lock poisoned"))?;
-        }
-        Ok(turns)
-    }
-
-    /// End the turn of the batch holding it: the next batch's turn comes.
-    pub(crate) fn end_turn(&self) -> OmsResult<()> {
-        self.turns()?.ended += 1;
-        self.turn_ended.notify_all();
-        Ok(())
     }
 
     /// The batches built on a failed one, and why (see `doomed`).

@@ -35,7 +35,7 @@
 //! must never announce what may still be rolled back).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use oms_core::error::{OmsError, OmsResult};
 use oms_core::events::Event;
@@ -133,9 +133,7 @@ impl PgBatch {
     /// Refuse work on a batch built on one that failed to commit.
     pub(crate) fn check(&self) -> OmsResult<()> {
         match &self.lost {
-            Some(reason) => Err(storage(format!(
-                "the batch before this one failed to commit ({reason}); this batch is lost: roll it back"
-            ))),
+            Some(reason) => Err(built_on_failed(reason)),
             None => Ok(()),
         }
     }
@@ -159,6 +157,13 @@ impl PgBatch {
             .insert(key.to_owned(), (record.fingerprint.clone(), response));
         Ok(())
     }
+}
+
+/// Why a batch built on one whose commit failed is refused.
+fn built_on_failed(reason: &str) -> OmsError {
+    storage(format!(
+        "the batch before this one failed to commit ({reason}); this batch is lost: roll it back"
+    ))
 }
 
 fn taken(order: &Order, found: u64) -> OmsError {
@@ -197,7 +202,7 @@ pub(crate) struct Turns {
     /// Tickets drawn: one per cut batch.
     drawn: u64,
     /// Turns ended: the batch holding ticket `ended` has the turn.
-    pub(crate) ended: u64,
+    ended: u64,
 }
 
 /// The batches a read looks through, newest first: the open one, then those whose commits
@@ -322,6 +327,28 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Wait, with the turns locked (`turns`), until `done` says the wait is over.
+    fn wait_turns<'t>(
+        &self,
+        mut turns: MutexGuard<'t, Turns>,
+        done: impl Fn(&Turns) -> bool,
+    ) -> OmsResult<MutexGuard<'t, Turns>> {
+        while !done(&turns) {
+            turns = self
+                .turn_ended
+                .wait(turns)
+                .map_err(|_| storage("postgres batch lock poisoned"))?;
+        }
+        Ok(turns)
+    }
+
+    /// End the turn of the batch holding it: the next batch's turn comes.
+    fn end_turn(&self) -> OmsResult<()> {
+        self.turns()?.ended += 1;
+        self.turn_ended.notify_all();
+        Ok(())
+    }
+
     /// The number of a batch opening now.
     fn next_seq(&self) -> u64 {
         self.opened
@@ -393,10 +420,7 @@ impl PostgresStore {
                 has_turn = true;
                 let doomed = self.doomed()?;
                 if sealed.seq <= doomed.0 {
-                    return Err(storage(format!(
-                        "the batch before this one failed to commit ({}); this batch is lost",
-                        doomed.1
-                    )));
+                    return Err(built_on_failed(&doomed.1));
                 }
             }
             Ok(())

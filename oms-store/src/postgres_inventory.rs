@@ -30,7 +30,7 @@ use crate::inventory::{self as ops, FirstRead, Key, Ledger, Lookup, OPEN_STATUSE
 use crate::overlay::Journaled;
 use crate::pipeline::Layered;
 use crate::postgres::{prepared, PostgresStore, Statements, TxError};
-use crate::postgres_batch::{PgBatch, COMMITTING};
+use crate::postgres_batch::COMMITTING;
 
 // One layer per batch that may be committing, oldest innermost (see `in_batch`).
 const _: () = assert!(COMMITTING == 3);
@@ -133,14 +133,14 @@ impl PostgresInventory {
         let sealed = self.store.sealed_batches()?;
         self.store
             .read_only(|client, statements| {
-                let layers: Vec<&PgBatch> = sealed.oldest_first().collect();
-                let overlay = |i: usize| layers.get(i).map(|b| &b.overlay);
+                let mut cut = sealed.oldest_first().map(|b| &b.overlay);
+                let (first, second, third) = (cut.next(), cut.next(), cut.next());
                 let db = Layered {
-                    sealed: overlay(2),
+                    sealed: third,
                     db: Layered {
-                        sealed: overlay(1),
+                        sealed: second,
                         db: Layered {
-                            sealed: overlay(0),
+                            sealed: first,
                             db: AsOms::new(PgLedger::new(client, statements)),
                         },
                     },

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::moved_on;
+
 use std::sync::Arc;
 
 use oms_core::events::Event;
@@ -55,13 +57,6 @@ fn two(test: &str) -> Two {
         other,
         other_inv,
     }
-}
-
-fn moved_on(o: &Order) -> Order {
-    let mut next = o.clone();
-    next.version += 1;
-    next.updated_at = Timestamp(next.updated_at.0 + 1);
-    next
 }
 
 #[test]

@@ -6,23 +6,18 @@
 
 mod common;
 
+use common::moved_on;
+
 use std::sync::Arc;
 
 use oms_core::events::Event;
 use oms_core::order::Order;
 use oms_core::store::OrderStore;
-use oms_core::time::{SequentialIds, Timestamp};
+use oms_core::time::SequentialIds;
 use oms_store::PostgresStore;
 
 fn order(ids: &SequentialIds) -> Order {
     common::placed_order(ids, "SKU-1")
-}
-
-fn moved_on(o: &Order) -> Order {
-    let mut next = o.clone();
-    next.version += 1;
-    next.updated_at = Timestamp(next.updated_at.0 + 1);
-    next
 }
 
 /// Poll `sql` (one count) on `c` until it reaches `at_least`; panics after ten seconds.

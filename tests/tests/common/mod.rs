@@ -284,3 +284,11 @@ pub fn placed_order(ids: &SequentialIds, sku: &str) -> Order {
     let clock = ManualClock::new(Timestamp::from_civil(2026, 5, 6, 12, 0, 0));
     Order::create(&draft, &Actor::System, &clock, ids).unwrap()
 }
+
+/// `o` as a writer moves it on: the next version, a moment later.
+pub fn moved_on(o: &Order) -> Order {
+    let mut next = o.clone();
+    next.version += 1;
+    next.updated_at = oms_core::time::Timestamp(next.updated_at.0 + 1);
+    next
+}
